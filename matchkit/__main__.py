@@ -1,0 +1,5 @@
+import sys
+
+from matchkit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Thin command-line layer: each command parses its options and calls one library function."""

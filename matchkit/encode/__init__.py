@@ -1,1 +1,7 @@
-"""encode"""
+"""Keyed tokens and fuzzy encodings, versioned. See docs/DESIGN.md ("Encoding mk1")."""
+
+from __future__ import annotations
+
+from matchkit.encode.tokens import ENCODING_VERSION, SUPPORTED_ENCODINGS, Encoder
+
+__all__ = ["ENCODING_VERSION", "SUPPORTED_ENCODINGS", "Encoder"]

@@ -1,0 +1,362 @@
+"""Turn one chunk of raw rows into one hashed record batch, per a source schema, rejecting what cannot be used.
+
+Every normaliser is applied once per *distinct* value of a column (``pandas.factorize``), because values repeat:
+birth dates, names, stages, months. Each fault is recorded as (line, column, reason); a row with any fault is left out
+of the batch and reported once with all its faults. No raw value is ever kept in a fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from matchkit.encode.tokens import Encoder, name_variants
+from matchkit.io.readers import Chunk
+from matchkit.normalize import dates, ids, names, values
+from matchkit.schema import Column, Entity, Schema
+
+Parser = Callable[[str], tuple[Any, str | None]]
+
+CODE_PARSERS: dict[str, Parser] = {
+    "deduction": values.parse_deduction,
+    "stage": values.parse_stage,
+    "relation": values.parse_relation,
+    "event": values.parse_event,
+}
+CACHE_LIMIT = 2_000_000
+
+
+def _parse_month(raw: str) -> tuple[Any, str | None]:
+    return dates.parse_month(raw)
+
+
+def _parse_date(raw: str) -> tuple[Any, str | None]:
+    return dates.parse_date(raw)
+
+
+def _parse_year(raw: str) -> tuple[Any, str | None]:
+    return values.parse_year(raw)
+
+
+CLEAR_PARSERS: dict[str, Parser] = {
+    "month": _parse_month,
+    "date": _parse_date,
+    "year": _parse_year,
+    "amount": values.parse_amount,
+    "share": values.parse_share,
+    "bool": values.parse_bool,
+    "text": lambda raw: (raw.strip() or None, None),
+    "record_id": lambda raw: (raw.strip() or None, None),
+}
+CLEAR_ARROW_TYPES: dict[str, pa.DataType] = {
+    "month": pa.int32(), "date": pa.date32(), "year": pa.int32(), "amount": pa.float64(), "share": pa.float64(),
+    "bool": pa.bool_(), "text": pa.string(), "record_id": pa.string(), "code": pa.string(),
+}
+
+
+@dataclass
+class Faults:
+    """Per-row faults of one chunk, kept as masks until the end (most rows have none)."""
+
+    size: int
+    masks: list[tuple[np.ndarray, str, str]] = field(default_factory=list)
+
+    def add(self, mask: np.ndarray, column: str, reason: str) -> None:
+        if mask.any():
+            self.masks.append((mask, column, reason))
+
+    def any_mask(self) -> np.ndarray:
+        combined = np.zeros(self.size, dtype=bool)
+        for mask, _, _ in self.masks:
+            combined |= mask
+        return combined
+
+    def describe(self, lines: np.ndarray) -> list[tuple[int, str, str]]:
+        per_row: dict[int, list[tuple[str, str]]] = {}
+        for mask, column, reason in self.masks:
+            for position in np.flatnonzero(mask).tolist():
+                per_row.setdefault(position, []).append((column, reason))
+        out = []
+        for position in sorted(per_row):
+            faults = per_row[position]
+            out.append((int(lines[position]), ";".join(c for c, _ in faults), ";".join(r for _, r in faults)))
+        return out
+
+
+def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, Any] | None = None) -> list[Any]:
+    """``[parser(v) for v in raw]``, calling the parser once per distinct value (and once per run with a cache)."""
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    if cache is None:
+        results = [parser(value) for value in uniques]
+    else:
+        if len(cache) > CACHE_LIMIT:
+            cache.clear()
+        results = []
+        for value in uniques:
+            hit = cache.get(value, cache)
+            if hit is cache:
+                hit = parser(value)
+                cache[value] = hit
+            results.append(hit)
+    lookup = np.empty(len(results), dtype=object)
+    lookup[:] = results
+    return lookup[codes].tolist()
+
+
+class TableEncoder:
+    """Encodes chunks of one source. Holds caches across chunks and the set of record ids seen so far."""
+
+    def __init__(self, schema: Schema, encoder: Encoder, *, today: date | None = None) -> None:
+        self.schema = schema
+        self.encoder = encoder
+        self.today = today
+        self._seen_record_ids: set[str] = set()
+        self._caches: dict[str, dict[str, Any]] = {}
+        self.arrow_schema = self._build_arrow_schema()
+
+    # --- output layout ------------------------------------------------------------------------------------------
+    def _build_arrow_schema(self) -> pa.Schema:
+        fields: list[pa.Field] = [pa.field("_line", pa.int64(), nullable=False)]
+        entity_columns = set()
+        for entity in self.schema.entities:
+            for role_column in (entity.id, entity.id_type, entity.person_name, entity.birth_date):
+                if role_column:
+                    entity_columns.add(role_column)
+        for column in self.schema.columns:
+            if column.name in entity_columns:
+                continue
+            fields.append(pa.field(column.name, CLEAR_ARROW_TYPES[column.type]))
+        for entity in self.schema.entities:
+            prefix = entity.name
+            fields.append(pa.field(f"{prefix}_id_tok", pa.binary(16)))
+            fields.append(pa.field(f"{prefix}_id_valid", pa.bool_()))
+            if entity.fuzzy:
+                fields.append(pa.field(f"{prefix}_id_near", pa.list_(pa.int64())))
+                fields.append(pa.field(f"{prefix}_name_fz", pa.list_(pa.int64())))
+                fields.append(pa.field(f"{prefix}_dob_tok", pa.binary(16)))
+            if entity.keep_birth_month:
+                fields.append(pa.field(f"{prefix}_birth_ym", pa.int32()))
+                fields.append(pa.field(f"{prefix}_id_birth_ym", pa.int32()))
+        return pa.schema(fields)
+
+    # --- one chunk ----------------------------------------------------------------------------------------------
+    def encode(self, chunk: Chunk) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+        size = len(chunk)
+        faults = Faults(size)
+        empty = np.full(size, "", dtype=object)
+        raw = {column.name: chunk.columns.get(column.name, empty) for column in self.schema.columns}
+        is_blank = {name: np.fromiter((not str(v).strip() for v in values_), dtype=bool, count=size)
+                    for name, values_ in raw.items()}
+        out: dict[str, Any] = {"_line": chunk.lines}
+
+        entity_columns = set()
+        for entity in self.schema.entities:
+            entity_columns.update(c for c in (entity.id, entity.id_type, entity.person_name, entity.birth_date) if c)
+        clear: dict[str, list[Any]] = {}
+        for column in self.schema.columns:
+            if column.name in entity_columns:
+                continue
+            clear[column.name] = self._clear_column(column, raw[column.name], is_blank[column.name], faults)
+        self._row_checks(clear, is_blank, faults)
+        for column_name, parsed in clear.items():
+            out[column_name] = parsed
+        for entity in self.schema.entities:
+            out.update(self._entity_columns(entity, raw, is_blank, faults))
+
+        rejected = faults.any_mask()
+        keep = ~rejected
+        arrays = []
+        for schema_field in self.arrow_schema:
+            column_values = out[schema_field.name]
+            if isinstance(column_values, np.ndarray) and column_values.dtype != object:
+                arrays.append(pa.array(column_values[keep], type=schema_field.type))
+            else:
+                kept = [v for v, k in zip(column_values, keep.tolist()) if k] if rejected.any() else column_values
+                arrays.append(pa.array(kept, type=schema_field.type))
+        table = pa.Table.from_arrays(arrays, schema=self.arrow_schema)
+        return table, faults.describe(chunk.lines)
+
+    def _cache(self, name: str) -> dict[str, Any]:
+        return self._caches.setdefault(name, {})
+
+    def _clear_column(self, column: Column, raw: np.ndarray, blank: np.ndarray, faults: Faults) -> list[Any]:
+        if column.type == "code":
+            parser = CODE_PARSERS[str(column.vocabulary)]
+        else:
+            parser = CLEAR_PARSERS[column.type]
+        results = map_unique(raw, lambda v: (None, None) if not str(v).strip() else parser(v),
+                             self._cache(f"clear:{column.type}:{column.vocabulary}"))
+        parsed = [r[0] for r in results]
+        reasons = np.array([r[1] for r in results], dtype=object)
+        bad = np.not_equal(reasons, None) & ~blank
+        for reason in sorted({r for r in reasons[bad].tolist()}):
+            faults.add(bad & (reasons == reason), column.name, reason)
+        if column.required:
+            faults.add(blank, column.name, "missing_value")
+        if column.type == "record_id":
+            self._check_unique(column.name, parsed, blank, faults)
+        if column.type == "date":
+            parsed = [v if isinstance(v, date) else None for v in parsed]
+        return parsed
+
+    def _check_unique(self, name: str, parsed: list[Any], blank: np.ndarray, faults: Faults) -> None:
+        duplicate = np.zeros(len(parsed), dtype=bool)
+        seen = self._seen_record_ids
+        for position, value in enumerate(parsed):
+            if value is None:
+                continue
+            if value in seen:
+                duplicate[position] = True
+            else:
+                seen.add(value)
+        faults.add(duplicate & ~blank, name, "duplicate_record_id")
+
+    # --- row checks that involve several columns ----------------------------------------------------------------
+    def _row_checks(self, clear: dict[str, list[Any]], blank: dict[str, np.ndarray], faults: Faults) -> None:
+        checks = set(self.schema.row_checks)
+        if "claim_period" in checks:
+            self._check_claim_period(clear, faults)
+        if "claim_amount" in checks:
+            self._check_claim_amount(clear, faults)
+        if "partner_for_couple_events" in checks:
+            event = np.array(clear["event"], dtype=object)
+            couple = (event == "marriage") | (event == "divorce")
+            faults.add(couple & blank["partner_id"], "partner_id", "missing_value")
+        if "enrolment_order" in checks:
+            start = pd.array(clear["enrolled_from"], dtype="Int64")
+            end = pd.array(clear["enrolled_to"], dtype="Int64")
+            reversed_ = np.asarray((end < start).fillna(False), dtype=bool)
+            faults.add(reversed_, "enrolled_to", "period_reversed")
+
+    def _check_claim_period(self, clear: dict[str, list[Any]], faults: Faults) -> None:
+        year = pd.array(clear["tax_year"], dtype="Int64")
+        start = pd.array(clear["period_start"], dtype="Int64")
+        end = pd.array(clear["period_end"], dtype="Int64")
+        start = start.fillna(year * 100 + 1) if start.isna().any() else start
+        end = end.fillna(year * 100 + 12) if end.isna().any() else end
+        outside_start = np.asarray(((start // 100) != year).fillna(False), dtype=bool)
+        outside_end = np.asarray(((end // 100) != year).fillna(False), dtype=bool)
+        faults.add(outside_start, "period_start", "period_outside_tax_year")
+        faults.add(outside_end, "period_end", "period_outside_tax_year")
+        faults.add(np.asarray((end < start).fillna(False), dtype=bool), "period_end", "period_reversed")
+        clear["period_start"] = [None if pd.isna(v) else int(v) for v in start]
+        clear["period_end"] = [None if pd.isna(v) else int(v) for v in end]
+
+    def _check_claim_amount(self, clear: dict[str, list[Any]], faults: Faults) -> None:
+        monthly = pd.array(clear["monthly_amount"], dtype="Float64")
+        annual = pd.array(clear["annual_amount"], dtype="Float64")
+        neither = np.asarray(monthly.isna() & annual.isna(), dtype=bool)
+        faults.add(neither, "monthly_amount;annual_amount", "missing_amount")
+        deduction = np.array(clear["deduction"], dtype=object)
+        needs_stage = deduction == "children_education"
+        stage_missing = np.array([v is None for v in clear["education_stage"]], dtype=bool)
+        faults.add(needs_stage & stage_missing, "education_stage", "missing_value")
+        clear["share"] = [1.0 if v is None else v for v in clear["share"]]
+
+    # --- entities -----------------------------------------------------------------------------------------------
+    def _entity_columns(self, entity: Entity, raw: dict[str, np.ndarray], blank: dict[str, np.ndarray],
+                        faults: Faults) -> dict[str, Any]:
+        size = faults.size
+        prefix = entity.name
+        if entity.id_type:
+            type_results = map_unique(raw[entity.id_type], lambda v: ids.normalize_id_type(v) if str(v).strip()
+                                      else "resident", self._cache("id_type"))
+            id_types = np.array(type_results, dtype=object)
+            faults.add(np.equal(id_types, None), entity.id_type, "unknown_id_type")
+            id_types = np.where(np.equal(id_types, None), "resident", id_types)
+        else:
+            id_types = np.full(size, "resident", dtype=object)
+        id_raw = raw[entity.id]
+        id_blank = blank[entity.id]
+        pairs = np.array([f"{t}\x1f{v}" for t, v in zip(id_types.tolist(), id_raw.tolist())], dtype=object)
+        results = map_unique(pairs, _normalize_id_pair, self._cache("id"))
+        id_values = [r.value for r in results]
+        statuses = np.array([r.status for r in results], dtype=object)
+        valid = statuses == "ok"
+        if entity.required:
+            faults.add(id_blank, entity.id, "missing_value")
+        invalid = ~valid & ~id_blank
+        if entity.invalid_id == "reject":
+            for status in sorted(set(statuses[invalid].tolist())):
+                faults.add(invalid & (statuses == status), entity.id, f"invalid_id_{status}")
+        gb_type = np.isin(id_types, list(ids.GB11643_TYPES))
+        canonical = [
+            None if not ok else (f"RID:{v}" if gb else f"{t}:{v}")
+            for ok, gb, t, v in zip(valid.tolist(), gb_type.tolist(), id_types.tolist(), id_values)
+        ]
+        columns: dict[str, Any] = {
+            f"{prefix}_id_tok": self.encoder.id_tokens(canonical),
+            f"{prefix}_id_valid": np.where(id_blank, None, valid).tolist(),
+        }
+        # birth date: the entity's own column when present and valid, else the date inside a GB 11643 ID
+        id_dates = [ids.birth_date_from_id(v) if gb and v else None for gb, v in zip(gb_type.tolist(), id_values)]
+        column_dates: list[date | None] = [None] * size
+        if entity.birth_date:
+            date_results = map_unique(raw[entity.birth_date], lambda v: (None, None) if not str(v).strip()
+                                      else dates.parse_date(v), self._cache("birth_date"))
+            column_dates = [r[0] for r in date_results]
+            reasons = np.array([r[1] for r in date_results], dtype=object)
+            bad = np.not_equal(reasons, None) & ~blank[entity.birth_date]
+            for reason in sorted(set(reasons[bad].tolist())):
+                faults.add(bad & (reasons == reason), entity.birth_date, reason)
+        salts = [_yyyymmdd(c) if c is not None else (_yyyymmdd(d) if d is not None else 0)
+                 for c, d in zip(column_dates, id_dates)]
+        if entity.fuzzy:
+            bodies = [ids.id_body17(v) if gb else None for gb, v in zip(gb_type.tolist(), id_values)]
+            has_body = np.array([b is not None for b in bodies], dtype=bool)
+            near = self.encoder.id_near_tokens([b for b in bodies if b is not None])
+            near_lists: list[list[int] | None] = [None] * size
+            for position, row in zip(np.flatnonzero(has_body).tolist(), near.tolist()):
+                near_lists[position] = row
+            columns[f"{prefix}_id_near"] = near_lists
+            if entity.person_name:
+                name_results = map_unique(raw[entity.person_name], _name_variants_or_fault, self._cache("name"))
+                bad_name = np.array([isinstance(r, str) for r in name_results], dtype=bool)
+                faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
+                variant_lists = [r if isinstance(r, list) else None for r in name_results]
+                columns[f"{prefix}_name_fz"] = self.encoder.name_fuzzy_tokens(variant_lists, salts)
+            else:
+                columns[f"{prefix}_name_fz"] = [None] * size
+            columns[f"{prefix}_dob_tok"] = [self.encoder.dob_token(s) if s else None for s in salts]
+        elif entity.person_name:
+            problems = map_unique(raw[entity.person_name], names.name_problem, self._cache("name_problem"))
+            bad_name = np.array([p is not None and p != "empty" for p in problems], dtype=bool)
+            faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
+        if entity.keep_birth_month:
+            columns[f"{prefix}_birth_ym"] = [s // 100 if s else None for s in salts]
+            columns[f"{prefix}_id_birth_ym"] = [
+                _yyyymmdd(d) // 100 if d is not None and ok else None for d, ok in zip(id_dates, valid.tolist())
+            ]
+        return columns
+
+
+def _normalize_id_pair(pair: str) -> ids.IdResult:
+    id_type, _, value = pair.partition("\x1f")
+    if not value.strip():
+        return ids.IdResult(None, "empty")
+    return ids.normalize_id(value, id_type)
+
+
+def _name_variants_or_fault(raw: str) -> list[str] | str | None:
+    """The name's variants, or a reason code when the name is unusable, or None when empty."""
+    if not str(raw).strip():
+        return None
+    problem = names.name_problem(raw)
+    if problem == "empty":
+        return None
+    if problem is not None:
+        return problem
+    normalised = names.normalize_name(raw)
+    if normalised is None:
+        return None
+    return name_variants(normalised, names.name_pinyin(normalised))
+
+
+def _yyyymmdd(value: date) -> int:
+    return value.year * 10000 + value.month * 100 + value.day

@@ -1,0 +1,172 @@
+"""Encoding ``mk1``: exact keyed tokens, ID near tokens and birth-date-salted fuzzy name tokens.
+
+Once released an encoding version never changes its output: ``tests/test_encode_kat.py`` freezes every function
+here with known-answer vectors. A change that alters any byte is a new version (``mk2``), never an edit of ``mk1``.
+
+Cost model (this machine: one HMAC-SHA256 call from Python costs ~1.2 µs): exact tokens are HMAC-SHA256 over the
+canonical value, computed once per *distinct* value (the caller factorises columns). The many small tokens that the
+fuzzy encodings need are a keyed pseudo-random function built on AES-256 applied to fixed 16-byte blocks, which
+``cryptography`` encrypts in one vectorised call per batch (ECB mode on independent blocks = one PRF call each).
+Both primitives are keyed with sub-keys derived per kind of value and purpose (see ``matchkit.keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from matchkit.keys import SharedKey
+
+ENCODING_VERSION = "mk1"
+SUPPORTED_ENCODINGS = frozenset({ENCODING_VERSION})
+TOKEN_BYTES = 16
+
+# Windows over the 17-digit ID body (inclusive positions), overlapping by one: every single substitution and every
+# swap of two adjacent digits lies inside one window, so the two bodies agree on the other three... at least on the
+# body with that window removed.
+NEAR_WINDOWS: tuple[tuple[int, int], ...] = ((0, 4), (4, 8), (8, 12), (12, 16))
+
+_NEAR_TAG = b"MKN1"
+_NAME_TAG = b"MKF1"
+_POW10_17 = 10 ** np.arange(16, -1, -1, dtype=np.int64)  # place values of the 17 body digits
+
+
+class Encoder:
+    """All keyed encodings of one (key, purpose, encoding version). Thread-compatible, not thread-safe."""
+
+    def __init__(self, key: SharedKey, purpose: str, encoding_version: str = ENCODING_VERSION) -> None:
+        if encoding_version not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported encoding version {encoding_version!r}")
+        self.purpose = purpose
+        self.encoding_version = encoding_version
+        self.key_id = key.key_id
+        self.key_fingerprint = key.fingerprint
+        derive = lambda kind: key.derive(purpose, kind, encoding_version)  # noqa: E731
+        self._k_person_id = derive("person_id")
+        self._k_birth_date = derive("birth_date")
+        self._k_name_variant = derive("name_variant")
+        self._k_text = derive("text")
+        self._near_cipher = Cipher(algorithms.AES(derive("person_id_near")), modes.ECB())
+        self._name_cipher = Cipher(algorithms.AES(derive("name_salted")), modes.ECB())
+        self._variant_cache: dict[str, bytes] = {}
+        self._dob_cache: dict[int, bytes] = {}
+
+    # --- exact tokens -------------------------------------------------------------------------------------------
+    def id_token(self, canonical: str) -> bytes:
+        """Exact 128-bit token of a canonical ID message (``RID:<18 chars>`` or ``<type>:<value>``)."""
+        return hmac.digest(self._k_person_id, canonical.encode("utf-8"), "sha256")[:TOKEN_BYTES]
+
+    def id_tokens(self, canonicals: Iterable[str | None]) -> list[bytes | None]:
+        key = self._k_person_id
+        digest = hmac.digest
+        return [None if c is None else digest(key, c.encode("utf-8"), "sha256")[:TOKEN_BYTES] for c in canonicals]
+
+    def text_token(self, value: str) -> bytes:
+        """Exact token for a generic identifying text field of a user schema."""
+        return hmac.digest(self._k_text, value.encode("utf-8"), "sha256")[:TOKEN_BYTES]
+
+    def dob_token(self, yyyymmdd: int) -> bytes:
+        """Exact 128-bit token of a birth date given as the integer YYYYMMDD (memoised: dates repeat)."""
+        token = self._dob_cache.get(yyyymmdd)
+        if token is None:
+            token = hmac.digest(self._k_birth_date, f"{yyyymmdd:08d}".encode("ascii"), "sha256")[:TOKEN_BYTES]
+            self._dob_cache[yyyymmdd] = token
+        return token
+
+    # --- ID near tokens -----------------------------------------------------------------------------------------
+    def id_near_tokens(self, bodies: Sequence[str]) -> np.ndarray:
+        """Near tokens for 17-digit ID bodies: an ``(n, 4)`` int64 array, one column per window.
+
+        Token *w* is ``AES_k(tag | w | 000 | remaining 12 digits as a big-endian uint64)``, first 8 bytes, read as
+        a signed big-endian int64. Bodies must be 17 ASCII digits (the caller selects them).
+        """
+        count = len(bodies)
+        if count == 0:
+            return np.zeros((0, len(NEAR_WINDOWS)), dtype=np.int64)
+        digits = np.frombuffer("".join(bodies).encode("ascii"), dtype=np.uint8).reshape(count, 17) - ord("0")
+        if digits.max(initial=0) > 9:
+            raise ValueError("ID bodies must be 17 ASCII digits")
+        body_values = digits.astype(np.int64) @ _POW10_17
+        blocks = np.zeros((count, len(NEAR_WINDOWS), 16), dtype=np.uint8)
+        blocks[:, :, 0:4] = np.frombuffer(_NEAR_TAG, dtype=np.uint8)
+        for window_index, (first, last) in enumerate(NEAR_WINDOWS):
+            # digits before the window, shifted left over the digits after it, plus the digits after it
+            tail_power = 10 ** (16 - last)
+            remaining = (body_values // 10 ** (17 - first)) * tail_power + body_values % tail_power
+            blocks[:, window_index, 4] = window_index
+            blocks[:, window_index, 8:16] = remaining.astype(">u8").view(np.uint8).reshape(count, 8)
+        return self._prf(self._near_cipher, blocks.reshape(-1, 16)).reshape(count, len(NEAR_WINDOWS))
+
+    # --- fuzzy name tokens --------------------------------------------------------------------------------------
+    def name_variant_digest(self, variant: str) -> bytes:
+        """Keyed 64-bit digest of one name variant, memoised (names and their pinyin repeat across records)."""
+        digest = self._variant_cache.get(variant)
+        if digest is None:
+            digest = hmac.digest(self._k_name_variant, variant.encode("utf-8"), "sha256")[:8]
+            self._variant_cache[variant] = digest
+        return digest
+
+    def name_fuzzy_tokens(self, variant_lists: Sequence[Sequence[str] | None], salts: Sequence[int]) -> list[
+        list[int] | None
+    ]:
+        """Birth-date-salted fuzzy name tokens, one list per record (None where the record has no name).
+
+        ``variant_lists[i]`` are the record's name variants in order (see ``name_variants``); ``salts[i]`` is its
+        birth date as YYYYMMDD, or 0 when unknown. Token = ``AES_k(digest(variant) | salt as uint32 | tag)``,
+        first 8 bytes as a signed big-endian int64: equal tokens imply an equal variant *and* an equal birth date,
+        so a token's frequency says little about the name behind it.
+        """
+        lengths = np.fromiter((0 if v is None else len(v) for v in variant_lists), dtype=np.int64)
+        total = int(lengths.sum())
+        if total == 0:
+            return [None if v is None or not v else [] for v in variant_lists]
+        blocks = np.zeros((total, 16), dtype=np.uint8)
+        digests = bytearray()
+        digest_of = self.name_variant_digest
+        for variants in variant_lists:
+            if variants:
+                for variant in variants:
+                    digests += digest_of(variant)
+        blocks[:, 0:8] = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(total, 8)
+        salt_per_token = np.repeat(np.asarray(salts, dtype=np.int64), lengths)
+        blocks[:, 8:12] = salt_per_token.astype(">u4").view(np.uint8).reshape(total, 4)
+        blocks[:, 12:16] = np.frombuffer(_NAME_TAG, dtype=np.uint8)
+        tokens = self._prf(self._name_cipher, blocks).tolist()
+        out: list[list[int] | None] = []
+        position = 0
+        for variants, length in zip(variant_lists, lengths.tolist()):
+            if not variants:
+                out.append(None)
+            else:
+                out.append(tokens[position : position + length])
+            position += length
+        return out
+
+    @staticmethod
+    def _prf(cipher: Cipher, blocks: np.ndarray) -> np.ndarray:
+        encryptor = cipher.encryptor()
+        encrypted = encryptor.update(np.ascontiguousarray(blocks).tobytes()) + encryptor.finalize()
+        return np.frombuffer(encrypted, dtype=np.uint8).reshape(-1, 16)[:, :8].copy().view(">i8").ravel().astype(
+            np.int64
+        )
+
+
+def name_variants(normalised_name: str, pinyin: Sequence[str]) -> list[str]:
+    """The ordered variants a name is encoded as: exact name, full pinyin, full pinyin minus each syllable.
+
+    Deletion variants share the pinyin namespace, so a name with a dropped or added character has its full pinyin
+    among the other's deletions, and a name with one different character shares a deletion with it.
+    """
+    variants = ["N:" + normalised_name, "P:" + " ".join(pinyin)]
+    if len(pinyin) >= 2:
+        for index in range(len(pinyin)):
+            variants.append("P:" + " ".join(pinyin[:index] + tuple(pinyin[index + 1 :])))
+    return variants
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,381 @@
+"""Readers for raw extracts: CSV (UTF-8, UTF-8 with BOM, GB18030/GBK), XLSX and Parquet, streamed in chunks.
+
+Every reader yields :class:`Chunk` objects holding the canonical columns as Python strings (never numbers: an
+18-digit ID must not pass through a float), each row's input line number (the header is line 1, the first data row
+line 2, in every format), and the rows it could not read at all (too few or too many fields) as rejects. Headers are
+matched to the schema's canonical names and Chinese aliases; unknown columns are dropped unread so nothing that the
+schema does not declare can reach an output.
+
+Problems with a file as a whole raise :class:`InputFileError` naming the file and what is wrong; messages never
+quote the file's content.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from matchkit.errors import InputFileError
+from matchkit.schema import Schema, fold_header
+
+DEFAULT_CHUNK_ROWS = 200_000
+SNIFF_BYTES = 1 << 20
+ENCODING_ALIASES = {
+    "utf8": "utf-8", "utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "utf8-sig": "utf-8-sig", "gb18030": "gb18030",
+    "gbk": "gb18030", "gb2312": "gb18030", "cp936": "gb18030",
+}
+
+
+@dataclass
+class Chunk:
+    """Rows of one input chunk: ``columns[name]`` is an object array of ``str`` (``""`` when empty)."""
+
+    columns: dict[str, np.ndarray]
+    lines: np.ndarray
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+@dataclass
+class InputSummary:
+    format: str
+    encoding: str | None
+    headers: dict[str, str]
+
+
+class RawReader:
+    """Opens one input file for a schema and iterates its chunks."""
+
+    def __init__(self, path: str | Path, schema: Schema, *, encoding: str = "auto",
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.chunk_rows = chunk_rows
+        if not self.path.exists():
+            raise InputFileError("input file not found", path=self.path)
+        if not self.path.is_file():
+            raise InputFileError("input is not a regular file", path=self.path)
+        if self.path.stat().st_size == 0:
+            raise InputFileError("input file is empty", path=self.path)
+        self.format = detect_format(self.path)
+        self.encoding: str | None = None
+        if self.format == "csv":
+            self.encoding = resolve_encoding(self.path, encoding)
+
+    def chunks(self) -> Iterator[Chunk]:
+        if self.format == "csv":
+            yield from self._csv_chunks()
+        elif self.format == "xlsx":
+            yield from self._xlsx_chunks()
+        else:
+            yield from self._parquet_chunks()
+
+    # --- header mapping ------------------------------------------------------------------------------------------
+    def _map_headers(self, headers: list[str]) -> dict[int, str]:
+        """Input column position -> canonical name; refuses duplicated and missing required columns."""
+        known = self.schema.header_map()
+        positions: dict[int, str] = {}
+        seen: dict[str, int] = {}
+        duplicated: list[str] = []
+        for position, header in enumerate(headers):
+            canonical = known.get(fold_header(str(header) if header is not None else ""))
+            if canonical is None:
+                continue
+            if canonical in seen:
+                duplicated.append(canonical)
+                continue
+            seen[canonical] = position
+            positions[position] = canonical
+        if duplicated:
+            raise InputFileError(
+                f"column(s) given more than once (by name or alias): {', '.join(sorted(set(duplicated)))}",
+                path=self.path,
+            )
+        missing = [c.name for c in self.schema.columns if c.required and c.name not in seen]
+        if missing:
+            raise InputFileError(
+                f"missing required column(s) for source '{self.schema.name}': {', '.join(missing)} "
+                f"(found {len(headers)} column(s), {len(seen)} recognised)",
+                path=self.path,
+            )
+        if not seen:
+            raise InputFileError(f"no column matches the '{self.schema.name}' schema", path=self.path)
+        return positions
+
+    # --- CSV ----------------------------------------------------------------------------------------------------
+    def _csv_chunks(self) -> Iterator[Chunk]:
+        assert self.encoding is not None
+        header_fields = self._csv_header()
+        positions = self._map_headers(header_fields)
+        column_names = [f"c{i}" for i in range(len(header_fields))]
+        bad_rows: list[tuple[int, str]] = []
+
+        def on_invalid_row(row: pacsv.InvalidRow) -> str:
+            bad_rows.append((row.number if row.number is not None else -1, row.text or ""))
+            return "skip"
+
+        read_options = pacsv.ReadOptions(
+            column_names=column_names, skip_rows=1, block_size=1 << 22,
+            encoding="utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding,
+        )
+        parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid_row, ignore_empty_lines=False)
+        convert_options = pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in column_names},
+            include_columns=[column_names[p] for p in positions],
+            strings_can_be_null=False, quoted_strings_can_be_null=False,
+        )
+        try:
+            reader = pacsv.open_csv(self.path, read_options=read_options, parse_options=parse_options,
+                                    convert_options=convert_options)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise InputFileError(self._csv_failure(exc), path=self.path) from exc
+        next_line = 2  # physical line of the next record (values never span lines: see detect_newlines_in_values)
+        pending = _RowBuffer(self.chunk_rows)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise InputFileError(self._csv_failure(exc), path=self.path) from exc
+            skipped, bad_rows[:] = list(bad_rows), []
+            lines, next_line, rejects = _assign_lines(next_line, batch.num_rows, skipped)
+            columns = {positions[int(name[1:])]: batch.column(name).to_numpy(zero_copy_only=False)
+                       for name in batch.schema.names}
+            yield from pending.add(columns, lines, rejects)
+        yield from pending.flush()
+
+    def _csv_header(self) -> list[str]:
+        assert self.encoding is not None
+        with open(self.path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        if b"\x00" in head:
+            raise InputFileError("file contains NUL bytes: not a text CSV (binary or UTF-16?)", path=self.path)
+        codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
+        first_line = head.split(b"\n", 1)[0]
+        try:
+            text = first_line.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise InputFileError(f"header line is not valid {self.encoding}", path=self.path) from exc
+        fields = next(csv.reader([text.rstrip("\r")]), [])
+        if not any(f.strip() for f in fields):
+            raise InputFileError("no header line (the first line is empty)", path=self.path)
+        return fields
+
+    def _csv_failure(self, exc: Exception) -> str:
+        text = str(exc)
+        if isinstance(exc, UnicodeDecodeError) or "decode" in text.lower() or "utf8" in text.lower():
+            return (f"bytes that are not valid {self.encoding} (mixed or wrong encoding); re-save the file in one "
+                    "encoding or pass --encoding")
+        if "straddling" in text or "newline" in text.lower():
+            return "a quoted value spans several lines, which extracts must not do"
+        return "cannot parse as CSV (" + text.split("\n", 1)[0][:120].split(":", 1)[0] + ")"
+
+    # --- XLSX ---------------------------------------------------------------------------------------------------
+    def _xlsx_chunks(self) -> Iterator[Chunk]:
+        try:
+            import openpyxl
+        except ImportError as exc:  # pragma: no cover - declared dependency
+            raise InputFileError("reading XLSX needs openpyxl: pip install openpyxl", path=self.path) from exc
+        try:
+            workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+            raise InputFileError("not a readable XLSX workbook (corrupt or not an .xlsx file)", path=self.path) from exc
+        try:
+            sheet = workbook.worksheets[0]
+            rows = sheet.iter_rows(values_only=True)
+            try:
+                header = next(rows)
+            except StopIteration as exc:
+                raise InputFileError("the first sheet is empty (no header row)", path=self.path) from exc
+            headers = ["" if h is None else str(h) for h in header]
+            positions = self._map_headers(headers)
+            width = len(headers)
+            buffer: dict[str, list[str]] = {name: [] for name in positions.values()}
+            lines: list[int] = []
+            rejects: list[tuple[int, str, str]] = []
+            line = 1
+            for row in rows:
+                line += 1
+                if row is None or all(v is None or (isinstance(v, str) and not v.strip()) for v in row):
+                    continue
+                if len(row) > width and any(v is not None for v in row[width:]):
+                    rejects.append((line, "", "wrong_field_count"))
+                    continue
+                for position, name in positions.items():
+                    value = row[position] if position < len(row) else None
+                    buffer[name].append(_cell_text(value))
+                lines.append(line)
+                if len(lines) >= self.chunk_rows:
+                    yield _make_chunk(buffer, lines, rejects)
+                    buffer = {name: [] for name in positions.values()}
+                    lines, rejects = [], []
+            if lines or rejects:
+                yield _make_chunk(buffer, lines, rejects)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError, EOFError) as exc:
+            raise InputFileError("XLSX workbook is corrupt or truncated", path=self.path) from exc
+        finally:
+            workbook.close()
+
+    # --- Parquet ------------------------------------------------------------------------------------------------
+    def _parquet_chunks(self) -> Iterator[Chunk]:
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError("not a readable Parquet file (corrupt or truncated)", path=self.path) from exc
+        metadata = parquet.metadata.metadata or {}
+        if b"matchkit.manifest" in metadata:
+            raise InputFileError("this is already a matchkit hashed file; give the raw extract", path=self.path)
+        names = parquet.schema_arrow.names
+        positions = self._map_headers(names)
+        next_line = 2
+        try:
+            for batch in parquet.iter_batches(batch_size=self.chunk_rows, columns=[names[p] for p in positions]):
+                columns = {}
+                for position, canonical in positions.items():
+                    columns[canonical] = _arrow_to_text(batch.column(names[position]))
+                lines = np.arange(next_line, next_line + batch.num_rows, dtype=np.int64)
+                next_line += batch.num_rows
+                yield Chunk(columns, lines)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputFileError("Parquet file is corrupt or truncated", path=self.path) from exc
+
+
+class _RowBuffer:
+    """Re-chunks pyarrow's block-sized batches into chunks of about ``size`` rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.parts: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+        self.rejects: list[tuple[int, str, str]] = []
+        self.count = 0
+
+    def add(self, columns: dict[str, np.ndarray], lines: np.ndarray,
+            rejects: list[tuple[int, str, str]]) -> Iterator[Chunk]:
+        self.parts.append((columns, lines))
+        self.rejects.extend(rejects)
+        self.count += len(lines)
+        if self.count >= self.size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Chunk]:
+        if not self.parts and not self.rejects:
+            return
+        names = self.parts[0][0].keys() if self.parts else []
+        if self.parts:
+            columns = {n: np.concatenate([p[0][n] for p in self.parts]) for n in names}
+            lines = np.concatenate([p[1] for p in self.parts])
+        else:
+            columns, lines = {}, np.zeros(0, dtype=np.int64)
+        chunk = Chunk(columns, lines, list(self.rejects))
+        self.parts, self.rejects, self.count = [], [], 0
+        yield chunk
+
+
+def _assign_lines(next_line: int, delivered: int, skipped: list[tuple[int, str]]
+                  ) -> tuple[np.ndarray, int, list[tuple[int, str, str]]]:
+    """Line numbers of the delivered rows, given the physical lines pyarrow skipped as invalid in this block.
+
+    pyarrow numbers physical lines from 1 (the header); blank lines are skipped silently (not rows), other invalid
+    rows become ``wrong_field_count`` rejects.
+    """
+    skipped_lines = sorted(number for number, _ in skipped if number >= 0)
+    blank = {number for number, text in skipped if number >= 0 and not text.strip()}
+    rejects = [(number, "", "wrong_field_count") for number in skipped_lines if number not in blank]
+    total = delivered + len(skipped_lines)
+    candidate = np.arange(next_line, next_line + total, dtype=np.int64)
+    if skipped_lines:
+        candidate = candidate[~np.isin(candidate, np.asarray(skipped_lines, dtype=np.int64))]
+    lines = candidate[:delivered]
+    return lines, next_line + total, rejects
+
+
+def _make_chunk(buffer: dict[str, list[str]], lines: list[int], rejects: list[tuple[int, str, str]]) -> Chunk:
+    columns = {name: np.array(values, dtype=object) for name, values in buffer.items()}
+    return Chunk(columns, np.asarray(lines, dtype=np.int64), list(rejects))
+
+
+def _cell_text(value: object) -> str:
+    """An XLSX cell as text. Numbers that are whole and exact stay whole; floats too large to be exact keep their
+    float form, which the ID normaliser recognises as Excel damage rather than guessing digits."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**53:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == datetime.min.time() else value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _arrow_to_text(column: pa.Array) -> np.ndarray:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.fill_null("").to_numpy(zero_copy_only=False)
+    return np.array([_cell_text(v) for v in column.to_pylist()], dtype=object)
+
+
+def detect_format(path: Path) -> str:
+    """``csv``, ``xlsx`` or ``parquet`` from the file's first bytes (the extension may lie)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        raise InputFileError("has an .xlsx name but is not an XLSX workbook (corrupt?)", path=path)
+    if suffix == ".parquet":
+        raise InputFileError("has a .parquet name but is not a Parquet file (corrupt?)", path=path)
+    return "csv"
+
+
+def resolve_encoding(path: Path, requested: str = "auto") -> str:
+    """The CSV text encoding: the requested one, or detected (BOM → UTF-8; valid UTF-8 → UTF-8; else GB18030)."""
+    if requested and requested != "auto":
+        codec = ENCODING_ALIASES.get(requested.lower().replace("_", "-"))
+        if codec is None:
+            try:
+                codec = codecs.lookup(requested).name
+            except LookupError as exc:
+                raise InputFileError(f"unknown encoding {requested!r}", path=path) from exc
+        return codec
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    if b"\x00" in head:
+        raise InputFileError("file contains NUL bytes: not a text CSV (binary, or UTF-16?)", path=path)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if _decodes(head, "utf-8"):
+        return "utf-8"
+    if _decodes(head, "gb18030"):
+        return "gb18030"
+    raise InputFileError("text is neither UTF-8 nor GB18030; pass --encoding", path=path)
+
+
+def _decodes(sample: bytes, codec: str) -> bool:
+    decoder = codecs.getincrementaldecoder(codec)()
+    try:
+        decoder.decode(sample, final=False)  # a multi-byte character cut at the sample's end is not an error
+    except UnicodeDecodeError:
+        return False
+    return True

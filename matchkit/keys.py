@@ -1,0 +1,151 @@
+"""Shared secret keys: creation, safe loading, per-kind/per-purpose derivation and fingerprints.
+
+A key custodian runs ``matchkit key new`` once and hands the file to every participating agency and to the tax
+bureau's data-preparation team. The secret never appears on a command line, in a log or in an output file: it is
+read from a file named by ``--key`` or by the ``MATCHKIT_KEY_FILE`` environment variable.
+
+Derivation: every kind of value (person ID number, name, birth date, ...) and every purpose gets its own 32-byte
+sub-key, ``HKDF-SHA256(secret, salt="matchkit/<encoding version>", info="<purpose>/<kind>")``. A claim's
+``subject_id`` and an extract's ``student_id`` are the same kind (``person_id``) and so join; a name token is made
+with another sub-key and can never equal an ID token; another purpose gives unrelated tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from matchkit.errors import KeyFileError
+
+KEY_FORMAT = "matchkit-key"
+KEY_FORMAT_VERSION = 1
+SECRET_BYTES = 32
+KEY_ENV_VAR = "MATCHKIT_KEY_FILE"
+DEFAULT_PURPOSE = "iit-special-deduction"
+
+
+@dataclass(frozen=True)
+class SharedKey:
+    """A loaded shared secret. ``repr`` never shows the secret."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+    created: str = ""
+    path: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A public fingerprint that identifies the secret without revealing it (safe to print and store)."""
+        digest = hmac.new(self.secret, b"matchkit key fingerprint v1", hashlib.sha256).hexdigest()
+        return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+    def derive(self, purpose: str, kind: str, encoding_version: str) -> bytes:
+        """The 32-byte sub-key for one kind of value under one purpose and encoding version."""
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=f"matchkit/{encoding_version}".encode(),
+            info=f"{purpose}/{kind}".encode(),
+        )
+        return hkdf.derive(self.secret)
+
+
+def new_key() -> SharedKey:
+    """A fresh 256-bit secret from the operating system's CSPRNG, with a random public key id."""
+    return SharedKey(
+        key_id="mk-" + secrets.token_hex(6),
+        secret=secrets.token_bytes(SECRET_BYTES),
+        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+    )
+
+
+def write_key(key: SharedKey, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a key file readable by its owner only (mode 0600). Refuses to overwrite an existing file."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise KeyFileError("refusing to overwrite an existing key file", path=target)
+    body = {
+        "format": KEY_FORMAT,
+        "version": KEY_FORMAT_VERSION,
+        "key_id": key.key_id,
+        "created": key.created,
+        "secret": base64.b64encode(key.secret).decode("ascii"),
+    }
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        fd = os.open(target, flags, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file ({exc.strerror})", path=target) from exc
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        json.dump(body, handle, indent=2)
+        handle.write("\n")
+    return target
+
+
+def load_key(path: str | Path | None = None) -> SharedKey:
+    """Load a key from ``path`` or, when it is None, from the file named by ``MATCHKIT_KEY_FILE``."""
+    if path is None:
+        env_path = os.environ.get(KEY_ENV_VAR)
+        if not env_path:
+            raise KeyFileError(f"no key given: use --key KEYFILE or set {KEY_ENV_VAR} to the key file's path")
+        path = env_path
+    source = Path(path)
+    try:
+        info = source.stat()
+    except FileNotFoundError as exc:
+        raise KeyFileError("key file not found", path=source) from exc
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise KeyFileError("key file is not a regular file", path=source)
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+            "run 'chmod 600' on it",
+            path=source,
+        )
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
+    return parse_key(raw, source)
+
+
+def parse_key(raw: bytes, source: str | Path = "<key>") -> SharedKey:
+    """Parse key-file bytes; every fault is reported without echoing the file's content."""
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KeyFileError("not a matchkit key file (malformed or truncated JSON)", path=source) from exc
+    if not isinstance(body, dict) or body.get("format") != KEY_FORMAT:
+        raise KeyFileError("not a matchkit key file (missing format marker)", path=source)
+    if body.get("version") != KEY_FORMAT_VERSION:
+        raise KeyFileError(f"unsupported key file version {body.get('version')!r}", path=source)
+    key_id = body.get("key_id")
+    if not isinstance(key_id, str) or not key_id:
+        raise KeyFileError("key file has no key id", path=source)
+    encoded = body.get("secret")
+    if not isinstance(encoded, str):
+        raise KeyFileError("key file has no secret", path=source)
+    try:
+        secret = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise KeyFileError("key file secret is not valid base64", path=source) from exc
+    if len(secret) < SECRET_BYTES:
+        raise KeyFileError(
+            f"key secret is too short ({len(secret) * 8} bits; at least {SECRET_BYTES * 8} required)", path=source
+        )
+    return SharedKey(key_id=key_id, secret=secret, created=str(body.get("created", "")), path=str(source))

@@ -1,0 +1,255 @@
+"""Source schemas: declarative TOML files that say which columns a source has and how each is treated.
+
+A schema is validated on load and *all* its faults are reported at once, each with its path
+(``columns[3].type: unknown type 'dat'``). Built-in schemas live in ``configs/schemas/<name>.toml``; a user can
+point ``matchkit hash`` at a schema file of their own.
+
+Column types and what the hashed file keeps of them:
+
+=============  ==========================================================================
+``id``         identifier of an entity: exact token, near tokens, validity flag (never clear)
+``id_type``    document type of an entity's ID (consumed, never written)
+``name``       person name of an entity: birth-date-salted fuzzy tokens (never clear)
+``birth_date`` birth date of an entity: token (claims also keep the year-month in clear)
+``record_id``  the owner's own row key, kept in clear and checked unique
+``month``      clear, int YYYYMM          ``date``    clear, date
+``year``       clear, int                 ``amount``  clear, float >= 0
+``share``      clear, float in (0, 1]     ``bool``    clear, bool
+``code``       clear, canonical code from a named vocabulary (``vocabulary = "stage"``)
+``text``       clear text (only for non-personal attributes)
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matchkit.errors import SchemaError
+
+COLUMN_TYPES = frozenset(
+    {"id", "id_type", "name", "birth_date", "record_id", "month", "date", "year", "amount", "share", "bool", "code",
+     "text"}
+)
+ENTITY_ROLES = ("id", "id_type", "name", "birth_date")
+VOCABULARIES = frozenset({"deduction", "stage", "relation", "event"})
+INVALID_ID_POLICIES = frozenset({"reject", "flag"})
+ROW_CHECKS = frozenset({"claim_period", "claim_amount", "partner_for_couple_events", "enrolment_order"})
+BUILTIN_SOURCES = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    aliases: tuple[str, ...] = ()
+    required: bool = False
+    vocabulary: str | None = None
+    entity: str | None = None
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One person described by a few columns of a row (claims: taxpayer and subject; household: parent, child)."""
+
+    name: str
+    id: str
+    id_type: str | None = None
+    person_name: str | None = None
+    birth_date: str | None = None
+    fuzzy: bool = True
+    invalid_id: str = "reject"
+    required: bool = True
+    keep_birth_month: bool = False
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    version: int
+    purpose: str
+    columns: tuple[Column, ...]
+    entities: tuple[Entity, ...]
+    row_checks: tuple[str, ...] = ()
+    record_id: str | None = None
+    description: str = ""
+    path: str | None = None
+    digest: str = ""
+    by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
+
+    def column(self, name: str) -> Column:
+        return self.by_name[name]
+
+    def header_map(self) -> dict[str, str]:
+        """Every accepted header (canonical or alias, case-folded and trimmed) -> canonical column name."""
+        mapping: dict[str, str] = {}
+        for column in self.columns:
+            for header in (column.name, *column.aliases):
+                mapping[_fold_header(header)] = column.name
+        return mapping
+
+
+def _fold_header(header: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", header).strip().strip("\ufeff").casefold()
+
+
+def fold_header(header: str) -> str:
+    return _fold_header(header)
+
+
+def configs_dir() -> Path:
+    """The configuration folder: ``MATCHKIT_CONFIG_DIR``, else ``configs/`` beside the package (source checkout)."""
+    override = os.environ.get("MATCHKIT_CONFIG_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_schema(source: str | Path) -> Schema:
+    """A built-in source by name (``education``) or a schema file by path (anything ending in ``.toml``)."""
+    text_source = str(source)
+    if text_source in BUILTIN_SOURCES:
+        path = configs_dir() / "schemas" / f"{text_source}.toml"
+    elif text_source.endswith(".toml") or os.sep in text_source:
+        path = Path(text_source)
+    else:
+        raise SchemaError(
+            [f"unknown source {text_source!r}; built-in sources: {', '.join(BUILTIN_SOURCES)}, "
+             "or give the path of a schema .toml file"]
+        )
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SchemaError(["schema file not found"], path=path) from exc
+    except OSError as exc:
+        raise SchemaError([f"cannot read schema file ({exc.strerror})"], path=path) from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SchemaError([f"not valid TOML: {exc}"], path=path) from exc
+    return parse_schema(document, path=path, digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, digest: str = "") -> Schema:
+    problems: list[str] = []
+    source = document.get("source")
+    if not isinstance(source, dict):
+        problems.append("source: missing [source] table")
+        source = {}
+    name = source.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append("source.name: required text")
+    version = source.get("version", 1)
+    if not isinstance(version, int) or version < 1:
+        problems.append("source.version: must be a positive integer")
+    purpose = source.get("purpose")
+    if not isinstance(purpose, str) or not purpose:
+        problems.append("source.purpose: required text (e.g. 'iit-special-deduction')")
+    row_checks = source.get("row_checks", [])
+    if not isinstance(row_checks, list) or any(check not in ROW_CHECKS for check in row_checks):
+        problems.append(f"source.row_checks: each must be one of {sorted(ROW_CHECKS)}")
+        row_checks = []
+
+    columns: list[Column] = []
+    raw_columns = document.get("columns")
+    if not isinstance(raw_columns, list) or not raw_columns:
+        problems.append("columns: at least one [[columns]] entry is required")
+        raw_columns = []
+    seen_headers: dict[str, str] = {}
+    for index, entry in enumerate(raw_columns):
+        where = f"columns[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        unknown = set(entry) - {"name", "type", "aliases", "required", "vocabulary", "entity", "default"}
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
+        col_name = entry.get("name")
+        if not isinstance(col_name, str) or not col_name.isidentifier():
+            problems.append(f"{where}.name: required, letters/digits/underscore")
+            col_name = f"<column {index}>"
+        col_type = entry.get("type")
+        if col_type not in COLUMN_TYPES:
+            problems.append(f"{where}.type: unknown type {col_type!r}; one of {sorted(COLUMN_TYPES)}")
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+            problems.append(f"{where}.aliases: must be a list of non-empty texts")
+            aliases = []
+        vocabulary = entry.get("vocabulary")
+        if col_type == "code" and vocabulary not in VOCABULARIES:
+            problems.append(f"{where}.vocabulary: a code column needs one of {sorted(VOCABULARIES)}")
+        required = entry.get("required", False)
+        if not isinstance(required, bool):
+            problems.append(f"{where}.required: must be true or false")
+        for header in (col_name, *aliases):
+            folded = _fold_header(header)
+            if folded in seen_headers and seen_headers[folded] != col_name:
+                problems.append(f"{where}: header {header!r} is also used by column {seen_headers[folded]!r}")
+            seen_headers[folded] = col_name
+        columns.append(
+            Column(name=col_name, type=str(col_type), aliases=tuple(aliases), required=bool(required),
+                   vocabulary=vocabulary, entity=entry.get("entity"), default=entry.get("default"))
+        )
+    by_name = {column.name: column for column in columns}
+    if len(by_name) != len(columns):
+        problems.append("columns: column names must be unique")
+
+    entities: list[Entity] = []
+    raw_entities = document.get("entities", {})
+    if not isinstance(raw_entities, dict):
+        problems.append("entities: must be a table of [entities.<name>] tables")
+        raw_entities = {}
+    for entity_name, entry in raw_entities.items():
+        where = f"entities.{entity_name}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        unknown = set(entry) - {"id", "id_type", "name", "birth_date", "fuzzy", "invalid_id", "required",
+                                "keep_birth_month"}
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
+        expected_types = {"id": "id", "id_type": "id_type", "name": "name", "birth_date": "birth_date"}
+        for role, expected in expected_types.items():
+            column_name = entry.get(role)
+            if column_name is None:
+                if role == "id":
+                    problems.append(f"{where}.id: required (the column holding this entity's ID number)")
+                continue
+            column = by_name.get(column_name)
+            if column is None:
+                problems.append(f"{where}.{role}: no column named {column_name!r}")
+            elif column.type != expected:
+                problems.append(f"{where}.{role}: column {column_name!r} has type {column.type!r}, not {expected!r}")
+        invalid_id = entry.get("invalid_id", "reject")
+        if invalid_id not in INVALID_ID_POLICIES:
+            problems.append(f"{where}.invalid_id: one of {sorted(INVALID_ID_POLICIES)}")
+        entities.append(
+            Entity(name=entity_name, id=str(entry.get("id")), id_type=entry.get("id_type"),
+                   person_name=entry.get("name"), birth_date=entry.get("birth_date"),
+                   fuzzy=bool(entry.get("fuzzy", True)), invalid_id=str(invalid_id),
+                   required=bool(entry.get("required", True)),
+                   keep_birth_month=bool(entry.get("keep_birth_month", False)))
+        )
+    claimed = [role_column for e in entities for role_column in (e.id, e.id_type, e.person_name, e.birth_date)
+               if role_column]
+    for column in columns:
+        if column.type in ENTITY_ROLES and column.name not in claimed:
+            problems.append(f"columns.{column.name}: a {column.type!r} column must belong to an [entities.*] table")
+    record_id = source.get("record_id")
+    if record_id is not None and (record_id not in by_name or by_name[record_id].type != "record_id"):
+        problems.append(f"source.record_id: must name a column of type 'record_id', got {record_id!r}")
+    if problems:
+        raise SchemaError(problems, path=path)
+    return Schema(
+        name=str(name), version=int(version), purpose=str(purpose), columns=tuple(columns),
+        entities=tuple(entities), row_checks=tuple(row_checks), record_id=record_id,
+        description=str(source.get("description", "")), path=str(path) if path else None, digest=digest,
+        by_name=by_name,
+    )

@@ -130,3 +130,97 @@ class _RejectsWriter:
     def abort(self) -> None:
         self._handle.close()
         self._temp.unlink(missing_ok=True)
+
+
+EXTRACT_SOURCES = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    flags: Any  # pandas.DataFrame, one row per claim line
+    output: Path | None
+    report: Path | None
+    inputs: list[dict[str, Any]]
+
+
+def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path]) -> tuple[Any, dict[str, Any],
+                                                                                          list[Any]]:
+    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load them as DataFrames."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from matchkit.errors import ManifestError
+    from matchkit.io.hashed import check_compatible, open_hashed
+
+    claims_file = open_hashed(claims_path)
+    if claims_file.source != "claims":
+        raise ManifestError(f"is a hashed '{claims_file.source}' extract, not a claims file", path=claims_path)
+    extract_files = [open_hashed(path) for path in extract_paths]
+    for extract in extract_files:
+        if extract.source == "claims":
+            raise ManifestError("is a hashed claims file; give it with --claims, not as an extract",
+                                path=extract.path)
+        if extract.source not in EXTRACT_SOURCES:
+            raise ManifestError(
+                f"is a hashed '{extract.source}' file, which verify does not use "
+                f"(expects {', '.join(EXTRACT_SOURCES)})", path=extract.path)
+    check_compatible([claims_file, *extract_files])
+
+    def to_pandas(table: pa.Table) -> pd.DataFrame:
+        mapping = {pa.int32(): pd.Int64Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+        return table.to_pandas(types_mapper=mapping.get)
+
+    claims = to_pandas(claims_file.read())
+    grouped: dict[str, list[Any]] = {}
+    for extract in extract_files:
+        grouped.setdefault(extract.source, []).append(to_pandas(extract.read()))
+    sources = {name: (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
+               for name, frames in grouped.items()}
+    return claims, sources, [claims_file, *extract_files]
+
+
+def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,
+                 report_path: str | Path | None = None, progress: Callable[[str], None] | None = None
+                 ) -> VerifyResult:
+    """Verify hashed claims against hashed extracts; write flags (CSV or Parquet by extension) and the report."""
+    from matchkit.verify import verify_tables
+
+    claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
+    flags = verify_tables(claims, sources, progress=progress)
+    inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.get("rows_hashed")} for f in files]
+    out_path = Path(output) if output else None
+    if out_path:
+        write_flags(flags, out_path)
+    report = Path(report_path) if report_path else None
+    if report:
+        from matchkit.report.html import write_report
+
+        write_report(flags, report, meta={
+            "tool_version": __version__,
+            "key_id": files[0].manifest.get("key_id"),
+            "encoding_version": files[0].manifest.get("encoding_version"),
+            "purpose": files[0].manifest.get("purpose"),
+            "inputs": inputs,
+        })
+    return VerifyResult(flags, out_path, report, inputs)
+
+
+def write_flags(flags: Any, path: Path) -> None:
+    """Flags as CSV (UTF-8 with BOM so Excel shows it right) or Parquet, chosen by extension; atomic."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise MatchkitError("flags output must end in .csv or .parquet", path=path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise MatchkitError("output folder does not exist", path=directory)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+    os.close(fd)
+    try:
+        if suffix == ".csv":
+            flags.to_csv(temp, index=False, encoding="utf-8-sig", float_format="%.2f")
+        else:
+            flags.to_parquet(temp, index=False)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from matchkit.errors import InputFileError
@@ -119,43 +118,51 @@ class RawReader:
         assert self.encoding is not None
         header_fields = self._csv_header()
         positions = self._map_headers(header_fields)
-        column_names = [f"c{i}" for i in range(len(header_fields))]
-        bad_rows: list[tuple[int, str]] = []
-
-        def on_invalid_row(row: pacsv.InvalidRow) -> str:
-            bad_rows.append((row.number if row.number is not None else -1, row.text or ""))
-            return "skip"
-
-        read_options = pacsv.ReadOptions(
-            column_names=column_names, skip_rows=1, block_size=1 << 22,
-            encoding="utf8" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding,
-        )
-        parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid_row, ignore_empty_lines=False)
-        convert_options = pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in column_names},
-            include_columns=[column_names[p] for p in positions],
-            strings_can_be_null=False, quoted_strings_can_be_null=False,
-        )
-        try:
-            reader = pacsv.open_csv(self.path, read_options=read_options, parse_options=parse_options,
-                                    convert_options=convert_options)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise InputFileError(self._csv_failure(exc), path=self.path) from exc
-        next_line = 2  # physical line of the next record (values never span lines: see detect_newlines_in_values)
-        pending = _RowBuffer(self.chunk_rows)
-        while True:
+        width = len(header_fields)
+        codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
+        wanted = sorted(positions)
+        with open(self.path, encoding=codec, errors="strict", newline="") as handle:
+            reader = csv.reader(handle)
+            line_before = 0
             try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                raise InputFileError(self._csv_failure(exc), path=self.path) from exc
-            skipped, bad_rows[:] = list(bad_rows), []
-            lines, next_line, rejects = _assign_lines(next_line, batch.num_rows, skipped)
-            columns = {positions[int(name[1:])]: batch.column(name).to_numpy(zero_copy_only=False)
-                       for name in batch.schema.names}
-            yield from pending.add(columns, lines, rejects)
-        yield from pending.flush()
+                next(reader)  # header, already read
+                line_before = reader.line_num
+                rows: list[list[str]] = []
+                lines: list[int] = []
+                rejects: list[tuple[int, str, str]] = []
+                for row in reader:
+                    line = line_before + 1  # the physical line on which this record starts
+                    line_before = reader.line_num
+                    if len(row) != width:
+                        if not row or (len(row) == 1 and not row[0].strip()):
+                            continue  # a blank line is not a row
+                        if len(row) < width or any(v.strip() for v in row[width:]):
+                            rejects.append((line, "", "wrong_field_count"))
+                            continue
+                    rows.append(row)
+                    lines.append(line)
+                    if len(rows) >= self.chunk_rows:
+                        yield self._rows_to_chunk(rows, lines, rejects, wanted, positions)
+                        rows, lines, rejects = [], [], []
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"bytes after line {line_before} are not valid {self.encoding} (mixed or wrong encoding); "
+                    "re-save the file in one encoding or pass --encoding", path=self.path) from exc
+            except csv.Error as exc:
+                problem = str(exc).split(":", 1)[0]
+                raise InputFileError(f"cannot parse CSV after line {line_before} ({problem})", path=self.path) from exc
+            if rows or rejects:
+                yield self._rows_to_chunk(rows, lines, rejects, wanted, positions)
+
+    @staticmethod
+    def _rows_to_chunk(rows: list[list[str]], lines: list[int], rejects: list[tuple[int, str, str]],
+                       wanted: list[int], positions: dict[int, str]) -> Chunk:
+        columns: dict[str, np.ndarray] = {}
+        for position in wanted:
+            array = np.empty(len(rows), dtype=object)
+            array[:] = [row[position] for row in rows]
+            columns[positions[position]] = array
+        return Chunk(columns, np.asarray(lines, dtype=np.int64), list(rejects))
 
     def _csv_header(self) -> list[str]:
         assert self.encoding is not None
@@ -173,15 +180,6 @@ class RawReader:
         if not any(f.strip() for f in fields):
             raise InputFileError("no header line (the first line is empty)", path=self.path)
         return fields
-
-    def _csv_failure(self, exc: Exception) -> str:
-        text = str(exc)
-        if isinstance(exc, UnicodeDecodeError) or "decode" in text.lower() or "utf8" in text.lower():
-            return (f"bytes that are not valid {self.encoding} (mixed or wrong encoding); re-save the file in one "
-                    "encoding or pass --encoding")
-        if "straddling" in text or "newline" in text.lower():
-            return "a quoted value spans several lines, which extracts must not do"
-        return "cannot parse as CSV (" + text.split("\n", 1)[0][:120].split(":", 1)[0] + ")"
 
     # --- XLSX ---------------------------------------------------------------------------------------------------
     def _xlsx_chunks(self) -> Iterator[Chunk]:
@@ -251,55 +249,6 @@ class RawReader:
                 yield Chunk(columns, lines)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputFileError("Parquet file is corrupt or truncated", path=self.path) from exc
-
-
-class _RowBuffer:
-    """Re-chunks pyarrow's block-sized batches into chunks of about ``size`` rows."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.parts: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
-        self.rejects: list[tuple[int, str, str]] = []
-        self.count = 0
-
-    def add(self, columns: dict[str, np.ndarray], lines: np.ndarray,
-            rejects: list[tuple[int, str, str]]) -> Iterator[Chunk]:
-        self.parts.append((columns, lines))
-        self.rejects.extend(rejects)
-        self.count += len(lines)
-        if self.count >= self.size:
-            yield from self.flush()
-
-    def flush(self) -> Iterator[Chunk]:
-        if not self.parts and not self.rejects:
-            return
-        names = self.parts[0][0].keys() if self.parts else []
-        if self.parts:
-            columns = {n: np.concatenate([p[0][n] for p in self.parts]) for n in names}
-            lines = np.concatenate([p[1] for p in self.parts])
-        else:
-            columns, lines = {}, np.zeros(0, dtype=np.int64)
-        chunk = Chunk(columns, lines, list(self.rejects))
-        self.parts, self.rejects, self.count = [], [], 0
-        yield chunk
-
-
-def _assign_lines(next_line: int, delivered: int, skipped: list[tuple[int, str]]
-                  ) -> tuple[np.ndarray, int, list[tuple[int, str, str]]]:
-    """Line numbers of the delivered rows, given the physical lines pyarrow skipped as invalid in this block.
-
-    pyarrow numbers physical lines from 1 (the header); blank lines are skipped silently (not rows), other invalid
-    rows become ``wrong_field_count`` rejects.
-    """
-    skipped_lines = sorted(number for number, _ in skipped if number >= 0)
-    blank = {number for number, text in skipped if number >= 0 and not text.strip()}
-    rejects = [(number, "", "wrong_field_count") for number in skipped_lines if number not in blank]
-    total = delivered + len(skipped_lines)
-    candidate = np.arange(next_line, next_line + total, dtype=np.int64)
-    if skipped_lines:
-        candidate = candidate[~np.isin(candidate, np.asarray(skipped_lines, dtype=np.int64))]
-    lines = candidate[:delivered]
-    return lines, next_line + total, rejects
 
 
 def _make_chunk(buffer: dict[str, list[str]], lines: list[int], rejects: list[tuple[int, str, str]]) -> Chunk:

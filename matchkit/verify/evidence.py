@@ -190,5 +190,5 @@ def build_evidence(sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str]
         keys = patient[keep] * 10_000 + years[keep]
         sums = pd.Series(oop[keep]).groupby(keys).sum()
         ev.oop_keys = sums.index.to_numpy(dtype=np.int64)
-        ev.oop_values = sums.to_numpy(dtype=np.float64)
+        ev.oop_values = np.round(sums.to_numpy(dtype=np.float64), 2)
     return ev

@@ -1,0 +1,40 @@
+"""`matchkit verify --claims CLAIMS.parquet EXTRACT.parquet ... -o FLAGS.csv`: the batch verification job.
+
+It needs no key: it works on hashed files only, and refuses files hashed under different keys, purposes or
+encoding versions, or whose content does not match their manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from matchkit.pipeline import verify_files
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="verify hashed claims against hashed agency extracts (no key needed)",
+        description="Verify hashed claim lines against hashed agency extracts and write one flag per claim line.",
+    )
+    parser.add_argument("--claims", required=True, metavar="CLAIMS.parquet", help="hashed claims file")
+    parser.add_argument("extracts", nargs="*", metavar="EXTRACT.parquet",
+                        help="hashed extracts (education, household, civil_affairs, only_child, medical_insurance)")
+    parser.add_argument("-o", "--output", required=True, metavar="FLAGS.csv|FLAGS.parquet", help="flags output")
+    parser.add_argument("--report", metavar="REPORT.html", default=None, help="also write a self-contained HTML report")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def progress(step: str) -> None:
+        if sys.stderr.isatty():
+            print(f"  {step}", file=sys.stderr)
+
+    result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress)
+    from matchkit.report.console import summary_table
+
+    print(summary_table(result.flags))
+    print(f"wrote {result.output} ({len(result.flags)} claim lines)")
+    if result.report:
+        print(f"report: {result.report}")
+    return 0

@@ -197,7 +197,7 @@ def test_name_levels() -> None:
 
 def test_near_levels() -> None:
     body = "11010519800101123"
-    bodies = [body, typo(body, 4), typo(body, 2), typo(body, 15), swap(body, 9), "52010119660303999"]
+    bodies = [body, typo(body, 4), typo(body, 2), typo(body, 15), swap(body, 10), "52010119660303999"]
     near = prepare_column(frame([record(b, None) for b in bodies])["id_near"])
     result = COMPARATORS["id_near"](near, near, np.zeros(6, dtype=np.int64), np.arange(6, dtype=np.int64))
     assert result.tolist() == [1.0, 0.75, 0.5, 0.25, 0.25, 0.0]

@@ -17,12 +17,32 @@ D = dt.date(2023, 1, 5)
 @pytest.mark.parametrize(
     "raw",
     [
-        "2023-01-05", "20230105", "2023/01/05", "2023年1月5日", "2023年01月05日", "2023-1-5", "2023/1/5",
-        "2023.01.05", "2023年1月5号", " 2023-01-05 ", "2023-01-05 00:00:00", "2023/1/5 0:00", "20230105 00:00:00",
-        "2023-01-05T00:00:00", "2023-01-05T00:00:00.000000000", "2023-01-05 00:00:00+08:00", "2023-01-05 13:45:10",
-        "２０２３－０１－０５", "２０２３年１月５日", "２０２３／０１／０５", "2023 年 1 月 5 日",
-        20230105, 20230105.0,
-        dt.date(2023, 1, 5), dt.datetime(2023, 1, 5), dt.datetime(2023, 1, 5, 13, 45),
+        "2023-01-05",
+        "20230105",
+        "2023/01/05",
+        "2023年1月5日",
+        "2023年01月05日",
+        "2023-1-5",
+        "2023/1/5",
+        "2023.01.05",
+        "2023年1月5号",
+        " 2023-01-05 ",
+        "2023-01-05 00:00:00",
+        "2023/1/5 0:00",
+        "20230105 00:00:00",
+        "2023-01-05T00:00:00",
+        "2023-01-05T00:00:00.000000000",
+        "2023-01-05 00:00:00+08:00",
+        "2023-01-05 13:45:10",
+        "２０２３－０１－０５",
+        "２０２３年１月５日",
+        "２０２３／０１／０５",
+        "2023 年 1 月 5 日",
+        20230105,
+        20230105.0,
+        dt.date(2023, 1, 5),
+        dt.datetime(2023, 1, 5),
+        dt.datetime(2023, 1, 5, 13, 45),
     ],
 )
 def test_parse_date_spellings(raw: object) -> None:
@@ -43,13 +63,30 @@ def test_parse_date_pandas_and_numpy_objects() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (None, "empty"), (float("nan"), "empty"), ("", "empty"), ("  ", "empty"), ("NaT", "empty"), ("nan", "empty"),
-        ("05/01/2023", "bad_format"), ("23-01-05", "bad_format"), ("2023-01", "bad_format"), ("abc", "bad_format"),
-        ("2023-01/05", "bad_format"), ("2023010", "bad_format"), ("2023-01-05 25", "bad_format"), (3.5, "bad_format"),
-        ("2023-02-30", "bad_date"), ("2023-13-01", "bad_date"), ("2023-00-10", "bad_date"), ("20230132", "bad_date"),
-        ("2023年2月29日", "bad_date"), ("0000-01-01", "bad_date"),
-        ("1899-12-31", "too_old"), (dt.date(1850, 1, 1), "too_old"),
-        ("2024-07-01", "future_date"), (dt.datetime(2030, 1, 1), "future_date"),
+        (None, "empty"),
+        (float("nan"), "empty"),
+        ("", "empty"),
+        ("  ", "empty"),
+        ("NaT", "empty"),
+        ("nan", "empty"),
+        ("05/01/2023", "bad_format"),
+        ("23-01-05", "bad_format"),
+        ("2023-01", "bad_format"),
+        ("abc", "bad_format"),
+        ("2023-01/05", "bad_format"),
+        ("2023010", "bad_format"),
+        ("2023-01-05 25", "bad_format"),
+        (3.5, "bad_format"),
+        ("2023-02-30", "bad_date"),
+        ("2023-13-01", "bad_date"),
+        ("2023-00-10", "bad_date"),
+        ("20230132", "bad_date"),
+        ("2023年2月29日", "bad_date"),
+        ("0000-01-01", "bad_date"),
+        ("1899-12-31", "too_old"),
+        (dt.date(1850, 1, 1), "too_old"),
+        ("2024-07-01", "future_date"),
+        (dt.datetime(2030, 1, 1), "future_date"),
     ],
 )
 def test_parse_date_reasons(raw: object, reason: str) -> None:
@@ -80,8 +117,16 @@ def test_all_four_formats_give_the_same_date(day: dt.date) -> None:
     assert {parse_date(s, today=TODAY) for s in spellings} == {(day, None)}
 
 
-_anything = st.one_of(st.text(), st.none(), st.floats(), st.integers(), st.binary(), st.dates(), st.datetimes(),
-                      st.from_regex(r"[0-9年月日/\-. :T]{0,20}", fullmatch=True))
+_anything = st.one_of(
+    st.text(),
+    st.none(),
+    st.floats(),
+    st.integers(),
+    st.binary(),
+    st.dates(),
+    st.datetimes(),
+    st.from_regex(r"[0-9年月日/\-. :T]{0,20}", fullmatch=True),
+)
 
 
 @given(_anything)
@@ -96,13 +141,31 @@ def test_parsers_never_raise(raw: object) -> None:
         assert 1 <= month % 100 <= 12
 
 
-# --- months --------------------------------------------------------------------------------------------------
+# --- months -------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "raw",
-    ["2023-01", "202301", "2023/01", "2023/1", "2023-1", "2023.01", "2023年1月", "2023年01月", "2023年1月份",
-     "２０２３－０１", 202301, 202301.0, "2023-01-31", "20230115", "2023年1月15日", dt.date(2023, 1, 20),
-     dt.datetime(2023, 1, 31, 23, 59), "2023-01-01 00:00:00"],
+    [
+        "2023-01",
+        "202301",
+        "2023/01",
+        "2023/1",
+        "2023-1",
+        "2023.01",
+        "2023年1月",
+        "2023年01月",
+        "2023年1月份",
+        "２０２３－０１",
+        202301,
+        202301.0,
+        "2023-01-31",
+        "20230115",
+        "2023年1月15日",
+        dt.date(2023, 1, 20),
+        dt.datetime(2023, 1, 31, 23, 59),
+        "2023-01-01 00:00:00",
+    ],
 )
 def test_parse_month_spellings(raw: object) -> None:
     assert parse_month(raw) == (202301, None)
@@ -111,11 +174,22 @@ def test_parse_month_spellings(raw: object) -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (None, "empty"), ("", "empty"), (float("nan"), "empty"), ("NULL", "empty"),
-        ("2023-13", "bad_month"), ("202300", "bad_month"), ("202313", "bad_month"), ("2023年0月", "bad_month"),
+        (None, "empty"),
+        ("", "empty"),
+        (float("nan"), "empty"),
+        ("NULL", "empty"),
+        ("2023-13", "bad_month"),
+        ("202300", "bad_month"),
+        ("202313", "bad_month"),
+        ("2023年0月", "bad_month"),
         ("2023-02-30", "bad_month"),
-        ("23-01", "bad_format"), ("01/2023", "bad_format"), ("2023", "bad_format"), ("abc", "bad_format"),
-        ("2023-001", "bad_format"), (2023, "bad_format"), ("0000-01", "bad_format"),
+        ("23-01", "bad_format"),
+        ("01/2023", "bad_format"),
+        ("2023", "bad_format"),
+        ("abc", "bad_format"),
+        ("2023-001", "bad_format"),
+        (2023, "bad_format"),
+        ("0000-01", "bad_format"),
     ],
 )
 def test_parse_month_reasons(raw: object, reason: str) -> None:
@@ -140,8 +214,15 @@ def test_ym_of() -> None:
 
 @pytest.mark.parametrize(
     ("ym", "n", "expected"),
-    [(202301, 0, 202301), (202301, 1, 202302), (202312, 1, 202401), (202301, -1, 202212), (202306, 18, 202412),
-     (202306, -18, 202112), (202301, -12, 202201)],
+    [
+        (202301, 0, 202301),
+        (202301, 1, 202302),
+        (202312, 1, 202401),
+        (202301, -1, 202212),
+        (202306, 18, 202412),
+        (202306, -18, 202112),
+        (202301, -12, 202201),
+    ],
 )
 def test_month_add(ym: int, n: int, expected: int) -> None:
     assert month_add(ym, n) == expected
@@ -149,7 +230,13 @@ def test_month_add(ym: int, n: int, expected: int) -> None:
 
 @pytest.mark.parametrize(
     ("start", "end", "expected"),
-    [(202301, 202312, 12), (202301, 202301, 1), (202311, 202402, 4), (202305, 202304, 0), (202305, 202201, 0)],
+    [
+        (202301, 202312, 12),
+        (202301, 202301, 1),
+        (202311, 202402, 4),
+        (202305, 202304, 0),
+        (202305, 202201, 0),
+    ],
 )
 def test_months_between_is_inclusive(start: int, end: int, expected: int) -> None:
     assert months_between(start, end) == expected

@@ -34,7 +34,8 @@ def norm(raw: object, id_type: object = "resident") -> IdResult:
     return normalize_id(raw, id_type, today=TODAY)
 
 
-# --- arithmetic ----------------------------------------------------------------------------------------------
+# --- arithmetic ---------------------------------------------------------------------------------------------
+
 
 def test_check_char_of_the_standard_example() -> None:
     assert check_char("11010519491231002") == "X"
@@ -43,7 +44,10 @@ def test_check_char_of_the_standard_example() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("44052418800101001", "4"),  # hand-computed: 4*7+4*9+0+5*5+2*8+4*4+1*2+8*1+8*6+0+0+1*9+0+1*5+0+0+1*2 = 195
+        (
+            "44052418800101001",
+            "4",
+        ),  # hand-computed: 4*7+4*9+0+5*5+2*8+4*4+1*2+8*1+8*6+0+0+1*9+0+1*5+0+0+1*2 = 195
         ("00000000000000000", "1"),  # sum 0 → index 0 → "1"
     ],
 )
@@ -51,7 +55,9 @@ def test_check_char_known_values(body: str, expected: str) -> None:
     assert check_char(body) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "1234", "1101051949123100X", "110105194912310021", "１１０１０５１９４９１２３１００２"])
+@pytest.mark.parametrize(
+    "bad", ["", "1234", "1101051949123100X", "110105194912310021", "１１０１０５１９４９１２３１００２"]
+)
 def test_check_char_refuses_non_bodies(bad: str) -> None:
     with pytest.raises(ValueError):
         check_char(bad)
@@ -67,7 +73,8 @@ def test_upgrade_15_refuses_other_lengths() -> None:
         upgrade_15("11010549123100")
 
 
-# --- canonical spellings -------------------------------------------------------------------------------------
+# --- canonical spellings ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "raw",
@@ -133,21 +140,33 @@ def test_dot_zero_on_an_18_digit_number_no_float_can_hold_is_lossless() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["1101051949123100", "11010519491231002", "1101051949123100201", "11010519491231002Y", "X1010519491231002X",
-     "11010519491231002X.5", "abc", "１１０１０５１９４９１２３１００２?", "110105491231002X"],
+    [
+        "1101051949123100",
+        "11010519491231002",
+        "1101051949123100201",
+        "11010519491231002Y",
+        "X1010519491231002X",
+        "11010519491231002X.5",
+        "abc",
+        "１１０１０５１９４９１２３１００２?",
+        "110105491231002X",
+    ],
 )
 def test_bad_format(raw: str) -> None:
     assert norm(raw) == IdResult(None, "bad_format")
 
 
-# --- validation statuses -------------------------------------------------------------------------------------
+# --- validation statuses ------------------------------------------------------------------------------------
+
 
 def test_bad_checksum_keeps_the_value() -> None:
     wrong = GB_EXAMPLE[:17] + "1"
     assert norm(wrong) == IdResult(wrong, "bad_checksum")
 
 
-@pytest.mark.parametrize("birth", ["19900230", "19901301", "19900001", "18991231", "20240701", "20990101", "00000101"])
+@pytest.mark.parametrize(
+    "birth", ["19900230", "19901301", "19900001", "18991231", "20240701", "20990101", "00000101"]
+)
 def test_bad_date_keeps_the_value(birth: str) -> None:
     value = make_id(birth=birth)
     assert norm(value) == IdResult(value, "bad_date")
@@ -165,8 +184,26 @@ def test_leap_day() -> None:
     assert norm(make_id(birth="19970229")).status == "bad_date"
 
 
-@pytest.mark.parametrize("region", ["000000", "100000", "160000", "240000", "380000", "470000", "550000", "660000",
-                                    "700000", "720000", "800000", "840000", "900000", "970000", "910000"])
+@pytest.mark.parametrize(
+    "region",
+    [
+        "000000",
+        "100000",
+        "160000",
+        "240000",
+        "380000",
+        "470000",
+        "550000",
+        "660000",
+        "700000",
+        "720000",
+        "800000",
+        "840000",
+        "900000",
+        "970000",
+        "910000",
+    ],
+)
 def test_bad_region_keeps_the_value(region: str) -> None:
     value = make_id(region=region)
     assert norm(value) == IdResult(value, "bad_region")
@@ -206,7 +243,8 @@ def test_today_default_is_the_real_today() -> None:
     assert normalize_id(make_id(birth="20000101")).status == "ok"
 
 
-# --- opaque types and type names -----------------------------------------------------------------------------
+# --- opaque types and type names ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("raw", "id_type", "expected"),
@@ -246,14 +284,30 @@ def test_unknown_type() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (None, "resident"), ("", "resident"), (float("nan"), "resident"), ("  ", "resident"),
-        ("居民身份证", "resident"), ("身份证", "resident"), ("大陆居民身份证", "resident"), ("resident", "resident"),
-        (" Resident ", "resident"), ("港澳台居民居住证", "hmt_residence"), ("台湾居民居住证", "hmt_residence"),
-        ("外国人永久居留身份证", "foreign_permanent"), ("外国人永久居留证", "foreign_permanent"),
-        ("外国人永久居留身份证（外国人永久居留证）", "foreign_permanent"), ("中国护照", "passport"),
-        ("护照", "passport"), ("港澳居民来往内地通行证", "hmt_permit"), ("台湾居民来往大陆通行证", "hmt_permit"),
-        ("外籍护照", "foreign_passport"), ("外国护照", "foreign_passport"), ("其他", "other"),
-        ("驾驶证", None), ("xyz", None), (3, None),
+        (None, "resident"),
+        ("", "resident"),
+        (float("nan"), "resident"),
+        ("  ", "resident"),
+        ("居民身份证", "resident"),
+        ("身份证", "resident"),
+        ("大陆居民身份证", "resident"),
+        ("resident", "resident"),
+        (" Resident ", "resident"),
+        ("港澳台居民居住证", "hmt_residence"),
+        ("台湾居民居住证", "hmt_residence"),
+        ("外国人永久居留身份证", "foreign_permanent"),
+        ("外国人永久居留证", "foreign_permanent"),
+        ("外国人永久居留身份证（外国人永久居留证）", "foreign_permanent"),
+        ("中国护照", "passport"),
+        ("护照", "passport"),
+        ("港澳居民来往内地通行证", "hmt_permit"),
+        ("台湾居民来往大陆通行证", "hmt_permit"),
+        ("外籍护照", "foreign_passport"),
+        ("外国护照", "foreign_passport"),
+        ("其他", "other"),
+        ("驾驶证", None),
+        ("xyz", None),
+        (3, None),
     ],
 )
 def test_normalize_id_type(raw: object, expected: str | None) -> None:
@@ -267,7 +321,8 @@ def test_every_canonical_type_and_alias_round_trips() -> None:
             assert normalize_id_type(alias) == canonical
 
 
-# --- body and birth date helpers -----------------------------------------------------------------------------
+# --- body and birth date helpers ----------------------------------------------------------------------------
+
 
 def test_id_body17_of_valid_and_invalid_shapes() -> None:
     assert id_body17(GB_EXAMPLE) == "11010519491231002"
@@ -286,9 +341,11 @@ def test_birth_date_from_id() -> None:
     assert birth_date_from_id(None) is None
 
 
-# --- properties ----------------------------------------------------------------------------------------------
+# --- properties ---------------------------------------------------------------------------------------------
 
-_regions = st.sampled_from(["11", "12", "13", "31", "37", "44", "46", "50", "54", "65", "71", "81", "82", "83"])
+_regions = st.sampled_from(
+    ["11", "12", "13", "31", "37", "44", "46", "50", "54", "65", "71", "81", "82", "83"]
+)
 _births = st.dates(min_value=dt.date(1900, 1, 1), max_value=TODAY)
 
 
@@ -297,7 +354,11 @@ def valid_ids(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         region = draw(_regions) + draw(st.from_regex(r"[0-9]{4}", fullmatch=True))
     else:  # foreigner permanent residence: 9 + mainland province + 3-digit nationality
-        region = "9" + draw(st.sampled_from(["11", "31", "44", "65"])) + draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
+        region = (
+            "9"
+            + draw(st.sampled_from(["11", "31", "44", "65"]))
+            + draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
+        )
     birth = draw(_births).strftime("%Y%m%d")
     seq = draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
     return make_id(region, birth, seq)
@@ -331,9 +392,12 @@ def test_adjacent_swap_of_different_digits_is_caught(value: str, position: int) 
     assert norm(swapped).status != "ok"
 
 
-@given(st.sampled_from(["11", "31", "44", "65"]), st.from_regex(r"[0-9]{4}", fullmatch=True),
-       st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(1999, 12, 31)),
-       st.from_regex(r"[0-9]{3}", fullmatch=True))
+@given(
+    st.sampled_from(["11", "31", "44", "65"]),
+    st.from_regex(r"[0-9]{4}", fullmatch=True),
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(1999, 12, 31)),
+    st.from_regex(r"[0-9]{3}", fullmatch=True),
+)
 def test_15_to_18_upgrade_is_valid(province: str, county: str, birth: dt.date, seq: str) -> None:
     legacy = province + county + birth.strftime("%y%m%d") + seq
     upgraded = upgrade_15(legacy)

@@ -1,4 +1,5 @@
-"""Names: canonical spelling (NFKC, invisible characters, spaces, middle dots, traditional → simplified), reason
+"""Names: canonical spelling (NFKC, invisible characters, spaces, middle dots, traditional → simplified),
+reason
 codes, and toneless pinyin with surname readings."""
 
 from __future__ import annotations
@@ -18,8 +19,23 @@ from matchkit.normalize.names import (
 DOT = "\u00b7"
 
 DOT_VARIANTS = [
-    "\u00b7", "\u30fb", "\uff65", "\u2022", "\u2027", "\u2219", "\u22c5", "\u0387", "\u16eb", "\u2e31", "\u318d",
-    "\uff0e", ".", "\u3002", "-", "\u2014", "\uff0d",
+    "\u00b7",
+    "\u30fb",
+    "\uff65",
+    "\u2022",
+    "\u2027",
+    "\u2219",
+    "\u22c5",
+    "\u0387",
+    "\u16eb",
+    "\u2e31",
+    "\u318d",
+    "\uff0e",
+    ".",
+    "\u3002",
+    "-",
+    "\u2014",
+    "\uff0d",
 ]
 
 
@@ -73,8 +89,10 @@ def test_middle_dot_variants_all_normalise_to_the_same_string(variant: str, padd
     assert normalize_name(f"古丽{padding}{variant}{padding}热合曼") == normalize_name(f"古丽{DOT}热合曼")
 
 
-@pytest.mark.parametrize(("traditional", "simplified"), [("張偉", "张伟"), ("歐陽", "欧阳"), ("龍", "龙"),
-                                                         ("陳國強", "陈国强"), ("鄭麗華", "郑丽华")])
+@pytest.mark.parametrize(
+    ("traditional", "simplified"),
+    [("張偉", "张伟"), ("歐陽", "欧阳"), ("龍", "龙"), ("陳國強", "陈国强"), ("鄭麗華", "郑丽华")],
+)
 def test_traditional_and_simplified_normalise_equal(traditional: str, simplified: str) -> None:
     assert normalize_name(traditional) == normalize_name(simplified) == simplified
 
@@ -82,17 +100,27 @@ def test_traditional_and_simplified_normalise_equal(traditional: str, simplified
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [
-        ("张伟", None), ("阿卜杜·艾买提", None), ("JOHN O'NEIL", None), ("JEAN-PAUL", None), ("\ue000伟", None),
-        ("张伟1", "invalid_characters"), ("张*", "invalid_characters"), ("张?", "invalid_characters"),
-        ("张\x00伟", "invalid_characters"), ("张伟（曾用名）", "invalid_characters"), ("\ufffd\ufffd", "invalid_characters"),
-        ("", "empty"), (None, "empty"),
+        ("张伟", None),
+        ("阿卜杜·艾买提", None),
+        ("JOHN O'NEIL", None),
+        ("JEAN-PAUL", None),
+        ("\ue000伟", None),
+        ("张伟1", "invalid_characters"),
+        ("张*", "invalid_characters"),
+        ("张?", "invalid_characters"),
+        ("张\x00伟", "invalid_characters"),
+        ("张伟（曾用名）", "invalid_characters"),
+        ("\ufffd\ufffd", "invalid_characters"),
+        ("", "empty"),
+        (None, "empty"),
     ],
 )
 def test_name_problem(raw: object, problem: str | None) -> None:
     assert name_problem(raw) == problem
 
 
-# --- pinyin --------------------------------------------------------------------------------------------------
+# --- pinyin -------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("name", "syllables"),
@@ -115,10 +143,29 @@ def test_name_pinyin(name: str, syllables: tuple[str, ...]) -> None:
 
 @pytest.mark.parametrize(
     ("name", "first"),
-    [("曾小明", "zeng"), ("单田芳", "shan"), ("仇英", "qiu"), ("解缙", "xie"), ("区永", "ou"), ("朴树", "piao"),
-     ("查良镛", "zha"), ("盖聂", "ge"), ("乐嘉", "yue"), ("覃辉", "qin"), ("缪斯", "miao"), ("翟明", "zhai"),
-     ("召忽", "shao"), ("繁钦", "po"), ("种师道", "chong"), ("秘书", "bi"), ("员工", "yun"), ("句芒", "gou"),
-     ("牟宗三", "mu"), ("折克行", "she"), ("适之", "kuo")],
+    [
+        ("曾小明", "zeng"),
+        ("单田芳", "shan"),
+        ("仇英", "qiu"),
+        ("解缙", "xie"),
+        ("区永", "ou"),
+        ("朴树", "piao"),
+        ("查良镛", "zha"),
+        ("盖聂", "ge"),
+        ("乐嘉", "yue"),
+        ("覃辉", "qin"),
+        ("缪斯", "miao"),
+        ("翟明", "zhai"),
+        ("召忽", "shao"),
+        ("繁钦", "po"),
+        ("种师道", "chong"),
+        ("秘书", "bi"),
+        ("员工", "yun"),
+        ("句芒", "gou"),
+        ("牟宗三", "mu"),
+        ("折克行", "she"),
+        ("适之", "kuo"),
+    ],
 )
 def test_surname_readings(name: str, first: str) -> None:
     assert name_pinyin(name)[0] == first
@@ -131,8 +178,14 @@ def test_surname_reading_applies_only_to_the_first_character() -> None:
 
 @pytest.mark.parametrize(
     ("name", "first_two"),
-    [("尉迟恭", ("yu", "chi")), ("万俟卨", ("mo", "qi")), ("长孙无忌", ("zhang", "sun")), ("单于", ("chan", "yu")),
-     ("澹台灭明", ("tan", "tai")), ("欧阳修", ("ou", "yang"))],
+    [
+        ("尉迟恭", ("yu", "chi")),
+        ("万俟卨", ("mo", "qi")),
+        ("长孙无忌", ("zhang", "sun")),
+        ("单于", ("chan", "yu")),
+        ("澹台灭明", ("tan", "tai")),
+        ("欧阳修", ("ou", "yang")),
+    ],
 )
 def test_compound_surnames(name: str, first_two: tuple[str, str]) -> None:
     assert name_pinyin(name)[:2] == first_two
@@ -145,8 +198,10 @@ def test_surname_tables_are_plain_lowercase_ascii() -> None:
     assert all(len(key) == 2 for key in COMPOUND_SURNAMES)
 
 
-@pytest.mark.parametrize(("a", "b"), [("张伟", "章伟"), ("李娜", "李纳"), ("曾小明", "增小明"), ("张偉", "章伟"),
-                                      ("單田芳", "善田芳")])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("张伟", "章伟"), ("李娜", "李纳"), ("曾小明", "增小明"), ("张偉", "章伟"), ("單田芳", "善田芳")],
+)
 def test_homophones_have_equal_pinyin(a: str, b: str) -> None:
     assert name_pinyin(normalize_name(a)) == name_pinyin(normalize_name(b))
 
@@ -157,7 +212,7 @@ def test_pinyin_of_non_text_is_empty() -> None:
     assert name_pinyin(3) == ()
 
 
-# --- properties ----------------------------------------------------------------------------------------------
+# --- properties ---------------------------------------------------------------------------------------------
 
 _cjk = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)
 _name_like = st.text(
@@ -191,7 +246,9 @@ def test_pinyin_of_chinese_names_is_one_lowercase_ascii_syllable_per_character(n
     assert len(syllables) == len(normalised)
     for char, syllable in zip(normalised, syllables):
         # A character pypinyin does not know stands for itself (it still matches itself exactly).
-        assert syllable == char or (syllable.isascii() and syllable.isalpha() and syllable == syllable.lower())
+        assert syllable == char or (
+            syllable.isascii() and syllable.isalpha() and syllable == syllable.lower()
+        )
 
 
 @given(_name_like)

@@ -29,11 +29,19 @@ from matchkit.normalize.values import (
 @pytest.mark.parametrize(
     ("raw", "code"),
     [
-        ("children_education", "children_education"), ("子女教育", "children_education"),
-        (" 子女教育 ", "children_education"), ("Children-Education", "children_education"),
-        ("赡养老人", "elderly_support"), ("大病医疗", "serious_illness"), ("3岁以下婴幼儿照护", "infant_care"),
-        ("３岁以下婴幼儿照护", "infant_care"), ("婴幼儿照护", "infant_care"), ("继续教育", "continuing_education"),
-        ("住房贷款利息", "housing_loan_interest"), ("住房租金", "housing_rent"), ("HOUSING_RENT", "housing_rent"),
+        ("children_education", "children_education"),
+        ("子女教育", "children_education"),
+        (" 子女教育 ", "children_education"),
+        ("Children-Education", "children_education"),
+        ("赡养老人", "elderly_support"),
+        ("大病医疗", "serious_illness"),
+        ("3岁以下婴幼儿照护", "infant_care"),
+        ("３岁以下婴幼儿照护", "infant_care"),
+        ("婴幼儿照护", "infant_care"),
+        ("继续教育", "continuing_education"),
+        ("住房贷款利息", "housing_loan_interest"),
+        ("住房租金", "housing_rent"),
+        ("HOUSING_RENT", "housing_rent"),
     ],
 )
 def test_parse_deduction(raw: str, code: str) -> None:
@@ -43,14 +51,29 @@ def test_parse_deduction(raw: str, code: str) -> None:
 @pytest.mark.parametrize(
     ("parser", "raw", "code"),
     [
-        (parse_stage, "学前教育", "preschool"), (parse_stage, "学前", "preschool"), (parse_stage, "preschool", "preschool"),
-        (parse_stage, "义务教育", "compulsory"), (parse_stage, "小学", "compulsory"), (parse_stage, "初中", "compulsory"),
-        (parse_stage, "高中阶段教育", "high_school"), (parse_stage, "高中", "high_school"),
-        (parse_stage, "high-school", "high_school"), (parse_stage, "高等教育", "higher"), (parse_stage, "本科", "higher"),
-        (parse_relation, "本人", "self"), (parse_relation, "SELF", "self"), (parse_relation, "配偶", "spouse"),
-        (parse_relation, "子女", "child"), (parse_relation, "儿子", "child"), (parse_relation, "女儿", "child"),
-        (parse_relation, "父母", "parent"), (parse_relation, "父亲", "parent"), (parse_relation, "母亲", "parent"),
-        (parse_event, "结婚", "marriage"), (parse_event, "离婚", "divorce"), (parse_event, "死亡", "death"),
+        (parse_stage, "学前教育", "preschool"),
+        (parse_stage, "学前", "preschool"),
+        (parse_stage, "preschool", "preschool"),
+        (parse_stage, "义务教育", "compulsory"),
+        (parse_stage, "小学", "compulsory"),
+        (parse_stage, "初中", "compulsory"),
+        (parse_stage, "高中阶段教育", "high_school"),
+        (parse_stage, "高中", "high_school"),
+        (parse_stage, "high-school", "high_school"),
+        (parse_stage, "高等教育", "higher"),
+        (parse_stage, "本科", "higher"),
+        (parse_relation, "本人", "self"),
+        (parse_relation, "SELF", "self"),
+        (parse_relation, "配偶", "spouse"),
+        (parse_relation, "子女", "child"),
+        (parse_relation, "儿子", "child"),
+        (parse_relation, "女儿", "child"),
+        (parse_relation, "父母", "parent"),
+        (parse_relation, "父亲", "parent"),
+        (parse_relation, "母亲", "parent"),
+        (parse_event, "结婚", "marriage"),
+        (parse_event, "离婚", "divorce"),
+        (parse_event, "死亡", "death"),
         (parse_event, "Marriage", "marriage"),
     ],
 )
@@ -69,8 +92,12 @@ def test_code_parsers_reasons(parser: object) -> None:
 
 @pytest.mark.parametrize(
     ("parser", "table"),
-    [(parse_deduction, DEDUCTION_CODES), (parse_stage, STAGE_CODES), (parse_relation, RELATION_CODES),
-     (parse_event, EVENT_CODES)],
+    [
+        (parse_deduction, DEDUCTION_CODES),
+        (parse_stage, STAGE_CODES),
+        (parse_relation, RELATION_CODES),
+        (parse_event, EVENT_CODES),
+    ],
 )
 def test_every_alias_maps_to_its_code(parser: object, table: dict[str, tuple[str, ...]]) -> None:
     for code, aliases in table.items():
@@ -80,25 +107,69 @@ def test_every_alias_maps_to_its_code(parser: object, table: dict[str, tuple[str
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [("是", True), ("否", False), ("Y", True), ("N", False), ("y", True), ("n", False), ("true", True),
-     ("FALSE", False), ("1", True), ("0", False), ("yes", True), ("No", False), (" 是 ", True), ("Ｙ", True),
-     (1, True), (0, False), (1.0, True), (0.0, False), (True, True), (False, False)],
+    [
+        ("是", True),
+        ("否", False),
+        ("Y", True),
+        ("N", False),
+        ("y", True),
+        ("n", False),
+        ("true", True),
+        ("FALSE", False),
+        ("1", True),
+        ("0", False),
+        ("yes", True),
+        ("No", False),
+        (" 是 ", True),
+        ("Ｙ", True),
+        (1, True),
+        (0, False),
+        (1.0, True),
+        (0.0, False),
+        (True, True),
+        (False, False),
+    ],
 )
 def test_parse_bool(raw: object, value: bool) -> None:
     assert parse_bool(raw) == (value, None)
 
 
-@pytest.mark.parametrize(("raw", "reason"), [("maybe", "bad_bool"), (2, "bad_bool"), ("是的吧", "bad_bool"),
-                                             ("", "empty"), (None, "empty"), (float("nan"), "empty")])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("maybe", "bad_bool"),
+        (2, "bad_bool"),
+        ("是的吧", "bad_bool"),
+        ("", "empty"),
+        (None, "empty"),
+        (float("nan"), "empty"),
+    ],
+)
 def test_parse_bool_reasons(raw: object, reason: str) -> None:
     assert parse_bool(raw) == (None, reason)
 
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [(None, 1.0), ("", 1.0), (float("nan"), 1.0), (1, 1.0), (1.0, 1.0), (0.5, 0.5), ("0.5", 0.5), ("1", 1.0),
-     ("50%", 0.5), ("50％", 0.5), ("100%", 1.0), (" 50 % ", 0.5), ("１００％", 1.0), ("全额", 1.0), ("平均", 0.5),
-     ("1.0", 1.0), (".5", 0.5)],
+    [
+        (None, 1.0),
+        ("", 1.0),
+        (float("nan"), 1.0),
+        (1, 1.0),
+        (1.0, 1.0),
+        (0.5, 0.5),
+        ("0.5", 0.5),
+        ("1", 1.0),
+        ("50%", 0.5),
+        ("50％", 0.5),
+        ("100%", 1.0),
+        (" 50 % ", 0.5),
+        ("１００％", 1.0),
+        ("全额", 1.0),
+        ("平均", 0.5),
+        ("1.0", 1.0),
+        (".5", 0.5),
+    ],
 )
 def test_parse_share(raw: object, value: float) -> None:
     assert parse_share(raw) == (value, None)
@@ -106,11 +177,22 @@ def test_parse_share(raw: object, value: float) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [("120%", "share_out_of_range"), (2, "share_out_of_range"), ("50", "share_out_of_range"),
-     (0, "share_out_of_range"), ("0", "share_out_of_range"), ("0%", "share_out_of_range"),
-     (-0.5, "share_out_of_range"), ("-50%", "share_out_of_range"), (float("inf"), "share_out_of_range"),
-     (10**400, "share_out_of_range"), ("half", "bad_number"), ("%", "bad_number"), (True, "bad_number"),
-     ("1/2", "bad_number")],
+    [
+        ("120%", "share_out_of_range"),
+        (2, "share_out_of_range"),
+        ("50", "share_out_of_range"),
+        (0, "share_out_of_range"),
+        ("0", "share_out_of_range"),
+        ("0%", "share_out_of_range"),
+        (-0.5, "share_out_of_range"),
+        ("-50%", "share_out_of_range"),
+        (float("inf"), "share_out_of_range"),
+        (10**400, "share_out_of_range"),
+        ("half", "bad_number"),
+        ("%", "bad_number"),
+        (True, "bad_number"),
+        ("1/2", "bad_number"),
+    ],
 )
 def test_parse_share_reasons(raw: object, reason: str) -> None:
     assert parse_share(raw) == (None, reason)
@@ -118,9 +200,24 @@ def test_parse_share_reasons(raw: object, reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "value"),
-    [("1234.50", 1234.5), ("1,234.50", 1234.5), ("¥1,234.50", 1234.5), ("￥1,234.50", 1234.5), ("1234.50元", 1234.5),
-     ("１２３４．５", 1234.5), ("１，２３４．５０", 1234.5), ("¥ 1 234", 1234.0), ("0", 0.0), ("-0", 0.0), (12, 12.0),
-     (12.5, 12.5), ("1,234,567", 1234567.0), ("RMB 100", 100.0), ("+5", 5.0), ("1e3", 1000.0)],
+    [
+        ("1234.50", 1234.5),
+        ("1,234.50", 1234.5),
+        ("¥1,234.50", 1234.5),
+        ("￥1,234.50", 1234.5),
+        ("1234.50元", 1234.5),
+        ("１２３４．５", 1234.5),
+        ("１，２３４．５０", 1234.5),
+        ("¥ 1 234", 1234.0),
+        ("0", 0.0),
+        ("-0", 0.0),
+        (12, 12.0),
+        (12.5, 12.5),
+        ("1,234,567", 1234567.0),
+        ("RMB 100", 100.0),
+        ("+5", 5.0),
+        ("1e3", 1000.0),
+    ],
 )
 def test_parse_amount(raw: object, value: float) -> None:
     result = parse_amount(raw)
@@ -130,26 +227,60 @@ def test_parse_amount(raw: object, value: float) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "reason"),
-    [("-5", "negative_amount"), (-0.01, "negative_amount"), ("¥-5", "negative_amount"), ("-¥5", "negative_amount"),
-     ("abc", "bad_number"), ("1,23", "bad_number"), ("12,34.5", "bad_number"), ("1.2.3", "bad_number"),
-     ("¥", "bad_number"), ("元", "bad_number"), ("inf", "bad_number"), (float("inf"), "bad_number"),
-     (True, "bad_number"), ("", "empty"), (None, "empty"), (float("nan"), "empty")],
+    [
+        ("-5", "negative_amount"),
+        (-0.01, "negative_amount"),
+        ("¥-5", "negative_amount"),
+        ("-¥5", "negative_amount"),
+        ("abc", "bad_number"),
+        ("1,23", "bad_number"),
+        ("12,34.5", "bad_number"),
+        ("1.2.3", "bad_number"),
+        ("¥", "bad_number"),
+        ("元", "bad_number"),
+        ("inf", "bad_number"),
+        (float("inf"), "bad_number"),
+        (True, "bad_number"),
+        ("", "empty"),
+        (None, "empty"),
+        (float("nan"), "empty"),
+    ],
 )
 def test_parse_amount_reasons(raw: object, reason: str) -> None:
     assert parse_amount(raw) == (None, reason)
 
 
-@pytest.mark.parametrize(("raw", "year"), [("2023", 2023), (2023, 2023), (2023.0, 2023), ("2023年", 2023),
-                                           ("2023年度", 2023), (" ２０２３ ", 2023), ("2019", 2019), ("2023.0", 2023)])
+@pytest.mark.parametrize(
+    ("raw", "year"),
+    [
+        ("2023", 2023),
+        (2023, 2023),
+        (2023.0, 2023),
+        ("2023年", 2023),
+        ("2023年度", 2023),
+        (" ２０２３ ", 2023),
+        ("2019", 2019),
+        ("2023.0", 2023),
+    ],
+)
 def test_parse_year(raw: object, year: int) -> None:
     assert parse_year(raw) == (year, None)
 
 
 @pytest.mark.parametrize(
     ("raw", "kwargs", "reason"),
-    [("2018", {}, "year_out_of_range"), (1999, {}, "year_out_of_range"), ("2025", {"max_year": 2024}, "year_out_of_range"),
-     ("2020", {"min_year": 2022}, "year_out_of_range"), ("23", {}, "bad_number"), ("二〇二三", {}, "bad_number"),
-     (2023.5, {}, "bad_number"), (True, {}, "bad_number"), ("", {}, "empty"), (None, {}, "empty")],
+    [
+        ("2018", {}, "year_out_of_range"),
+        (1999, {}, "year_out_of_range"),
+        ("2025", {"max_year": 2024}, "year_out_of_range"),
+        ("2020", {"min_year": 2022}, "year_out_of_range"),
+        ("23", {}, "bad_number"),
+        ("二〇二三", {}, "bad_number"),
+        (2023.5, {}, "bad_number"),
+        (True, {}, "bad_number"),
+        ("", {}, "empty"),
+        (None, {}, "empty"),
+    ],
 )
 def test_parse_year_reasons(raw: object, kwargs: dict[str, int], reason: str) -> None:
     assert parse_year(raw, **kwargs) == (None, reason)
@@ -169,13 +300,28 @@ def test_is_missing_and_to_text() -> None:
     assert to_text(True) == "true"
 
 
-_anything = st.one_of(st.text(), st.none(), st.floats(), st.integers(), st.booleans(), st.binary(),
-                      st.from_regex(r"[-+¥￥0-9,.%元 ]{0,12}", fullmatch=True))
+_anything = st.one_of(
+    st.text(),
+    st.none(),
+    st.floats(),
+    st.integers(),
+    st.booleans(),
+    st.binary(),
+    st.from_regex(r"[-+¥￥0-9,.%元 ]{0,12}", fullmatch=True),
+)
 
 
 @given(_anything)
 def test_parsers_never_raise_and_return_value_xor_reason(raw: object) -> None:
-    for parser in (parse_deduction, parse_stage, parse_relation, parse_event, parse_bool, parse_amount, parse_year):
+    for parser in (
+        parse_deduction,
+        parse_stage,
+        parse_relation,
+        parse_event,
+        parse_bool,
+        parse_amount,
+        parse_year,
+    ):
         value, reason = parser(raw)  # type: ignore[operator]
         assert (value is None) != (reason is None)
     share, reason = parse_share(raw)

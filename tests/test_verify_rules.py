@@ -104,7 +104,8 @@ def civil(*events: tuple) -> pd.DataFrame:
     for event, person, partner, date in events:
         rows.append({"event": event, **entity("person", person), **entity("partner", partner),
                      "event_date": dt.date.fromisoformat(date)})
-    return pd.DataFrame(rows)
+    columns = ["event", *entity("person", "x"), *entity("partner", "x"), "event_date"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def only_child(*people: str) -> pd.DataFrame:
@@ -112,8 +113,10 @@ def only_child(*people: str) -> pd.DataFrame:
 
 
 def medical(*rows: tuple) -> pd.DataFrame:
+    columns = [*entity("patient", "x"), "year", "total_cost", "out_of_pocket"]
     return pd.DataFrame(
-        [{**entity("patient", p), "year": y, "total_cost": oop * 2, "out_of_pocket": oop} for p, y, oop in rows]
+        [{**entity("patient", p), "year": y, "total_cost": oop * 2, "out_of_pocket": oop} for p, y, oop in rows],
+        columns=columns,
     )
 
 
@@ -563,7 +566,7 @@ def test_fuzzy_link_review_and_invalid_subject_id() -> None:
     ed = education(("kid", "compulsory", 202109, None))
     c = claims_frame(
         claim("typo", "dad", "kid-typo", "children_education", 2025, stage="compulsory", monthly=2000, name="kid"),
-        claim("bad", "dad", "kid", "children_education", 2025, start=1, end=1, stage="compulsory", monthly=2000,
+        claim("bad", "dad", "kid", "children_education", 2024, start=1, end=1, stage="compulsory", monthly=2000,
               valid=False),
     )
     c.loc[1, "taxpayer_id_tok"] = tok("dad2")  # not a duplicate of the first line

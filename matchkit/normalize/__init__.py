@@ -1,9 +1,10 @@
 """Normalisers: pure scalar functions from a raw cell to a canonical value plus a reason code.
 
 They sit between reading and encoding: every token matchkit computes is a keyed hash of what these functions
-return, so two agencies' spellings of one fact must come out identical here. No I/O, no logging, and they never
-raise on bad input — a bad cell is a reason code, which the hash step turns into a row reject or, for a claim's
-subject ID, into ``INVALID_SUBJECT_ID``. The hash pipeline memoises them over the unique values of a column.
+return, so two agencies' spellings of one fact must come out identical here. No I/O, no logging, and they
+never raise on bad input — a bad cell is a reason code, which the hash step turns into a row reject or, for a
+claim's subject ID, into ``INVALID_SUBJECT_ID``. The hash pipeline memoises them over the unique values of a
+column.
 """
 
 from __future__ import annotations

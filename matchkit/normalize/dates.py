@@ -1,15 +1,15 @@
 """Dates and year-months as agencies write them.
 
-SPEC §3 fixes the accepted spellings: dates ``YYYY-MM-DD``, ``YYYYMMDD``, ``YYYY/MM/DD``, ``YYYY年M月D日``; months
-``YYYY-MM``, ``YYYYMM``. Around those, real exports add noise that carries no ambiguity and is tolerated here:
-full-width digits and separators (NFKC), single-digit month/day in the separated and Chinese forms, ``.`` as a
-separator, a time of day after the date (``2023-01-15 00:00:00`` from pandas or Excel, any time is dropped), an
-optional ``日``/``号``, datetime/date/``pd.Timestamp``/``numpy.datetime64`` objects, and integer cells
-(``20230115``, ``202301``, or the same as a float with ``.0``). Anything else is ``bad_format`` — in particular
-two-digit years and day-first orders are never guessed.
+SPEC §3 fixes the accepted spellings: dates ``YYYY-MM-DD``, ``YYYYMMDD``, ``YYYY/MM/DD``, ``YYYY年M月D日``;
+months ``YYYY-MM``, ``YYYYMM``. Around those, real exports add noise that carries no ambiguity and is
+tolerated here: full-width digits and separators (NFKC), single-digit month/day in the separated and Chinese
+forms, ``.`` as a separator, a time of day after the date (``2023-01-15 00:00:00`` from pandas or Excel, any
+time is dropped), an optional ``日``/``号``, datetime/date/``pd.Timestamp``/``numpy.datetime64`` objects, and
+integer cells (``20230115``, ``202301``, or the same as a float with ``.0``). Anything else is ``bad_format``
+— in particular two-digit years and day-first orders are never guessed.
 
-Months are carried as int ``YYYYMM`` (sortable, compact in Parquet, trivial arithmetic with the helpers below).
-Parsers return ``(value, reason)`` and never raise.
+Months are carried as int ``YYYYMM`` (sortable, compact in Parquet, trivial arithmetic with the helpers
+below). Parsers return ``(value, reason)`` and never raise.
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def parse_date(raw: Any, *, today: _dt.date | None = None) -> tuple[_dt.date | N
 def parse_month(raw: Any) -> tuple[int | None, str | None]:
     """A year-month as int ``YYYYMM``; reasons ``empty``, ``bad_format``, ``bad_month``.
 
-    A full date (any :func:`parse_date` spelling or a datetime object) gives its month; a full date naming a day
-    that does not exist (``2023-02-30``) is ``bad_month`` rather than silently trusted. No range check: periods
-    and enrolment spells are checked against the tax year by the caller.
+    A full date (any :func:`parse_date` spelling or a datetime object) gives its month; a full date naming a
+    day that does not exist (``2023-02-30``) is ``bad_month`` rather than silently trusted. No range check:
+    periods and enrolment spells are checked against the tax year by the caller.
     """
     if is_missing(raw):
         return None, "empty"
@@ -163,6 +163,7 @@ def month_add(ym: int, months: int) -> int:
 
 
 def months_between(start: int, end: int) -> int:
-    """Number of months from ``start`` to ``end`` inclusive (``202301``..``202312`` → 12); 0 when end < start."""
+    """Number of months from ``start`` to ``end`` inclusive (``202301``..``202312`` → 12); 0 when end < start.
+"""
     count = ((end // 100) * 12 + end % 100) - ((start // 100) * 12 + start % 100) + 1
     return max(count, 0)

@@ -1,30 +1,33 @@
 """Identity-document numbers: canonical form and GB 11643 validation.
 
-The exact ID token is an HMAC of the canonical number, so two spellings of one number must become the same string
-(``11010519491231002x``, ``１１０１０５…``, ``110105 19491231 002X``, ``'110105…`` from Excel) and numbers that
-are certainly wrong must be told apart by *why* they are wrong, because the caller treats them differently:
-an extract row with an invalid ID is rejected, a claim's invalid subject ID goes on with near tokens (SPEC §4).
+The exact ID token is an HMAC of the canonical number, so two spellings of one number must become the same
+string (``11010519491231002x``, ``１１０１０５…``, ``110105 19491231 002X``, ``'110105…`` from Excel) and
+numbers that are certainly wrong must be told apart by *why* they are wrong, because the caller treats them
+differently: an extract row with an invalid ID is rejected, a claim's invalid subject ID goes on with near
+tokens (SPEC §4).
 
 Canonicalisation (every type): missing/NaN → ``empty``; NFKC (full-width digits and letters → ASCII); format
-characters (zero-width spaces, BOM) removed; trimmed; a leading ``'`` or a ``="…"`` wrapper (spreadsheet tricks
-for keeping a number as text) removed; all whitespace **and hyphens/dashes** removed — no document number in scope
-uses a hyphen as a meaningful character, while people and export tools insert them as separators; upper-cased
-(``x`` → ``X``); common export spellings of "no value" (``nan``, ``NULL``, ``\\N``…) → ``empty``.
+characters (zero-width spaces, BOM) removed; trimmed; a leading ``'`` or a ``="…"`` wrapper (spreadsheet
+tricks for keeping a number as text) removed; all whitespace **and hyphens/dashes** removed — no document
+number in scope uses a hyphen as a meaningful character, while people and export tools insert them as
+separators; upper-cased (``x`` → ``X``); common export spellings of "no value" (``nan``, ``NULL``, ``\\N``…) →
+``empty``.
 
 Spreadsheet damage: scientific notation (``1.10105E+17``, ``1.1010119900307458e+17``) means digits were lost —
-``excel_damage``, never guessed. A trailing ``.0`` (from a float column) is removed when it is lossless: when the
-digits before it number at most 15 (every such integer is exact in a float64, so nothing was rounded) or when the
-integer is *not* representable in a float64 (so the text cannot have been printed from one). An 18-digit number
-that a float64 represents exactly followed by ``.0`` may be a rounded float (float64 keeps ~16 digits, an ID has 18)
-and is ``excel_damage``.
+``excel_damage``, never guessed. A trailing ``.0`` (from a float column) is removed when it is lossless: when
+the digits before it number at most 15 (every such integer is exact in a float64, so nothing was rounded) or
+when the integer is *not* representable in a float64 (so the text cannot have been printed from one). An
+18-digit number that a float64 represents exactly followed by ``.0`` may be a rounded float (float64 keeps ~16
+digits, an ID has 18) and is ``excel_damage``.
 
-GB 11643 types (``resident``, ``hmt_residence``, ``foreign_permanent``) share one check, whichever label the clerk
-chose, because one number identifies one person (DESIGN: one ``RID`` token namespace). Checks in this order, the
-first failure deciding the status: **format** (18 chars ``[0-9]{17}[0-9X]``, or a 15-digit legacy number which is
-upgraded to 18 first) → **region** (a province code 11–65/71/81/82/83, or ``9`` + a mainland province code for the
-2023 foreigner permanent-residence ID) → **date** (positions 7–14 a real date, 1900-01-01 … today) → **checksum**
-(ISO 7064 MOD 11-2). The six-digit address code is not checked beyond its province: county codes change and old
-ones stay valid on issued cards (SPEC §4). Other types are opaque: canonical text, alphanumeric, 3–64 chars.
+GB 11643 types (``resident``, ``hmt_residence``, ``foreign_permanent``) share one check, whichever label the
+clerk chose, because one number identifies one person (DESIGN: one ``RID`` token namespace). Checks in this
+order, the first failure deciding the status: **format** (18 chars ``[0-9]{17}[0-9X]``, or a 15-digit legacy
+number which is upgraded to 18 first) → **region** (a province code 11–65/71/81/82/83, or ``9`` + a mainland
+province code for the 2023 foreigner permanent-residence ID) → **date** (positions 7–14 a real date,
+1900-01-01 … today) → **checksum** (ISO 7064 MOD 11-2). The six-digit address code is not checked beyond its
+province: county codes change and old ones stay valid on issued cards (SPEC §4). Other types are opaque:
+canonical text, alphanumeric, 3–64 chars.
 """
 
 from __future__ import annotations
@@ -52,20 +55,39 @@ __all__ = [
     "upgrade_15",
 ]
 
-# --- document types ------------------------------------------------------------------------------------------
+# --- document types -----------------------------------------------------------------------------------------
 
 ID_TYPES: dict[str, tuple[str, ...]] = {
     # The names used by the natural-person tax system's import templates and by agency registers. Numeric type
     # codes differ between systems (tax, public security, social insurance), so none is guessed here.
     "resident": (
-        "居民身份证", "身份证", "大陆居民身份证", "中华人民共和国居民身份证", "二代身份证", "第二代居民身份证",
-        "临时居民身份证", "公民身份号码", "身份证号码", "户口簿", "居民户口簿", "resident_id", "id_card",
+        "居民身份证",
+        "身份证",
+        "大陆居民身份证",
+        "中华人民共和国居民身份证",
+        "二代身份证",
+        "第二代居民身份证",
+        "临时居民身份证",
+        "公民身份号码",
+        "身份证号码",
+        "户口簿",
+        "居民户口簿",
+        "resident_id",
+        "id_card",
     ),
     "hmt_residence": ("港澳台居民居住证", "港澳居民居住证", "台湾居民居住证"),
-    "foreign_permanent": ("外国人永久居留身份证", "外国人永久居留证", "外国人永久居留身份证(外国人永久居留证)"),
+    "foreign_permanent": (
+        "外国人永久居留身份证",
+        "外国人永久居留证",
+        "外国人永久居留身份证(外国人永久居留证)",
+    ),
     "passport": ("中国护照", "中华人民共和国护照", "护照"),
     "hmt_permit": (
-        "港澳居民来往内地通行证", "台湾居民来往大陆通行证", "港澳台居民来往内地通行证", "回乡证", "台胞证",
+        "港澳居民来往内地通行证",
+        "台湾居民来往大陆通行证",
+        "港澳台居民来往内地通行证",
+        "回乡证",
+        "台胞证",
     ),
     "foreign_passport": ("外籍护照", "外国护照"),
     "other": ("其他", "其他个人证件", "其他证件"),
@@ -74,7 +96,16 @@ ID_TYPES: dict[str, tuple[str, ...]] = {
 GB11643_TYPES = frozenset({"resident", "hmt_residence", "foreign_permanent"})
 OPAQUE_TYPES = frozenset(ID_TYPES) - GB11643_TYPES
 
-ID_STATUSES = ("ok", "empty", "excel_damage", "bad_format", "bad_checksum", "bad_date", "bad_region", "unknown_type")
+ID_STATUSES = (
+    "ok",
+    "empty",
+    "excel_damage",
+    "bad_format",
+    "bad_checksum",
+    "bad_date",
+    "bad_region",
+    "unknown_type",
+)
 
 
 def _type_key(text: str) -> str:
@@ -91,8 +122,8 @@ _PARENTHESISED = re.compile(r"\([^()]*\)")
 def normalize_id_type(raw: Any) -> str | None:
     """Canonical ID type from a code or Chinese name; empty → ``resident`` (SPEC §3), unknown → ``None``.
 
-    ``None`` means the caller must reject the row: pairing a number with a guessed type would put it in the wrong
-    token namespace and silently never match.
+    ``None`` means the caller must reject the row: pairing a number with a guessed type would put it in the
+    wrong token namespace and silently never match.
     """
     if type(raw) is str and raw in ID_TYPES:
         return raw
@@ -110,7 +141,7 @@ def normalize_id_type(raw: Any) -> str | None:
     return found
 
 
-# --- GB 11643 arithmetic -------------------------------------------------------------------------------------
+# --- GB 11643 arithmetic ------------------------------------------------------------------------------------
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)  # 2**(17-i) mod 11
 _ASCII_ZERO_OFFSET = ord("0") * sum(_WEIGHTS)
@@ -120,8 +151,8 @@ _CHECK_CHARS = "10X98765432"
 def check_char(body17: str) -> str:
     """ISO 7064 MOD 11-2 check character for a 17-digit body.
 
-    Raises ``ValueError`` for anything but 17 ASCII digits: this is arithmetic on an already-shaped body, not a
-    normaliser (use :func:`normalize_id` for untrusted input).
+    Raises ``ValueError`` for anything but 17 ASCII digits: this is arithmetic on an already-shaped body, not
+    a normaliser (use :func:`normalize_id` for untrusted input).
     """
     if not (type(body17) is str and len(body17) == 17 and body17.isascii() and body17.isdigit()):
         raise ValueError("check_char needs 17 ASCII digits")
@@ -130,7 +161,8 @@ def check_char(body17: str) -> str:
 
 
 def upgrade_15(id15: str) -> str:
-    """The 18-digit form of a 15-digit legacy ID: century ``19`` inserted before the YYMMDD birth date, check added.
+    """The 18-digit form of a 15-digit legacy ID: century ``19`` inserted before the YYMMDD birth date, check
+    added.
 
     First-generation cards (1984–2004) were issued only to people born in the 1900s, hence ``19``.
     Raises ``ValueError`` for anything but 15 ASCII digits.
@@ -143,9 +175,39 @@ def upgrade_15(id15: str) -> str:
 
 # Province-level codes (GB/T 2260), 71 Taiwan, 81/82/83 HK/Macao/Taiwan residence permits.
 _MAINLAND_PROVINCES = frozenset(
-    f"{code}" for code in (
-        11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
-        50, 51, 52, 53, 54, 61, 62, 63, 64, 65,
+    f"{code}"
+    for code in (
+        11,
+        12,
+        13,
+        14,
+        15,
+        21,
+        22,
+        23,
+        31,
+        32,
+        33,
+        34,
+        35,
+        36,
+        37,
+        41,
+        42,
+        43,
+        44,
+        45,
+        46,
+        50,
+        51,
+        52,
+        53,
+        54,
+        61,
+        62,
+        63,
+        64,
+        65,
     )
 )
 _PROVINCES = _MAINLAND_PROVINCES | {"71", "81", "82", "83"}
@@ -172,7 +234,8 @@ _today_cache: list[Any] = [0.0, 0]  # [monotonic deadline, today as YYYYMMDD int
 
 
 def _today_int(today: _dt.date | None) -> int:
-    """Today as an int YYYYMMDD; ``date.today()`` is re-read at most once a minute to keep the hot path cheap."""
+    """Today as an int YYYYMMDD; ``date.today()`` is re-read at most once a minute to keep the hot path cheap.
+"""
     if today is not None:
         return today.year * 10000 + today.month * 100 + today.day
     now = time.monotonic()
@@ -184,7 +247,8 @@ def _today_int(today: _dt.date | None) -> int:
 
 
 class IdResult(NamedTuple):
-    """A normalised ID. ``value`` is set whenever a canonical form exists, even if invalid (near tokens need it)."""
+    """A normalised ID. ``value`` is set whenever a canonical form exists, even if invalid (near tokens need
+    it)."""
 
     value: str | None
     status: str
@@ -254,7 +318,9 @@ def _canonical_text(raw: Any) -> str | IdResult:
                 return _EXCEL
             text = digits
     text = text.upper()
-    if not text.isascii():  # upper() can leave a string that is no longer NFKC-normal (e.g. Greek with accents)
+    if (
+        not text.isascii()
+    ):  # upper() can leave a string that is no longer NFKC-normal (e.g. Greek with accents)
         text = unicodedata.normalize("NFKC", text)
     return text
 
@@ -297,8 +363,8 @@ def normalize_id(raw: Any, id_type: Any = "resident", *, today: _dt.date | None 
 def id_body17(value: Any) -> str | None:
     """The 17-digit body of a canonical value shaped ``[0-9]{17}[0-9X]`` (valid or not), else ``None``.
 
-    Near tokens are built from the body alone, so an ID whose check character is stale or recomputed after a typo
-    still shares tokens with the true number.
+    Near tokens are built from the body alone, so an ID whose check character is stale or recomputed after a
+    typo still shares tokens with the true number.
     """
     if type(value) is str and _is_id18_shape(value):
         return value[:17]

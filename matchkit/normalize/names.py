@@ -1,20 +1,22 @@
 """Personal names: one canonical spelling per name, and toneless pinyin for homophone tolerance.
 
-A name is evidence for a fuzzy link (a claim whose subject ID has a typo), so two records of one person must give
-the same string however each agency typed it:
+A name is evidence for a fuzzy link (a claim whose subject ID has a typo), so two records of one person must
+give the same string however each agency typed it:
 
 - NFKC (full-width Latin letters, compatibility ideographs and Kangxi radicals → their ordinary forms);
-- invisible format characters removed (zero-width space/joiners U+200B–U+200F, word joiner U+2060, BOM, soft hyphen,
-  direction marks);
-- whitespace: a name containing a CJK ideograph loses **all** whitespace (Chinese names have no spaces, so one is
-  noise from a form or an alignment habit); any other name (Latin, Cyrillic, kana…) keeps single spaces between
-  words, trimmed, because ``LI MING`` and ``LIMING`` may well be different people abroad;
+- invisible format characters removed (zero-width space/joiners U+200B–U+200F, word joiner U+2060, BOM, soft
+  hyphen, direction marks);
+- whitespace: a name containing a CJK ideograph loses **all** whitespace (Chinese names have no spaces, so one
+  is noise from a form or an alignment habit); any other name (Latin, Cyrillic, kana…) keeps single spaces
+  between words, trimmed, because ``LI MING`` and ``LIMING`` may well be different people abroad;
 - letters upper-cased (a no-op for CJK), so ``Zhang San`` equals ``ZHANG SAN``; curly apostrophes → ``'``;
 - minority-name separators unified to U+00B7 ``·`` with no spaces around, runs collapsed, none at either end:
-  the dot look-alikes (``•``, ``・``, ``‧``, ``∙``, ``⋅``…) anywhere, and ``.``/``。``/hyphens/dashes when they stand
-  between two CJK ideographs (``阿卜杜.艾买提``, ``买买提-艾力``) — in a Latin name they are kept (``JEAN-PAUL``);
-- traditional → simplified per character with OpenCC ``t2s`` (``張偉`` → ``张伟``). Phrase context is irrelevant for
-  names; each character's mapping is memoised and iterated to a fixed point so normalising twice changes nothing.
+  the dot look-alikes (``•``, ``・``, ``‧``, ``∙``, ``⋅``…) anywhere, and ``.``/``。``/hyphens/dashes when
+  they stand between two CJK ideographs (``阿卜杜.艾买提``, ``买买提-艾力``) — in a Latin name they are kept
+  (``JEAN-PAUL``);
+- traditional → simplified per character with OpenCC ``t2s`` (``張偉`` → ``张伟``). Phrase context is
+  irrelevant for names; each character's mapping is memoised and iterated to a fixed point so normalising
+  twice changes nothing.
 
 Nothing here logs or raises: a name never leaves this module except as the caller's return value.
 """
@@ -32,14 +34,44 @@ __all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem
 MIDDLE_DOT = "\u00b7"
 
 _INVISIBLE_CODEPOINTS = [
-    0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810),
-    *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x2070),
-    0x3164, *range(0xFE00, 0xFE10), 0xFEFF, 0xFFA0, *range(0xFFF9, 0xFFFC), *range(0xE0100, 0xE01F0),
+    0x00AD,
+    0x034F,
+    0x061C,
+    0x115F,
+    0x1160,
+    0x17B4,
+    0x17B5,
+    *range(0x180B, 0x1810),
+    *range(0x200B, 0x2010),
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2065),
+    *range(0x2066, 0x2070),
+    0x3164,
+    *range(0xFE00, 0xFE10),
+    0xFEFF,
+    0xFFA0,
+    *range(0xFFF9, 0xFFFC),
+    *range(0xE0100, 0xE01F0),
 ]
-# Characters that are a middle dot wherever they appear (U+0387 and U+FF65 are also folded by NFKC; listed anyway).
+# Characters that are a middle dot wherever they appear (U+0387 and U+FF65 are also folded by NFKC; listed
+# anyway).
 _DOT_LOOKALIKES = [
-    0x00B7, 0x0387, 0x16EB, 0x2022, 0x2027, 0x2219, 0x22C5, 0x2E31, 0x30FB, 0xFF65, 0x318D, 0xA78F, 0x2981, 0x2E33,
-    0x1427, 0x02D1,
+    0x00B7,
+    0x0387,
+    0x16EB,
+    0x2022,
+    0x2027,
+    0x2219,
+    0x22C5,
+    0x2E31,
+    0x30FB,
+    0xFF65,
+    0x318D,
+    0xA78F,
+    0x2981,
+    0x2E33,
+    0x1427,
+    0x02D1,
 ]
 _TRANSLATE: dict[int, str | None] = dict.fromkeys(_INVISIBLE_CODEPOINTS)
 _TRANSLATE.update(dict.fromkeys(_DOT_LOOKALIKES, MIDDLE_DOT))
@@ -48,7 +80,9 @@ _TRANSLATE.update({0x2018: "'", 0x2019: "'", 0x2032: "'"})
 # CJK ideographs: URO, Ext A, compatibility block, Ext B–H, and 〇 (used in names such as 王〇).
 _CJK_CLASS = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _HAS_CJK = re.compile(f"[{_CJK_CLASS}]")
-_SEPARATOR_BETWEEN_CJK = re.compile(f"(?<=[{_CJK_CLASS}])[.\u3002\\-\u2010-\u2015\u2212\u00b7]+(?=[{_CJK_CLASS}])")
+_SEPARATOR_BETWEEN_CJK = re.compile(
+    f"(?<=[{_CJK_CLASS}])[.\u3002\\-\u2010-\u2015\u2212\u00b7]+(?=[{_CJK_CLASS}])"
+)
 _SPACED_DOT = re.compile(" ?\u00b7 ?")
 _DOT_RUN = re.compile("\u00b7{2,}")
 
@@ -107,7 +141,8 @@ def _simplify(text: str) -> str:
     return "".join(out) if changed else text
 
 
-# --- normalise -----------------------------------------------------------------------------------------------
+# --- normalise ----------------------------------------------------------------------------------------------
+
 
 def _normalize_once(text: str) -> str:
     if not text.isascii():
@@ -132,12 +167,14 @@ def _normalize_once(text: str) -> str:
 
 
 def _is_plain(text: str) -> bool:
-    """True when only ASCII, CJK ideographs and the middle dot occur — one pass is then provably a fixed point."""
+    """True when only ASCII, CJK ideographs and the middle dot occur — one pass is then provably a fixed
+    point."""
     return all(char < "\x80" or char == MIDDLE_DOT or _is_cjk(char) for char in text)
 
 
 def normalize_name(raw: Any) -> str | None:
-    """Canonical spelling of a personal name (rules in the module docstring); ``None`` when nothing is left."""
+    """Canonical spelling of a personal name (rules in the module docstring); ``None`` when nothing is left.
+"""
     text = to_text(raw)
     if text is None:
         return None
@@ -175,30 +212,104 @@ def name_problem(raw: Any) -> str | None:
     return None
 
 
-# --- pinyin --------------------------------------------------------------------------------------------------
+# --- pinyin -------------------------------------------------------------------------------------------------
 
-# Surname readings for the first character where pypinyin's first dictionary reading is not the surname reading
-# (or commonly mis-read), after 《百家姓》 and the 通用规范汉字表 surname notes. Only the first character(s) of a
-# name are looked up here; given-name characters keep the first dictionary reading, since homophone tolerance,
-# not correct pronunciation, is the point.
+# Surname readings for the first character where pypinyin's first dictionary reading is not the surname
+# reading (or commonly mis-read), after 《百家姓》 and the 通用规范汉字表 surname notes. Only the first
+# character(s) of a name are looked up here; given-name characters keep the first dictionary reading, since
+# homophone tolerance, not correct pronunciation, is the point.
 SURNAME_READINGS: dict[str, str] = {
-    "曾": "zeng", "单": "shan", "仇": "qiu", "解": "xie", "区": "ou", "朴": "piao", "查": "zha", "盖": "ge",
-    "乐": "yue", "覃": "qin", "缪": "miao", "翟": "zhai", "召": "shao", "尉": "wei", "繁": "po", "种": "chong",
-    "秘": "bi", "员": "yun", "句": "gou", "隗": "wei", "纪": "ji", "任": "ren", "黑": "he", "牟": "mu",
-    "过": "guo", "宁": "ning", "折": "she", "教": "jiao", "适": "kuo", "藏": "zang", "薄": "bo", "柏": "bai",
-    "阚": "kan", "洗": "xian", "冼": "xian", "能": "nai", "角": "jue", "蕃": "pi", "重": "chong", "蔚": "yu",
-    "佴": "nai", "粘": "nian", "卜": "bu", "祭": "zhai", "颉": "xie", "乜": "nie", "么": "yao", "都": "du",
-    "长": "chang", "万": "wan", "华": "hua", "燕": "yan", "葛": "ge", "莘": "shen", "眭": "sui", "逄": "pang",
-    "贲": "ben", "隽": "juan", "郇": "huan", "谌": "chen", "沈": "shen", "石": "shi", "车": "che", "叶": "ye",
+    "曾": "zeng",
+    "单": "shan",
+    "仇": "qiu",
+    "解": "xie",
+    "区": "ou",
+    "朴": "piao",
+    "查": "zha",
+    "盖": "ge",
+    "乐": "yue",
+    "覃": "qin",
+    "缪": "miao",
+    "翟": "zhai",
+    "召": "shao",
+    "尉": "wei",
+    "繁": "po",
+    "种": "chong",
+    "秘": "bi",
+    "员": "yun",
+    "句": "gou",
+    "隗": "wei",
+    "纪": "ji",
+    "任": "ren",
+    "黑": "he",
+    "牟": "mu",
+    "过": "guo",
+    "宁": "ning",
+    "折": "she",
+    "教": "jiao",
+    "适": "kuo",
+    "藏": "zang",
+    "薄": "bo",
+    "柏": "bai",
+    "阚": "kan",
+    "洗": "xian",
+    "冼": "xian",
+    "能": "nai",
+    "角": "jue",
+    "蕃": "pi",
+    "重": "chong",
+    "蔚": "yu",
+    "佴": "nai",
+    "粘": "nian",
+    "卜": "bu",
+    "祭": "zhai",
+    "颉": "xie",
+    "乜": "nie",
+    "么": "yao",
+    "都": "du",
+    "长": "chang",
+    "万": "wan",
+    "华": "hua",
+    "燕": "yan",
+    "葛": "ge",
+    "莘": "shen",
+    "眭": "sui",
+    "逄": "pang",
+    "贲": "ben",
+    "隽": "juan",
+    "郇": "huan",
+    "谌": "chen",
+    "沈": "shen",
+    "石": "shi",
+    "车": "che",
+    "叶": "ye",
 }
 
 COMPOUND_SURNAMES: dict[str, tuple[str, str]] = {
-    "尉迟": ("yu", "chi"), "万俟": ("mo", "qi"), "长孙": ("zhang", "sun"), "单于": ("chan", "yu"),
-    "澹台": ("tan", "tai"), "乐正": ("yue", "zheng"), "令狐": ("ling", "hu"), "上官": ("shang", "guan"),
-    "欧阳": ("ou", "yang"), "司马": ("si", "ma"), "诸葛": ("zhu", "ge"), "皇甫": ("huang", "fu"),
-    "宇文": ("yu", "wen"), "夏侯": ("xia", "hou"), "东方": ("dong", "fang"), "公孙": ("gong", "sun"),
-    "慕容": ("mu", "rong"), "司徒": ("si", "tu"), "司空": ("si", "kong"), "呼延": ("hu", "yan"),
-    "赫连": ("he", "lian"), "鲜于": ("xian", "yu"), "亓官": ("qi", "guan"), "仲孙": ("zhong", "sun"),
+    "尉迟": ("yu", "chi"),
+    "万俟": ("mo", "qi"),
+    "长孙": ("zhang", "sun"),
+    "单于": ("chan", "yu"),
+    "澹台": ("tan", "tai"),
+    "乐正": ("yue", "zheng"),
+    "令狐": ("ling", "hu"),
+    "上官": ("shang", "guan"),
+    "欧阳": ("ou", "yang"),
+    "司马": ("si", "ma"),
+    "诸葛": ("zhu", "ge"),
+    "皇甫": ("huang", "fu"),
+    "宇文": ("yu", "wen"),
+    "夏侯": ("xia", "hou"),
+    "东方": ("dong", "fang"),
+    "公孙": ("gong", "sun"),
+    "慕容": ("mu", "rong"),
+    "司徒": ("si", "tu"),
+    "司空": ("si", "kong"),
+    "呼延": ("hu", "yan"),
+    "赫连": ("he", "lian"),
+    "鲜于": ("xian", "yu"),
+    "亓官": ("qi", "guan"),
+    "仲孙": ("zhong", "sun"),
 }
 
 _SYLLABLES: dict[str, str] = {MIDDLE_DOT: ""}  # "" = contributes no syllable
@@ -206,7 +317,8 @@ _pinyin_table: Any = None
 
 
 def _toneless(reading: str) -> str:
-    # ü carries its diaeresis as a combining mark once decomposed (lǜ → l u ̈ ̀); pinyin input methods write v.
+    # ü carries its diaeresis as a combining mark once decomposed (lǜ → l u ̈ ̀); pinyin input methods write
+    # v.
     decomposed = unicodedata.normalize("NFD", reading).replace("u\u0308", "v").replace("U\u0308", "v")
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
@@ -248,9 +360,10 @@ def _pinyin_slow(name: str) -> list[str]:
 
 
 def name_pinyin(normalised: Any) -> tuple[str, ...]:
-    """Toneless lower-case pinyin of a normalised name: one syllable per CJK character, one token per run of other
-    letters; the middle dot and other punctuation give nothing. Polyphonic and compound surnames at the start of
-    the name take their surname reading (``曾`` → ``zeng``, ``尉迟`` → ``yu chi``). ``()`` for non-text input.
+    """Toneless lower-case pinyin of a normalised name: one syllable per CJK character, one token per run of
+    other letters; the middle dot and other punctuation give nothing. Polyphonic and compound surnames at the
+    start of the name take their surname reading (``曾`` → ``zeng``, ``尉迟`` → ``yu chi``). ``()`` for
+    non-text input.
     """
     if type(normalised) is not str or not normalised:
         return ()

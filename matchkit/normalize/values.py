@@ -1,11 +1,11 @@
 """Clear attribute values: deduction/stage/relation/event codes, yes/no, shares, amounts and years.
 
-Agencies and tax clerks write the same value many ways (``子女教育`` or ``children_education``, ``是`` or ``Y``,
-``50%`` or ``0.5``, ``¥1,234.50``). Each parser here maps those spellings to one canonical value so that the
-verify rules compare like with like. Every parser returns ``(value, reason)``: ``reason`` is ``None`` when the
-value is usable and a short English reason code otherwise. Parsers never raise, whatever they are given (str,
-None, NaN, numbers, pandas missing values, bytes): a bad cell must become a row reject with a reason, never a crash
-halfway through a million-row file.
+Agencies and tax clerks write the same value many ways (``子女教育`` or ``children_education``, ``是`` or
+``Y``, ``50%`` or ``0.5``, ``¥1,234.50``). Each parser here maps those spellings to one canonical value so
+that the verify rules compare like with like. Every parser returns ``(value, reason)``: ``reason`` is ``None``
+when the value is usable and a short English reason code otherwise. Parsers never raise, whatever they are
+given (str, None, NaN, numbers, pandas missing values, bytes): a bad cell must become a row reject with a
+reason, never a crash halfway through a million-row file.
 
 This module also holds the small text-coercion helpers (:func:`is_missing`, :func:`to_text`) that the other
 normalisers share, because it is the one normalise module with no dependencies of its own.
@@ -37,16 +37,19 @@ __all__ = [
     "to_text",
 ]
 
-# Spellings of "no value" that database and spreadsheet exports write into cells (pandas ``nan``/``NaT``/``<NA>``,
-# MySQL ``\N``, Excel ``#N/A``, a lone dash). Compared case-insensitively after trimming. Names do not use this
-# list: ``Nan`` and ``Na`` are real romanised surnames.
-NULL_MARKERS = frozenset({"", "nan", "nat", "none", "null", "na", "n/a", "<na>", "#n/a", "\\n", "-", "--", "—", "/"})
+# Spellings of "no value" that database and spreadsheet exports write into cells (pandas
+# ``nan``/``NaT``/``<NA>``, MySQL ``\N``, Excel ``#N/A``, a lone dash). Compared case-insensitively after
+# trimming. Names do not use this list: ``Nan`` and ``Na`` are real romanised surnames.
+NULL_MARKERS = frozenset(
+    {"", "nan", "nat", "none", "null", "na", "n/a", "<na>", "#n/a", "\\n", "-", "--", "—", "/"}
+)
 
 _MISSING_TYPE_NAMES = frozenset({"NAType", "NaTType"})
 
 
 def is_missing(raw: Any) -> bool:
-    """True for ``None``, float NaN and pandas' ``NA``/``NaT`` — the ways a reader hands over an empty cell."""
+    """True for ``None``, float NaN and pandas' ``NA``/``NaT`` — the ways a reader hands over an empty cell.
+"""
     if raw is None:
         return True
     if isinstance(raw, float):
@@ -57,8 +60,8 @@ def is_missing(raw: Any) -> bool:
 def to_text(raw: Any) -> str | None:
     """Coerce any cell value to ``str`` (``None`` when missing) without ever raising.
 
-    Floats keep Python's shortest round-trip form (``110101900307457.0``, ``1.1010119900307458e+17``) so the ID
-    normaliser can tell a lossless ``.0`` from spreadsheet damage; numpy scalars print like builtins.
+    Floats keep Python's shortest round-trip form (``110101900307457.0``, ``1.1010119900307458e+17``) so the
+    ID normaliser can tell a lossless ``.0`` from spreadsheet damage; numpy scalars print like builtins.
     """
     if type(raw) is str:
         return raw
@@ -122,7 +125,7 @@ def _parse_code(raw: Any, table: dict[str, str]) -> tuple[str | None, str | None
     return code, None
 
 
-# --- codes ---------------------------------------------------------------------------------------------------
+# --- codes --------------------------------------------------------------------------------------------------
 
 DEDUCTION_CODES: dict[str, tuple[str, ...]] = {
     "children_education": ("子女教育", "子女教育支出"),
@@ -138,8 +141,26 @@ STAGE_CODES: dict[str, tuple[str, ...]] = {
     # The SPEC names plus the everyday words a school register uses for the same stage.
     "preschool": ("学前教育", "学前", "学前教育阶段", "幼儿园"),
     "compulsory": ("义务教育", "义务教育阶段", "小学", "初中"),
-    "high_school": ("高中阶段教育", "高中", "高中阶段", "普通高中", "中等职业教育", "中职", "中专", "技工教育"),
-    "higher": ("高等教育", "高等教育阶段", "大学专科", "大学本科", "专科", "本科", "硕士研究生", "博士研究生"),
+    "high_school": (
+        "高中阶段教育",
+        "高中",
+        "高中阶段",
+        "普通高中",
+        "中等职业教育",
+        "中职",
+        "中专",
+        "技工教育",
+    ),
+    "higher": (
+        "高等教育",
+        "高等教育阶段",
+        "大学专科",
+        "大学本科",
+        "专科",
+        "本科",
+        "硕士研究生",
+        "博士研究生",
+    ),
 }
 
 RELATION_CODES: dict[str, tuple[str, ...]] = {
@@ -162,17 +183,20 @@ _EVENTS = _code_table(EVENT_CODES)
 
 
 def parse_deduction(raw: Any) -> tuple[str | None, str | None]:
-    """Canonical deduction code (SPEC §2) from the code or its Chinese name; reasons ``empty``, ``unknown_code``."""
+    """Canonical deduction code (SPEC §2) from the code or its Chinese name; reasons ``empty``,
+    ``unknown_code``."""
     return _parse_code(raw, _DEDUCTIONS)
 
 
 def parse_stage(raw: Any) -> tuple[str | None, str | None]:
-    """Education stage ``preschool``/``compulsory``/``high_school``/``higher``; reasons ``empty``, ``unknown_code``."""
+    """Education stage ``preschool``/``compulsory``/``high_school``/``higher``; reasons ``empty``,
+    ``unknown_code``."""
     return _parse_code(raw, _STAGES)
 
 
 def parse_relation(raw: Any) -> tuple[str | None, str | None]:
-    """Relation to the taxpayer ``self``/``spouse``/``child``/``parent``; reasons ``empty``, ``unknown_code``."""
+    """Relation to the taxpayer ``self``/``spouse``/``child``/``parent``; reasons ``empty``, ``unknown_code``.
+"""
     return _parse_code(raw, _RELATIONS)
 
 
@@ -181,21 +205,29 @@ def parse_event(raw: Any) -> tuple[str | None, str | None]:
     return _parse_code(raw, _EVENTS)
 
 
-# --- yes/no --------------------------------------------------------------------------------------------------
+# --- yes/no -------------------------------------------------------------------------------------------------
 
 _BOOLS: dict[str, bool] = {
-    "是": True, "否": False,
-    "y": True, "n": False,
-    "yes": True, "no": False,
-    "true": True, "false": False,
-    "t": True, "f": False,
-    "1": True, "0": False,
-    "1.0": True, "0.0": False,
+    "是": True,
+    "否": False,
+    "y": True,
+    "n": False,
+    "yes": True,
+    "no": False,
+    "true": True,
+    "false": False,
+    "t": True,
+    "f": False,
+    "1": True,
+    "0": False,
+    "1.0": True,
+    "0.0": False,
 }
 
 
 def parse_bool(raw: Any) -> tuple[bool | None, str | None]:
-    """Yes/no flag from ``是/否``, ``Y/N``, ``yes/no``, ``true/false``, ``1/0``; reasons ``empty``, ``bad_bool``."""
+    """Yes/no flag from ``是/否``, ``Y/N``, ``yes/no``, ``true/false``, ``1/0``; reasons ``empty``,
+    ``bad_bool``."""
     if isinstance(raw, bool):
         return raw, None
     text = _clean(raw)
@@ -207,7 +239,7 @@ def parse_bool(raw: Any) -> tuple[bool | None, str | None]:
     return value, None
 
 
-# --- numbers -------------------------------------------------------------------------------------------------
+# --- numbers ------------------------------------------------------------------------------------------------
 
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _GROUPED_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?", re.ASCII)
@@ -241,9 +273,10 @@ _SHARE_WORDS = {"全额": 1.0, "全部": 1.0, "平均": 0.5, "均摊": 0.5, "平
 def parse_share(raw: Any) -> tuple[float | None, str | None]:
     """Share of a deduction a claimant takes, as a fraction in (0, 1].
 
-    Accepts ``0.5``, ``1``, ``"50%"`` (full-width ``％`` too) and the form words 全额/平均. An absent share means the
-    whole deduction (1.0, SPEC §3). A bare number above 1 is refused rather than read as a percentage: ``50``
-    could be 50 % or a slip, and guessing would change the amount. Reasons ``bad_number``, ``share_out_of_range``.
+    Accepts ``0.5``, ``1``, ``"50%"`` (full-width ``％`` too) and the form words 全额/平均. An absent share
+    means the whole deduction (1.0, SPEC §3). A bare number above 1 is refused rather than read as a
+    percentage: ``50`` could be 50 % or a slip, and guessing would change the amount. Reasons ``bad_number``,
+    ``share_out_of_range``.
     """
     if isinstance(raw, bool):
         return None, "bad_number"
@@ -276,7 +309,8 @@ def parse_share(raw: Any) -> tuple[float | None, str | None]:
 def parse_amount(raw: Any) -> tuple[float | None, str | None]:
     """Non-negative amount in yuan from ``1234.5``, ``"1,234.50"``, ``"¥1,234.50"``, ``"1234.50元"``.
 
-    Reasons ``empty``, ``bad_number``, ``negative_amount`` (a refund or reversal is not evidence of an expense).
+    Reasons ``empty``, ``bad_number``, ``negative_amount`` (a refund or reversal is not evidence of an
+    expense).
     """
     if isinstance(raw, bool):
         return None, "bad_number"
@@ -312,11 +346,14 @@ def parse_amount(raw: Any) -> tuple[float | None, str | None]:
 _YEAR_TEXT = re.compile(r"(\d{4})(?:\.0+)?(?:年度?)?", re.ASCII)
 
 
-def parse_year(raw: Any, *, min_year: int = 2019, max_year: int | None = None) -> tuple[int | None, str | None]:
+def parse_year(
+    raw: Any, *, min_year: int = 2019, max_year: int | None = None
+) -> tuple[int | None, str | None]:
     """A tax or data year as int.
 
-    ``min_year`` defaults to 2019 because the special additional deductions did not exist before (国发〔2018〕41号);
-    ``max_year`` is unbounded unless given. Reasons ``empty``, ``bad_number``, ``year_out_of_range``.
+    ``min_year`` defaults to 2019 because the special additional deductions did not exist before
+    (国发〔2018〕41号); ``max_year`` is unbounded unless given. Reasons ``empty``, ``bad_number``,
+    ``year_out_of_range``.
     """
     if isinstance(raw, bool):
         return None, "bad_number"

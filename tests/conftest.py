@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from matchkit.keys import SharedKey, new_key, write_key
+from matchkit.normalize.ids import check_char
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_id(body17: str) -> str:
+    return body17 + check_char(body17)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    return write_key(new_key(), tmp_path / "shared.key")
+
+
+@pytest.fixture
+def fixed_key() -> SharedKey:
+    return SharedKey("mk-test", bytes(range(32)))
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MATCHKIT_KEY_FILE", raising=False)
+    os.environ.setdefault("MATCHKIT_CONFIG_DIR", str(REPO / "configs"))

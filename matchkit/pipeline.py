@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from matchkit import __version__
-from matchkit.encode.table import TableEncoder
+from matchkit.encode.parallel import encode_chunks
+from matchkit.encode.table import RecordIdChecker, TableEncoder
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
 from matchkit.errors import MatchkitError
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
@@ -46,6 +47,7 @@ def hash_file(
     encoding: str = "auto",
     purpose: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> HashResult:
     """Hash one raw extract into a Parquet file with a manifest; write the rejects CSV if a path is given.
@@ -58,21 +60,23 @@ def hash_file(
     reader = RawReader(input_path, schema, encoding=encoding, chunk_rows=chunk_rows)
     encoder = Encoder(key, purpose or schema.purpose, ENCODING_VERSION)
     table_encoder = TableEncoder(schema, encoder)
+    record_ids = RecordIdChecker(schema.record_id)
     writer = HashedFileWriter(output, table_encoder.arrow_schema)
     rejects_writer = _RejectsWriter(Path(rejects_path)) if rejects_path else None
     rows_in = rows_hashed = rows_rejected = 0
     try:
-        for chunk in reader.chunks():
-            table, faults = table_encoder.encode(chunk)
-            all_faults = sorted(chunk.rejects + faults)
+        for chunk_rows_read, (table, faults) in encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
+                                                              workers):
+            table, repeats = record_ids.check(table)
+            all_faults = sorted(faults + repeats)
             writer.write(table)
-            rows_in += len(chunk) + len(chunk.rejects)
+            rows_in += chunk_rows_read
             rows_hashed += table.num_rows
             rows_rejected += len(all_faults)
             if rejects_writer:
                 rejects_writer.write(all_faults)
             if progress:
-                progress(len(chunk) + len(chunk.rejects))
+                progress(chunk_rows_read)
         if rows_in != rows_hashed + rows_rejected:  # pragma: no cover - an internal invariant
             raise MatchkitError("row accounting failed (internal error): please report")
         manifest = {

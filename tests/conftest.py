@@ -29,3 +29,10 @@ def fixed_key() -> SharedKey:
 def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MATCHKIT_KEY_FILE", raising=False)
     os.environ.setdefault("MATCHKIT_CONFIG_DIR", str(REPO / "configs"))
+
+
+# Timing is not a property: a loaded 2-core CI machine must not fail a test for being slow.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("matchkit", deadline=None, print_blob=True)
+settings.load_profile("matchkit")

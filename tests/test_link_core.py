@@ -16,7 +16,7 @@ from matchkit.link.fuzzy import acceptable, person_comparison_vectors
 from matchkit.link.scoring import comparison_levels, match_weights
 from matchkit.link.select import best_per_left
 from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, prepare_column
-from test_link_fakes import frame, record, swap, typo
+from tests.test_link_fakes import frame, record, swap, typo
 
 # --- data generators --------------------------------------------------------------------------------------------
 
@@ -32,7 +32,8 @@ def token_frames(draw: st.DrawFn, max_rows: int = 8) -> pd.DataFrame:
         {
             "lists": pd.Series([draw(token_list) for _ in range(rows)], dtype=object),
             "near": pd.Series(
-                [draw(st.one_of(st.none(), st.lists(token, min_size=4, max_size=4))) for _ in range(rows)], dtype=object
+                [draw(st.one_of(st.none(), st.lists(token, min_size=4, max_size=4))) for _ in range(rows)],
+                dtype=object,
             ),
             "scalar": pd.Series([draw(scalar_token) for _ in range(rows)], dtype=object),
         }
@@ -59,14 +60,19 @@ def reference_keys(cells: pd.Series, blocking_pass: BlockingPass) -> list[set[ob
         elif blocking_pass.elements is None:
             keys.append(set(cell))
         elif blocking_pass.combine:
-            keys.append({tuple(cell[p] for p in blocking_pass.elements)} if len(cell) > max(blocking_pass.elements)
-                        else set())
+            keys.append(
+                {tuple(cell[p] for p in blocking_pass.elements)}
+                if len(cell) > max(blocking_pass.elements)
+                else set()
+            )
         else:
             keys.append({cell[p] for p in blocking_pass.elements if p < len(cell)})
     return keys
 
 
-def brute_force_pairs(left: pd.DataFrame, right: pd.DataFrame, passes: list[BlockingPass]) -> set[tuple[int, int]]:
+def brute_force_pairs(
+    left: pd.DataFrame, right: pd.DataFrame, passes: list[BlockingPass]
+) -> set[tuple[int, int]]:
     found: set[tuple[int, int]] = set()
     for blocking_pass in passes:
         left_keys = reference_keys(left[blocking_pass.column], blocking_pass)
@@ -88,8 +94,11 @@ def test_prepare_column_kinds() -> None:
     tokens = prepare_column(pd.Series([b"x" * 16, None, b"y" * 16], dtype=object))
     assert isinstance(tokens, ScalarTokens) and tokens.words.shape == (3, 2)
     assert tokens.valid.tolist() == [True, False, True]
-    arrow = prepare_column(pd.Series([[5, 6], None], dtype=pd.ArrowDtype(__import__("pyarrow").list_(
-        __import__("pyarrow").int64()))))
+    arrow = prepare_column(
+        pd.Series(
+            [[5, 6], None], dtype=pd.ArrowDtype(__import__("pyarrow").list_(__import__("pyarrow").int64()))
+        )
+    )
     assert isinstance(arrow, ListTokens) and arrow.values.tolist() == [5, 6]
 
 
@@ -99,8 +108,9 @@ def test_prepare_column_kinds() -> None:
 @pytest.mark.parametrize("blocking_pass", GENERIC_PASSES, ids=lambda p: p.name)
 @settings(max_examples=60, deadline=None)
 @given(left=token_frames(), right=token_frames())
-def test_blocking_pass_matches_brute_force(blocking_pass: BlockingPass, left: pd.DataFrame,
-                                           right: pd.DataFrame) -> None:
+def test_blocking_pass_matches_brute_force(
+    blocking_pass: BlockingPass, left: pd.DataFrame, right: pd.DataFrame
+) -> None:
     pairs = block(left, right, [blocking_pass], max_block_size=10_000)
     found = set(zip(pairs.left.tolist(), pairs.right.tolist()))
     expected = brute_force_pairs(left, right, [blocking_pass])
@@ -117,7 +127,9 @@ def test_union_of_passes_is_sorted_distinct_and_complete(left: pd.DataFrame, rig
     pairs = block(left, right, GENERIC_PASSES, max_block_size=10_000)
     codes = pairs.left * max(len(right), 1) + pairs.right
     assert (np.diff(codes) > 0).all()
-    assert brute_force_pairs(left, right, GENERIC_PASSES) <= set(zip(pairs.left.tolist(), pairs.right.tolist()))
+    assert brute_force_pairs(left, right, GENERIC_PASSES) <= set(
+        zip(pairs.left.tolist(), pairs.right.tolist())
+    )
     assert pairs.total == len(pairs.left)
 
 
@@ -143,8 +155,14 @@ def test_person_passes_pair_records_sharing_their_key(blocking_pass: BlockingPas
 # --- comparators --------------------------------------------------------------------------------------------------
 
 COMPARATOR_INPUT = {  # which column of token_frames each comparator reads
-    "exact": "scalar", "equal": "scalar", "overlap": "lists", "set_overlap": "lists",
-    "near_windows": "near", "id_near": "near", "name_fuzzy": "lists", "name_fz": "lists",
+    "exact": "scalar",
+    "equal": "scalar",
+    "overlap": "lists",
+    "set_overlap": "lists",
+    "near_windows": "near",
+    "id_near": "near",
+    "name_fuzzy": "lists",
+    "name_fz": "lists",
 }
 
 
@@ -183,13 +201,15 @@ def test_comparator_on_no_pairs(alias: str) -> None:
 
 
 def test_name_levels() -> None:
-    names = frame([
-        record(None, "张伟", ("zhang", "wei"), dob=19800101),
-        record(None, "章伟", ("zhang", "wei"), dob=19800101),  # homophone
-        record(None, "张伟明", ("zhang", "wei", "ming"), dob=19800101),  # added character
-        record(None, "张伟", ("zhang", "wei"), dob=19800102),  # other birth date: salt differs
-        record(None, "刘洋", ("liu", "yang"), dob=19800101),
-    ])
+    names = frame(
+        [
+            record(None, "张伟", ("zhang", "wei"), dob=19800101),
+            record(None, "章伟", ("zhang", "wei"), dob=19800101),  # homophone
+            record(None, "张伟明", ("zhang", "wei", "ming"), dob=19800101),  # added character
+            record(None, "张伟", ("zhang", "wei"), dob=19800102),  # other birth date: salt differs
+            record(None, "刘洋", ("liu", "yang"), dob=19800101),
+        ]
+    )
     column = prepare_column(names["name_fz"])
     pairs = np.zeros(5, dtype=np.int64), np.arange(5, dtype=np.int64)
     assert COMPARATORS["name_fz"](column, column, *pairs).tolist() == [1.0, 2 / 3, 1 / 3, 0.0, 0.0]
@@ -233,8 +253,13 @@ def test_model_accepts_new_probabilities() -> None:
 
 # --- the person passes find every pair the policy can accept ------------------------------------------------------
 
-NAMES = [("张伟", ("zhang", "wei")), ("章伟", ("zhang", "wei")), ("张伟明", ("zhang", "wei", "ming")),
-         ("李伟", ("li", "wei")), ("李娜", ("li", "na"))]
+NAMES = [
+    ("张伟", ("zhang", "wei")),
+    ("章伟", ("zhang", "wei")),
+    ("张伟明", ("zhang", "wei", "ming")),
+    ("李伟", ("li", "wei")),
+    ("李娜", ("li", "na")),
+]
 BASES = ["11010519800101123", "11010519800101124", "11010619800102123"]
 
 
@@ -254,11 +279,15 @@ def person_records(draw: st.DrawFn) -> dict[str, object]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(person_records(), min_size=1, max_size=6), st.lists(person_records(), min_size=1, max_size=6))
-def test_person_passes_find_every_acceptable_pair(queries: list[dict[str, object]],
-                                                   people: list[dict[str, object]]) -> None:
+def test_person_passes_find_every_acceptable_pair(
+    queries: list[dict[str, object]], people: list[dict[str, object]]
+) -> None:
     query_frame, person_frame = TokenFrame(frame(queries)), TokenFrame(frame(people))
-    everything = block(query_frame, person_frame, [BlockingPass("all", "id_near"), BlockingPass("any", "name_fz"),
-                                                    BlockingPass("dob", "dob_tok")])
+    everything = block(
+        query_frame,
+        person_frame,
+        [BlockingPass("all", "id_near"), BlockingPass("any", "name_fz"), BlockingPass("dob", "dob_tok")],
+    )
     # all pairs, including those sharing no key at all
     lpos = np.repeat(np.arange(len(queries)), len(people)).astype(np.int64)
     rpos = np.tile(np.arange(len(people)), len(queries)).astype(np.int64)
@@ -275,16 +304,22 @@ def test_person_passes_find_every_acceptable_pair(queries: list[dict[str, object
 
 
 def test_best_per_left_ties_and_margin() -> None:
-    chosen = best_per_left(np.array([0, 0, 1, 1, 2]), np.array([5, 6, 7, 8, 9]),
-                           np.array([3.0, 3.0, 9.0, 1.0, 2.0]), margin=1e-9)
+    chosen = best_per_left(
+        np.array([0, 0, 1, 1, 2]), np.array([5, 6, 7, 8, 9]), np.array([3.0, 3.0, 9.0, 1.0, 2.0]), margin=1e-9
+    )
     assert chosen.loc[0, "ambiguous"] and chosen.loc[0, "right"] == 5
     assert not chosen.loc[1, "ambiguous"] and chosen.loc[1, "right"] == 7
     assert chosen.loc[2, "n_candidates"] == 1 and not chosen.loc[2, "ambiguous"]
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 20)), max_size=15,
-                unique_by=lambda t: (t[0], t[1])))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 20)),
+        max_size=15,
+        unique_by=lambda t: (t[0], t[1]),
+    )
+)
 def test_one_to_one_matches_sequential_greedy(rows: list[tuple[int, int, int]]) -> None:
     pairs = pd.DataFrame(rows, columns=["left", "right", "score"]).astype({"score": float})
     kept = one_to_one(pairs)

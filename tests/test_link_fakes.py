@@ -20,7 +20,9 @@ def _int64(data: str) -> int:
 
 def near_tokens(body: str) -> list[int]:
     assert len(body) == 17 and body.isdigit()
-    return [_int64(f"near{w}:{body[:first]}{body[last + 1:]}") for w, (first, last) in enumerate(NEAR_WINDOWS)]
+    return [
+        _int64(f"near{w}:{body[:first]}{body[last + 1 :]}") for w, (first, last) in enumerate(NEAR_WINDOWS)
+    ]
 
 
 def name_tokens(name: str, pinyin: tuple[str, ...], dob: int) -> list[int]:

@@ -8,7 +8,7 @@ import pytest
 
 from matchkit.link import best_links
 from matchkit.link.tokens import TokenFrame
-from test_link_fakes import frame, record, swap, typo
+from tests.test_link_fakes import frame, record, swap, typo
 
 ZHANG = "11010519800101123"
 LI = "11010819750615042"
@@ -55,10 +55,15 @@ def test_homophone_with_strong_typo_links(persons: pd.DataFrame) -> None:
     assert len(one(queries, persons)) == 1
 
 
-def test_dropped_character_with_strong_typo_links(persons: pd.DataFrame) -> None:
-    queries = frame([record(typo(WANG, 1), "王明", ("wang", "ming"), dob=19920228)])
+def test_dropped_character_with_typo_on_a_window_overlap_links(persons: pd.DataFrame) -> None:
+    queries = frame([record(typo(WANG, 4), "王明", ("wang", "ming"), dob=19920228)])
     links = one(queries, persons)
     assert links["person_id_tok"].iloc[0] == persons["id_tok"].iloc[2]
+
+
+def test_dropped_character_with_one_strong_window_does_not_link(persons: pd.DataFrame) -> None:
+    queries = frame([record(typo(WANG, 1), "王明", ("wang", "ming"), dob=19920228)])
+    assert one(queries, persons).empty
 
 
 def test_dropped_character_with_weak_window_only_does_not_link(persons: pd.DataFrame) -> None:
@@ -82,9 +87,17 @@ def test_strong_window_and_same_dob_with_a_different_name_does_not_link(persons:
     assert one(queries, persons).empty
 
 
-def test_strong_window_and_same_dob_without_a_name_links(persons: pd.DataFrame) -> None:
+def test_one_window_and_same_dob_without_a_name_does_not_link(persons: pd.DataFrame) -> None:
     queries = frame([record(typo(ZHANG, 2), None, dob=19800101)])
-    assert len(one(queries, persons)) == 1
+    assert one(queries, persons).empty
+
+
+def test_same_body_with_another_check_character_and_same_dob_links_without_a_name(
+    persons: pd.DataFrame,
+) -> None:
+    queries = frame([record(ZHANG, None, check="X")])
+    links = one(queries, persons)
+    assert links["person_id_tok"].iloc[0] == persons["id_tok"].iloc[0]
 
 
 def test_no_id_links_on_exact_name_and_dob(persons: pd.DataFrame) -> None:
@@ -116,7 +129,9 @@ def test_clear_winner_is_not_ambiguous() -> None:
     people = frame(
         [
             record("11010519800101123", "张伟", ("zhang", "wei")),
-            record("11010519800101124", "张伟", ("zhang", "wei")),  # one digit from the first, same name and dob
+            record(
+                "11010519800101124", "张伟", ("zhang", "wei")
+            ),  # one digit from the first, same name and dob
         ]
     )
     queries = frame([record("11010519800101123", "张伟", ("zhang", "wei"))])

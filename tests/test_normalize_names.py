@@ -244,7 +244,7 @@ def test_pinyin_of_chinese_names_is_one_lowercase_ascii_syllable_per_character(n
     assert normalised is not None
     syllables = name_pinyin(normalised)
     assert len(syllables) == len(normalised)
-    for char, syllable in zip(normalised, syllables):
+    for char, syllable in zip(normalised, syllables, strict=True):
         # A character pypinyin does not know stands for itself (it still matches itself exactly).
         assert syllable == char or (
             syllable.isascii() and syllable.isalpha() and syllable == syllable.lower()

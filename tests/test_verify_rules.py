@@ -88,8 +88,14 @@ def claims_frame(*rows: dict) -> pd.DataFrame:
 def education(*spells: tuple) -> pd.DataFrame:
     rows = []
     for student, stage, enrolled_from, enrolled_to in spells:
-        rows.append({**entity("student", student), "education_stage": stage, "enrolled_from": enrolled_from,
-                     "enrolled_to": enrolled_to})
+        rows.append(
+            {
+                **entity("student", student),
+                "education_stage": stage,
+                "enrolled_from": enrolled_from,
+                "enrolled_to": enrolled_to,
+            }
+        )
     frame = pd.DataFrame(rows)
     frame["enrolled_to"] = pd.array(frame["enrolled_to"], dtype="Int64")
     return frame
@@ -102,8 +108,14 @@ def household(*pairs: tuple[str, str]) -> pd.DataFrame:
 def civil(*events: tuple) -> pd.DataFrame:
     rows = []
     for event, person, partner, date in events:
-        rows.append({"event": event, **entity("person", person), **entity("partner", partner),
-                     "event_date": dt.date.fromisoformat(date)})
+        rows.append(
+            {
+                "event": event,
+                **entity("person", person),
+                **entity("partner", partner),
+                "event_date": dt.date.fromisoformat(date),
+            }
+        )
     columns = ["event", *entity("person", "x"), *entity("partner", "x"), "event_date"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -115,7 +127,10 @@ def only_child(*people: str) -> pd.DataFrame:
 def medical(*rows: tuple) -> pd.DataFrame:
     columns = [*entity("patient", "x"), "year", "total_cost", "out_of_pocket"]
     return pd.DataFrame(
-        [{**entity("patient", p), "year": y, "total_cost": oop * 2, "out_of_pocket": oop} for p, y, oop in rows],
+        [
+            {**entity("patient", p), "year": y, "total_cost": oop * 2, "out_of_pocket": oop}
+            for p, y, oop in rows
+        ],
         columns=columns,
     )
 
@@ -146,12 +161,15 @@ def codes(row: pd.Series) -> set[str]:
     return set(row["reasons"].split(";")) - {""}
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # children_education
+
 
 def test_children_education_2025_full_year_verified() -> None:
     c = claims_frame(claim("c1", "dad", "kid", "children_education", 2025, stage="compulsory", monthly=2000))
-    out = verify(c, household=household(("dad", "kid")), education=education(("kid", "compulsory", 202109, None)))
+    out = verify(
+        c, household=household(("dad", "kid")), education=education(("kid", "compulsory", 202109, None))
+    )
     row = one(out, "c1")
     assert (row.status, row.reasons, row.claimed_amount, row.allowed_amount) == ("verified", "", 24000, 24000)
     assert (row.verified_months, row.match, row.match_score) == (12, "exact", 1.0)
@@ -168,43 +186,68 @@ def test_children_education_2022_standard_is_1000_and_over_cap() -> None:
     out = verify(c, household=hh, education=ed)
     assert one(out, "ok").status == "verified" and one(out, "ok").allowed_amount == 12000
     over = one(out, "over")
-    assert (over.status, over.reasons, over.allowed_amount, over.claimed_amount) == ("partial", "OVER_CAP", 12000, 24000)
+    assert (over.status, over.reasons, over.allowed_amount, over.claimed_amount) == (
+        "partial",
+        "OVER_CAP",
+        12000,
+        24000,
+    )
 
 
 def test_default_amount_is_standard_times_share() -> None:
     c = claims_frame(claim("c", "dad", "kid", "children_education", 2025, stage="compulsory", share=0.5))
-    out = verify(c, household=household(("dad", "kid")), education=education(("kid", "compulsory", 202109, None)))
+    out = verify(
+        c, household=household(("dad", "kid")), education=education(("kid", "compulsory", 202109, None))
+    )
     assert one(out, "c").claimed_amount == 12000 and one(out, "c").status == "verified"
 
 
 def test_not_enrolled_after_spell_ends_and_near_miss() -> None:
     c = claims_frame(
         claim("gap", "dad", "kid", "children_education", 2025, stage="high_school", monthly=2000),
-        claim("fit", "dad", "kid", "children_education", 2025, start=1, end=6, stage="high_school", monthly=2000),
+        claim(
+            "fit", "dad", "kid", "children_education", 2025, start=1, end=6, stage="high_school", monthly=2000
+        ),
     )
-    out = verify(c, household=household(("dad", "kid")), education=education(("kid", "high_school", 202209, 202506)))
+    out = verify(
+        c, household=household(("dad", "kid")), education=education(("kid", "high_school", 202209, 202506))
+    )
     gap = one(out, "gap")
-    assert (gap.status, gap.reasons, gap.allowed_amount, gap.verified_months) == ("partial", "NOT_ENROLLED", 12000, 6)
+    assert (gap.status, gap.reasons, gap.allowed_amount, gap.verified_months) == (
+        "partial",
+        "NOT_ENROLLED",
+        12000,
+        6,
+    )
     # the second line overlaps the first for the same child: it is a duplicate, so test it alone
-    out2 = verify(c.iloc[[1]], household=household(("dad", "kid")),
-                  education=education(("kid", "high_school", 202209, 202506)))
+    out2 = verify(
+        c.iloc[[1]],
+        household=household(("dad", "kid")),
+        education=education(("kid", "high_school", 202209, 202506)),
+    )
     assert one(out2, "fit").status == "verified"
 
 
 def test_stage_mismatch_and_stage_change_near_miss() -> None:
     spells = education(("kid", "compulsory", 201609, 202506), ("kid", "high_school", 202509, None))
     hh = household(("dad", "kid"))
-    wrong = claims_frame(claim("w", "dad", "kid", "children_education", 2025, end=6, stage="high_school", monthly=2000))
+    wrong = claims_frame(
+        claim("w", "dad", "kid", "children_education", 2025, end=6, stage="high_school", monthly=2000)
+    )
     row = one(verify(wrong, household=hh, education=spells), "w")
     assert (row.status, row.reasons, row.allowed_amount) == ("rejected", "STAGE_MISMATCH", 0)
     right = claims_frame(
-        claim("r", "dad", "kid", "children_education", 2025, start=9, end=12, stage="high_school", monthly=2000)
+        claim(
+            "r", "dad", "kid", "children_education", 2025, start=9, end=12, stage="high_school", monthly=2000
+        )
     )
     row = one(verify(right, household=hh, education=spells), "r")
     assert (row.status, row.allowed_amount, row.verified_months) == ("verified", 8000, 4)
     # July/August: between spells -> not enrolled
     summer = claims_frame(
-        claim("s", "dad", "kid", "children_education", 2025, start=7, end=9, stage="high_school", monthly=2000)
+        claim(
+            "s", "dad", "kid", "children_education", 2025, start=7, end=9, stage="high_school", monthly=2000
+        )
     )
     row = one(verify(summer, household=hh, education=spells), "s")
     assert (row.status, row.reasons, row.allowed_amount) == ("partial", "NOT_ENROLLED", 2000)
@@ -213,14 +256,28 @@ def test_stage_mismatch_and_stage_change_near_miss() -> None:
 def test_relation_unverified_vs_subject_not_found() -> None:
     c = claims_frame(
         claim("other", "stranger", "kid", "children_education", 2025, stage="compulsory", monthly=2000),
-        claim("nobody", "dad", "ghost", "children_education", 2025, stage="compulsory", monthly=2000, name="ghost"),
+        claim(
+            "nobody",
+            "dad",
+            "ghost",
+            "children_education",
+            2025,
+            stage="compulsory",
+            monthly=2000,
+            name="ghost",
+        ),
         claim("edu_only", "dad", "pupil", "children_education", 2025, stage="compulsory", monthly=2000),
     )
     ed = education(("kid", "compulsory", 202109, None), ("pupil", "compulsory", 202109, None))
     out = verify(c, household=household(("dad", "kid")), education=ed)
     assert (one(out, "other").status, one(out, "other").reasons) == ("rejected", "RELATION_UNVERIFIED")
     ghost = one(out, "nobody")
-    assert (ghost.status, ghost.reasons, ghost.match, ghost.match_score) == ("rejected", "SUBJECT_NOT_FOUND", "none", 0)
+    assert (ghost.status, ghost.reasons, ghost.match, ghost.match_score) == (
+        "rejected",
+        "SUBJECT_NOT_FOUND",
+        "none",
+        0,
+    )
     assert (one(out, "edu_only").status, one(out, "edu_only").reasons) == ("rejected", "RELATION_UNVERIFIED")
 
 
@@ -258,33 +315,45 @@ def test_share_split_in_proportion_to_claims() -> None:
 
 def test_preschool_from_third_birthday_until_school() -> None:
     hh = household(("dad", "kid"))
-    c = claims_frame(claim("p", "dad", "kid", "children_education", 2024, stage="preschool", monthly=2000,
-                           birth_ym=202105))
+    c = claims_frame(
+        claim("p", "dad", "kid", "children_education", 2024, stage="preschool", monthly=2000, birth_ym=202105)
+    )
     # turns 3 in May 2024, starts compulsory school Sep 2024 -> May..Aug
     out = verify(c, household=hh, education=education(("kid", "compulsory", 202409, None)))
     row = one(out, "p")
-    assert (row.status, row.reasons, row.verified_months, row.allowed_amount) == ("partial", "AGE_INELIGIBLE", 4, 8000)
+    assert (row.status, row.reasons, row.verified_months, row.allowed_amount) == (
+        "partial",
+        "AGE_INELIGIBLE",
+        4,
+        8000,
+    )
     # without a compulsory spell (education not supplied: preschool does not need it) -> May..Dec
     row = one(verify(c, household=hh), "p")
     assert (row.status, row.verified_months) == ("partial", 8)
 
 
 def test_preschool_ends_month_before_age_six_without_school() -> None:
-    c = claims_frame(claim("p", "dad", "kid", "children_education", 2025, stage="preschool", monthly=2000,
-                           birth_ym=201903))
-    row = one(verify(c, household=household(("dad", "kid")), education=education(("x", "higher", 202009, None))), "p")
+    c = claims_frame(
+        claim("p", "dad", "kid", "children_education", 2025, stage="preschool", monthly=2000, birth_ym=201903)
+    )
+    row = one(
+        verify(c, household=household(("dad", "kid")), education=education(("x", "higher", 202009, None))),
+        "p",
+    )
     assert (row.verified_months, row.allowed_amount, row.reasons) == (2, 4000, "AGE_INELIGIBLE")
 
 
 def test_preschool_full_year_near_miss() -> None:
-    c = claims_frame(claim("p", "dad", "kid", "children_education", 2025, stage="preschool", monthly=2000,
-                           birth_ym=202101))
+    c = claims_frame(
+        claim("p", "dad", "kid", "children_education", 2025, stage="preschool", monthly=2000, birth_ym=202101)
+    )
     row = one(verify(c, household=household(("dad", "kid"))), "p")
     assert (row.status, row.verified_months) == ("verified", 12)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # infant_care
+
 
 def test_infant_care_not_in_force_before_2022() -> None:
     c = claims_frame(claim("i", "mum", "baby", "infant_care", 2021, monthly=1000, birth_ym=202101))
@@ -317,7 +386,9 @@ def test_infant_care_and_children_education_never_overlap() -> None:
     hh = household(("mum", "kid"))
     c = claims_frame(
         claim("ic", "mum", "kid", "infant_care", 2023, monthly=2000, birth_ym=202006),
-        claim("ce", "mum", "kid", "children_education", 2023, monthly=2000, stage="preschool", birth_ym=202006),
+        claim(
+            "ce", "mum", "kid", "children_education", 2023, monthly=2000, stage="preschool", birth_ym=202006
+        ),
     )
     out = verify(c, household=hh)
     assert one(out, "ic").verified_months == 5 and one(out, "ce").verified_months == 7
@@ -333,16 +404,26 @@ def test_infant_care_share_exceeded() -> None:
     assert set(out.reasons) == {"SHARE_EXCEEDED"} and set(out.allowed_amount) == {12000}
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # elderly_support
 
-ELDERLY_SOURCES = dict(household=household(("gran", "me"), ("gran", "sis"), ("gran", "bro"), ("gramps", "me")))
+ELDERLY_SOURCES = {"household": household(("gran", "me"), ("gran", "sis"), ("gran", "bro"), ("gramps", "me"))}
 
 
-def elderly(cid: str, taxpayer: str, parent: str, year: int = 2023, monthly: float = 3000, birth: int = 195001,
-            **kw) -> dict:
-    return claim(cid, taxpayer, parent, "elderly_support", year, monthly=monthly, birth_ym=birth, relation="parent",
-                 **kw)
+def elderly(
+    cid: str, taxpayer: str, parent: str, year: int = 2023, monthly: float = 3000, birth: int = 195001, **kw
+) -> dict:
+    return claim(
+        cid,
+        taxpayer,
+        parent,
+        "elderly_support",
+        year,
+        monthly=monthly,
+        birth_ym=birth,
+        relation="parent",
+        **kw,
+    )
 
 
 def test_elderly_turning_sixty_in_year_and_near_miss() -> None:
@@ -358,7 +439,12 @@ def test_elderly_turning_sixty_in_year_and_near_miss() -> None:
 def test_elderly_single_parent_age_partial() -> None:
     c = claims_frame(elderly("late", "me", "gran", birth=196305))
     row = one(verify(c, **ELDERLY_SOURCES, civil_affairs=civil(), only_child=only_child("me")), "late")
-    assert (row.status, row.reasons, row.allowed_amount, row.verified_months) == ("partial", "AGE_INELIGIBLE", 24000, 8)
+    assert (row.status, row.reasons, row.allowed_amount, row.verified_months) == (
+        "partial",
+        "AGE_INELIGIBLE",
+        24000,
+        8,
+    )
 
 
 def test_elderly_death_in_year_counts_to_december_earlier_death_nothing() -> None:
@@ -402,7 +488,8 @@ def test_sibling_cap_exceeded_and_near_miss() -> None:
     out = verify(two, **ELDERLY_SOURCES, civil_affairs=civil(), only_child=only_child())
     assert set(out.status) == {"verified"}
     three = claims_frame(
-        elderly("a", "me", "gran", monthly=1500), elderly("b", "sis", "gran", monthly=1500),
+        elderly("a", "me", "gran", monthly=1500),
+        elderly("b", "sis", "gran", monthly=1500),
         elderly("c", "bro", "gran", monthly=1500),
     )
     out = verify(three, **ELDERLY_SOURCES, civil_affairs=civil(), only_child=only_child())
@@ -414,7 +501,9 @@ def test_one_taxpayer_across_parents_over_cap() -> None:
     both = claims_frame(elderly("a", "me", "gran"), elderly("b", "me", "gramps"))
     out = verify(both, **ELDERLY_SOURCES, civil_affairs=civil(), only_child=only_child("me"))
     assert set(out.reasons) == {"OVER_CAP"} and set(out.allowed_amount) == {18000}
-    halves = claims_frame(elderly("a", "me", "gran", monthly=1500), elderly("b", "me", "gramps", monthly=1500))
+    halves = claims_frame(
+        elderly("a", "me", "gran", monthly=1500), elderly("b", "me", "gramps", monthly=1500)
+    )
     out = verify(halves, **ELDERLY_SOURCES, civil_affairs=civil(), only_child=only_child("me"))
     assert set(out.status) == {"verified"}
 
@@ -428,21 +517,37 @@ def test_elderly_relation_unverified_and_missing_civil_affairs() -> None:
     assert (row.status, row.reasons, row.allowed_amount) == ("unverifiable", "SOURCE_MISSING", 0)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # serious_illness
 
-def illness(cid: str, taxpayer: str, patient: str | None, annual: float, relation: str = "self", year: int = 2024,
-            **kw) -> dict:
+
+def illness(
+    cid: str,
+    taxpayer: str,
+    patient: str | None,
+    annual: float,
+    relation: str = "self",
+    year: int = 2024,
+    **kw,
+) -> dict:
     return claim(cid, taxpayer, patient, "serious_illness", year, annual=annual, relation=relation, **kw)
 
 
 def test_serious_illness_threshold_boundaries() -> None:
     c = claims_frame(
-        illness("at", "a", "a", 100), illness("cent", "b", "b", 0.01), illness("more", "c", "c", 100),
+        illness("at", "a", "a", 100),
+        illness("cent", "b", "b", 0.01),
+        illness("more", "c", "c", 100),
         illness("cap", "d", "d", 80000),
     )
-    med = medical(("a", 2024, 15000), ("b", 2024, 15000.01), ("c", 2024, 10000), ("c", 2024, 5000.01),
-                  ("d", 2024, 150000), ("d", 2024, 60000))
+    med = medical(
+        ("a", 2024, 15000),
+        ("b", 2024, 15000.01),
+        ("c", 2024, 10000),
+        ("c", 2024, 5000.01),
+        ("d", 2024, 150000),
+        ("d", 2024, 60000),
+    )
     out = verify(c, medical_insurance=med)
     at = one(out, "at")
     assert (at.status, at.reasons, at.allowed_amount) == ("rejected", "EXPENSE_BELOW_THRESHOLD", 0)
@@ -463,7 +568,10 @@ def test_serious_illness_self_with_empty_subject_uses_taxpayer() -> None:
 def test_serious_illness_spouse_marriage_in_force() -> None:
     med = medical(("wife", 2022, 25000), ("wife", 2023, 25000))
     events = civil(("marriage", "me", "wife", "2015-05-01"), ("divorce", "wife", "me", "2022-06-30"))
-    c = claims_frame(illness("y22", "me", "wife", 10000, "spouse", 2022), illness("y23", "me", "wife", 10000, "spouse", 2023))
+    c = claims_frame(
+        illness("y22", "me", "wife", 10000, "spouse", 2022),
+        illness("y23", "me", "wife", 10000, "spouse", 2023),
+    )
     out = verify(c, medical_insurance=med, civil_affairs=events)
     assert one(out, "y22").status == "verified"
     assert (one(out, "y23").status, one(out, "y23").reasons) == ("rejected", "RELATION_UNVERIFIED")
@@ -487,23 +595,36 @@ def test_serious_illness_minor_child() -> None:
 
 def test_serious_illness_patient_shared_between_claimants() -> None:
     med = medical(("kid", 2024, 25000))
-    c = claims_frame(illness("d", "dad", "kid", 10000, "child", birth_ym=201501),
-                     illness("m", "mum", "kid", 10000, "child", birth_ym=201501))
+    c = claims_frame(
+        illness("d", "dad", "kid", 10000, "child", birth_ym=201501),
+        illness("m", "mum", "kid", 10000, "child", birth_ym=201501),
+    )
     out = verify(c, medical_insurance=med, household=household(("dad", "kid"), ("mum", "kid")))
     assert set(out.reasons) == {"SHARE_EXCEEDED"} and set(out.allowed_amount) == {5000}
     one_claim = verify(c.iloc[[0]], medical_insurance=med, household=household(("dad", "kid")))
     assert one(one_claim, "d").status == "verified"
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # cross-cutting: duplicates, missing sources, linking, precedence
+
 
 def test_duplicate_claim_overlap_and_near_miss() -> None:
     hh, ed = household(("dad", "kid")), education(("kid", "compulsory", 202109, None))
     c = claims_frame(
         claim("first", "dad", "kid", "children_education", 2025, end=9, stage="compulsory", monthly=2000),
         claim("again", "dad", "kid", "children_education", 2025, start=7, stage="compulsory", monthly=2000),
-        claim("inside", "dad", "kid", "children_education", 2025, start=2, end=3, stage="compulsory", monthly=2000),
+        claim(
+            "inside",
+            "dad",
+            "kid",
+            "children_education",
+            2025,
+            start=2,
+            end=3,
+            stage="compulsory",
+            monthly=2000,
+        ),
     )
     out = verify(c, household=hh, education=ed)
     assert (one(out, "first").status, one(out, "first").allowed_amount) == ("verified", 18000)
@@ -565,15 +686,39 @@ def test_fuzzy_link_review_and_invalid_subject_id() -> None:
     hh = household(("dad", "kid"))
     ed = education(("kid", "compulsory", 202109, None))
     c = claims_frame(
-        claim("typo", "dad", "kid-typo", "children_education", 2025, stage="compulsory", monthly=2000, name="kid"),
-        claim("bad", "dad", "kid", "children_education", 2024, start=1, end=1, stage="compulsory", monthly=2000,
-              valid=False),
+        claim(
+            "typo",
+            "dad",
+            "kid-typo",
+            "children_education",
+            2025,
+            stage="compulsory",
+            monthly=2000,
+            name="kid",
+        ),
+        claim(
+            "bad",
+            "dad",
+            "kid",
+            "children_education",
+            2024,
+            start=1,
+            end=1,
+            stage="compulsory",
+            monthly=2000,
+            valid=False,
+        ),
     )
     c.loc[1, "taxpayer_id_tok"] = tok("dad2")  # not a duplicate of the first line
     hh = household(("dad", "kid"), ("dad2", "kid"))
     out = verify(c, household=hh, education=ed)
     typo = one(out, "typo")
-    assert (typo.status, typo.reasons, typo.match, typo.match_score) == ("review", "FUZZY_MATCH", "fuzzy", 0.9)
+    assert (typo.status, typo.reasons, typo.match, typo.match_score) == (
+        "review",
+        "FUZZY_MATCH",
+        "fuzzy",
+        0.9,
+    )
     assert typo.allowed_amount == 24000
     bad = one(out, "bad")
     assert (bad.status, bad.reasons, bad.match) == ("review", "INVALID_SUBJECT_ID;FUZZY_MATCH", "fuzzy")
@@ -581,22 +726,42 @@ def test_fuzzy_link_review_and_invalid_subject_id() -> None:
 
 def test_ambiguous_match_wins_over_everything() -> None:
     hh = household(("dad", "twin-a"), ("dad", "twin-b"))
-    c = claims_frame(claim("amb", "dad", "twin-x", "children_education", 2025, stage="compulsory", monthly=2000,
-                           name="twin"))
+    c = claims_frame(
+        claim(
+            "amb", "dad", "twin-x", "children_education", 2025, stage="compulsory", monthly=2000, name="twin"
+        )
+    )
     people = household(("dad", "twin-a"), ("dad", "twin-b"))
     people["child_name_fz"] = [name_code("twin"), name_code("twin")]
     row = one(verify(c, household=people), "amb")
-    assert (row.status, row.reasons, row.allowed_amount, row.verified_months) == ("review", "AMBIGUOUS_MATCH", 0, 0)
+    assert (row.status, row.reasons, row.allowed_amount, row.verified_months) == (
+        "review",
+        "AMBIGUOUS_MATCH",
+        0,
+        0,
+    )
     assert hh is not None
 
 
 def test_fuzzy_then_rule_rejects_is_rejected_and_missing_is_unverifiable() -> None:
-    c = claims_frame(claim("f", "stranger", "kid-typo", "children_education", 2025, stage="compulsory",
-                           monthly=2000, name="kid"))
+    c = claims_frame(
+        claim(
+            "f",
+            "stranger",
+            "kid-typo",
+            "children_education",
+            2025,
+            stage="compulsory",
+            monthly=2000,
+            name="kid",
+        )
+    )
     ed = education(("kid", "compulsory", 202109, None))
     row = one(verify(c, household=household(("dad", "kid")), education=ed), "f")
     assert row.status == "rejected" and row.reasons == "FUZZY_MATCH;RELATION_UNVERIFIED"
-    c2 = claims_frame(claim("f", "dad", "kid-typo", "infant_care", 2025, monthly=2000, name="kid", birth_ym=202401))
+    c2 = claims_frame(
+        claim("f", "dad", "kid-typo", "infant_care", 2025, monthly=2000, name="kid", birth_ym=202401)
+    )
     row = one(verify(c2, household=household(("dad", "kid")), medical_insurance=medical()), "f")
     assert row.status == "review"
 

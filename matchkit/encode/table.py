@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from matchkit.encode.tokens import Encoder, name_variants
 from matchkit.io.readers import Chunk
 from matchkit.normalize import dates, ids, names, values
+from matchkit.normalize.ids_vec import valid_id18
 from matchkit.schema import Column, Entity, Schema
 
 Parser = Callable[[str], tuple[Any, str | None]]
@@ -151,8 +153,7 @@ class TableEncoder:
         faults = Faults(size)
         empty = np.full(size, "", dtype=object)
         raw = {column.name: chunk.columns.get(column.name, empty) for column in self.schema.columns}
-        is_blank = {name: np.fromiter((not str(v).strip() for v in values_), dtype=bool, count=size)
-                    for name, values_ in raw.items()}
+        is_blank = {name: _blank_mask(values_) for name, values_ in raw.items()}
         out: dict[str, Any] = {"_line": chunk.lines}
 
         entity_columns = set()
@@ -170,16 +171,16 @@ class TableEncoder:
             out.update(self._entity_columns(entity, raw, is_blank, faults))
 
         rejected = faults.any_mask()
-        keep = ~rejected
         arrays = []
         for schema_field in self.arrow_schema:
             column_values = out[schema_field.name]
-            if isinstance(column_values, np.ndarray) and column_values.dtype != object:
-                arrays.append(pa.array(column_values[keep], type=schema_field.type))
+            if isinstance(column_values, pa.Array):
+                arrays.append(column_values)
             else:
-                kept = [v for v, k in zip(column_values, keep.tolist()) if k] if rejected.any() else column_values
-                arrays.append(pa.array(kept, type=schema_field.type))
+                arrays.append(pa.array(column_values, type=schema_field.type))
         table = pa.Table.from_arrays(arrays, schema=self.arrow_schema)
+        if rejected.any():
+            table = table.filter(pa.array(~rejected))
         return table, faults.describe(chunk.lines)
 
     def _cache(self, name: str) -> dict[str, Any]:
@@ -199,23 +200,9 @@ class TableEncoder:
             faults.add(bad & (reasons == reason), column.name, reason)
         if column.required:
             faults.add(blank, column.name, "missing_value")
-        if column.type == "record_id":
-            self._check_unique(column.name, parsed, blank, faults)
         if column.type == "date":
             parsed = [v if isinstance(v, date) else None for v in parsed]
         return parsed
-
-    def _check_unique(self, name: str, parsed: list[Any], blank: np.ndarray, faults: Faults) -> None:
-        duplicate = np.zeros(len(parsed), dtype=bool)
-        seen = self._seen_record_ids
-        for position, value in enumerate(parsed):
-            if value is None:
-                continue
-            if value in seen:
-                duplicate[position] = True
-            else:
-                seen.add(value)
-        faults.add(duplicate & ~blank, name, "duplicate_record_id")
 
     # --- row checks that involve several columns ----------------------------------------------------------------
     def _row_checks(self, clear: dict[str, list[Any]], blank: dict[str, np.ndarray], faults: Faults) -> None:
@@ -270,14 +257,31 @@ class TableEncoder:
             id_types = np.array(type_results, dtype=object)
             faults.add(np.equal(id_types, None), entity.id_type, "unknown_id_type")
             id_types = np.where(np.equal(id_types, None), "resident", id_types)
+            gb_type = np.isin(id_types, list(ids.GB11643_TYPES))
         else:
-            id_types = np.full(size, "resident", dtype=object)
+            id_types = None
+            gb_type = np.ones(size, dtype=bool)
         id_raw = raw[entity.id]
         id_blank = blank[entity.id]
-        pairs = np.array([f"{t}\x1f{v}" for t, v in zip(id_types.tolist(), id_raw.tolist())], dtype=object)
-        results = map_unique(pairs, _normalize_id_pair, self._cache("id"))
-        id_values = [r.value for r in results]
-        statuses = np.array([r.status for r in results], dtype=object)
+
+        # Clean GB 11643 numbers take the vectorised path; everything else the scalar reference.
+        fast_ok, id_birth = valid_id18(np.where(gb_type, id_raw, ""))
+        values_ = np.where(fast_ok, id_raw, None)
+        statuses = np.where(fast_ok, "ok", "").astype(object)
+        slow = np.flatnonzero(~fast_ok)
+        if len(slow):
+            slow_types = id_types[slow] if id_types is not None else np.full(len(slow), "resident", dtype=object)
+            pairs = np.array([f"{t}\x1f{v}" for t, v in zip(slow_types.tolist(), id_raw[slow].tolist())],
+                             dtype=object)
+            results = map_unique(pairs, _normalize_id_pair, self._cache("id"))
+            values_[slow] = [r.value for r in results]
+            statuses[slow] = [r.status for r in results]
+            slow_gb = slow[gb_type[slow]]
+            for position, value, status in zip(slow_gb.tolist(), values_[slow_gb].tolist(),
+                                               statuses[slow_gb].tolist()):
+                born = ids.birth_date_from_id(value) if value else None
+                if born is not None:
+                    id_birth[position] = _yyyymmdd(born)
         valid = statuses == "ok"
         if entity.required:
             faults.add(id_blank, entity.id, "missing_value")
@@ -285,55 +289,105 @@ class TableEncoder:
         if entity.invalid_id == "reject":
             for status in sorted(set(statuses[invalid].tolist())):
                 faults.add(invalid & (statuses == status), entity.id, f"invalid_id_{status}")
-        gb_type = np.isin(id_types, list(ids.GB11643_TYPES))
-        canonical = [
-            None if not ok else (f"RID:{v}" if gb else f"{t}:{v}")
-            for ok, gb, t, v in zip(valid.tolist(), gb_type.tolist(), id_types.tolist(), id_values)
-        ]
+        if id_types is None:
+            canonical = ["RID:" + v if ok else None for ok, v in zip(valid.tolist(), values_.tolist())]
+        else:
+            canonical = [
+                None if not ok else (f"RID:{v}" if gb else f"{t}:{v}")
+                for ok, gb, t, v in zip(valid.tolist(), gb_type.tolist(), id_types.tolist(), values_.tolist())
+            ]
         columns: dict[str, Any] = {
-            f"{prefix}_id_tok": self.encoder.id_tokens(canonical),
-            f"{prefix}_id_valid": np.where(id_blank, None, valid).tolist(),
+            f"{prefix}_id_tok": pa.array(self.encoder.id_tokens(canonical), type=pa.binary(16)),
+            f"{prefix}_id_valid": pa.array(valid, mask=id_blank),
         }
         # birth date: the entity's own column when present and valid, else the date inside a GB 11643 ID
-        id_dates = [ids.birth_date_from_id(v) if gb and v else None for gb, v in zip(gb_type.tolist(), id_values)]
-        column_dates: list[date | None] = [None] * size
+        salts = id_birth.copy()
         if entity.birth_date:
             date_results = map_unique(raw[entity.birth_date], lambda v: (None, None) if not str(v).strip()
                                       else dates.parse_date(v), self._cache("birth_date"))
-            column_dates = [r[0] for r in date_results]
+            column_dates = np.array([_yyyymmdd(r[0]) if r[0] is not None else 0 for r in date_results],
+                                    dtype=np.int64)
             reasons = np.array([r[1] for r in date_results], dtype=object)
             bad = np.not_equal(reasons, None) & ~blank[entity.birth_date]
             for reason in sorted(set(reasons[bad].tolist())):
                 faults.add(bad & (reasons == reason), entity.birth_date, reason)
-        salts = [_yyyymmdd(c) if c is not None else (_yyyymmdd(d) if d is not None else 0)
-                 for c, d in zip(column_dates, id_dates)]
+            salts = np.where(column_dates > 0, column_dates, salts)
         if entity.fuzzy:
-            bodies = [ids.id_body17(v) if gb else None for gb, v in zip(gb_type.tolist(), id_values)]
-            has_body = np.array([b is not None for b in bodies], dtype=bool)
-            near = self.encoder.id_near_tokens([b for b in bodies if b is not None])
-            near_lists: list[list[int] | None] = [None] * size
-            for position, row in zip(np.flatnonzero(has_body).tolist(), near.tolist()):
-                near_lists[position] = row
-            columns[f"{prefix}_id_near"] = near_lists
+            shaped = np.array([ids.id_body17(v) is not None for v in values_.tolist()], dtype=bool) \
+                if len(slow) else np.ones(size, dtype=bool)
+            bodies = [v[:17] for v in values_[shaped].tolist()]
+            near = self.encoder.id_near_tokens(bodies)
+            columns[f"{prefix}_id_near"] = _fixed_lists(near, shaped)
             if entity.person_name:
-                name_results = map_unique(raw[entity.person_name], _name_variants_or_fault, self._cache("name"))
-                bad_name = np.array([isinstance(r, str) for r in name_results], dtype=bool)
+                digest_rows = map_unique(raw[entity.person_name], self._name_digests_or_fault, self._cache("name"))
+                bad_name = np.array([isinstance(r, str) for r in digest_rows], dtype=bool)
                 faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
-                variant_lists = [r if isinstance(r, list) else None for r in name_results]
-                columns[f"{prefix}_name_fz"] = self.encoder.name_fuzzy_tokens(variant_lists, salts)
+                rows = [r if isinstance(r, bytes) else b"" for r in digest_rows]
+                tokens, counts = self.encoder.name_fuzzy_arrays(rows, salts)
+                offsets = np.zeros(size + 1, dtype=np.int32)
+                np.cumsum(counts, out=offsets[1:])
+                columns[f"{prefix}_name_fz"] = pa.ListArray.from_arrays(
+                    pa.array(offsets), pa.array(tokens, type=pa.int64()), mask=pa.array(counts == 0))
             else:
-                columns[f"{prefix}_name_fz"] = [None] * size
-            columns[f"{prefix}_dob_tok"] = [self.encoder.dob_token(s) if s else None for s in salts]
+                columns[f"{prefix}_name_fz"] = pa.nulls(size, pa.list_(pa.int64()))
+            columns[f"{prefix}_dob_tok"] = pa.array([self.encoder.dob_token(s) if s else None
+                                                     for s in salts.tolist()], type=pa.binary(16))
         elif entity.person_name:
             problems = map_unique(raw[entity.person_name], names.name_problem, self._cache("name_problem"))
             bad_name = np.array([p is not None and p != "empty" for p in problems], dtype=bool)
             faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
         if entity.keep_birth_month:
-            columns[f"{prefix}_birth_ym"] = [s // 100 if s else None for s in salts]
-            columns[f"{prefix}_id_birth_ym"] = [
-                _yyyymmdd(d) // 100 if d is not None and ok else None for d, ok in zip(id_dates, valid.tolist())
-            ]
+            columns[f"{prefix}_birth_ym"] = pa.array(salts // 100, type=pa.int32(), mask=salts == 0)
+            id_month = np.where(valid, id_birth // 100, 0)
+            columns[f"{prefix}_id_birth_ym"] = pa.array(id_month, type=pa.int32(), mask=id_month == 0)
         return columns
+
+    def _name_digests_or_fault(self, raw: str) -> bytes | str | None:
+        variants = _name_variants_or_fault(raw)
+        if variants is None or isinstance(variants, str):
+            return variants
+        return self.encoder.name_digests(variants)
+
+
+def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
+    """A list<int64> column: row *i* holds the next row of ``matrix`` where ``present[i]``, else null."""
+    width = matrix.shape[1] if matrix.ndim == 2 else 0
+    counts = np.where(present, width, 0)
+    offsets = np.zeros(len(present) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel(), type=pa.int64()),
+                                    mask=pa.array(~present))
+
+
+def _blank_mask(raw: np.ndarray) -> np.ndarray:
+    """True where a cell is empty or only white space (vectorised through Arrow)."""
+    if len(raw) == 0:
+        return np.zeros(0, dtype=bool)
+    trimmed = pc.utf8_trim_whitespace(pa.array(raw, type=pa.string(), from_pandas=True))
+    return np.asarray(pc.fill_null(pc.equal(trimmed, ""), True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+class RecordIdChecker:
+    """Refuses repeated record ids across a whole file (the repeat is a row reject, SPEC §5)."""
+
+    def __init__(self, column: str | None) -> None:
+        self.column = column
+        self._seen: set[str] = set()
+
+    def check(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+        if self.column is None or table.num_rows == 0:
+            return table, []
+        seen = self._seen
+        repeated = np.zeros(table.num_rows, dtype=bool)
+        for position, value in enumerate(table.column(self.column).to_pylist()):
+            if value in seen:
+                repeated[position] = True
+            else:
+                seen.add(value)
+        if not repeated.any():
+            return table, []
+        lines = table.column("_line").to_numpy()[repeated].tolist()
+        return table.filter(pa.array(~repeated)), [(line, self.column, "duplicate_record_id") for line in lines]
 
 
 def _normalize_id_pair(pair: str) -> ids.IdResult:

@@ -110,40 +110,41 @@ class Encoder:
             self._variant_cache[variant] = digest
         return digest
 
+    def name_digests(self, variants: Sequence[str]) -> bytes:
+        """The concatenated 8-byte keyed digests of one name's variants (the caller memoises per name)."""
+        return b"".join(self.name_variant_digest(variant) for variant in variants)
+
+    def name_fuzzy_arrays(self, digest_rows: Sequence[bytes], salts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised fuzzy name tokens: ``(tokens, counts)`` where record *i* owns ``counts[i]`` consecutive tokens.
+
+        ``digest_rows[i]`` is record *i*'s ``name_digests`` (``b""`` when it has no name); ``salts[i]`` its birth
+        date as YYYYMMDD, or 0 when unknown. Token = ``AES_k(digest(variant) | salt as uint32 | tag)``, first 8
+        bytes as a signed big-endian int64: equal tokens imply an equal variant *and* an equal birth date, so a
+        token's frequency says little about the name behind it.
+        """
+        counts = np.fromiter((len(row) // 8 for row in digest_rows), dtype=np.int64, count=len(digest_rows))
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), counts
+        blocks = np.zeros((total, 16), dtype=np.uint8)
+        blocks[:, 0:8] = np.frombuffer(b"".join(digest_rows), dtype=np.uint8).reshape(total, 8)
+        salt_per_token = np.repeat(np.asarray(salts, dtype=np.int64), counts)
+        blocks[:, 8:12] = salt_per_token.astype(">u4").view(np.uint8).reshape(total, 4)
+        blocks[:, 12:16] = np.frombuffer(_NAME_TAG, dtype=np.uint8)
+        return self._prf(self._name_cipher, blocks), counts
+
     def name_fuzzy_tokens(self, variant_lists: Sequence[Sequence[str] | None], salts: Sequence[int]) -> list[
         list[int] | None
     ]:
-        """Birth-date-salted fuzzy name tokens, one list per record (None where the record has no name).
-
-        ``variant_lists[i]`` are the record's name variants in order (see ``name_variants``); ``salts[i]`` is its
-        birth date as YYYYMMDD, or 0 when unknown. Token = ``AES_k(digest(variant) | salt as uint32 | tag)``,
-        first 8 bytes as a signed big-endian int64: equal tokens imply an equal variant *and* an equal birth date,
-        so a token's frequency says little about the name behind it.
-        """
-        lengths = np.fromiter((0 if v is None else len(v) for v in variant_lists), dtype=np.int64)
-        total = int(lengths.sum())
-        if total == 0:
-            return [None if v is None or not v else [] for v in variant_lists]
-        blocks = np.zeros((total, 16), dtype=np.uint8)
-        digests = bytearray()
-        digest_of = self.name_variant_digest
-        for variants in variant_lists:
-            if variants:
-                for variant in variants:
-                    digests += digest_of(variant)
-        blocks[:, 0:8] = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(total, 8)
-        salt_per_token = np.repeat(np.asarray(salts, dtype=np.int64), lengths)
-        blocks[:, 8:12] = salt_per_token.astype(">u4").view(np.uint8).reshape(total, 4)
-        blocks[:, 12:16] = np.frombuffer(_NAME_TAG, dtype=np.uint8)
-        tokens = self._prf(self._name_cipher, blocks).tolist()
+        """Fuzzy name tokens as Python lists (None where a record has no name); see ``name_fuzzy_arrays``."""
+        rows = [self.name_digests(v) if v else b"" for v in variant_lists]
+        tokens, counts = self.name_fuzzy_arrays(rows, np.asarray(salts, dtype=np.int64))
+        values = tokens.tolist()
         out: list[list[int] | None] = []
         position = 0
-        for variants, length in zip(variant_lists, lengths.tolist()):
-            if not variants:
-                out.append(None)
-            else:
-                out.append(tokens[position : position + length])
-            position += length
+        for count in counts.tolist():
+            out.append(values[position : position + count] if count else None)
+            position += count
         return out
 
     @staticmethod

@@ -98,7 +98,11 @@ def _distinct(rows: np.ndarray, keys: np.ndarray) -> pd.DataFrame:
 
 
 def block_pass(
-    left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass, *, max_block_size: int = DEFAULT_MAX_BLOCK_SIZE
+    left: TokenFrame,
+    right: TokenFrame,
+    blocking_pass: BlockingPass,
+    *,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
 ) -> tuple[np.ndarray, np.ndarray, PassStats]:
     """Candidate pairs of one pass, as (left positions, right positions, stats); may contain duplicates."""
     left_rows, left_keys = pass_keys(left, blocking_pass)
@@ -145,4 +149,3 @@ def block(
         codes.append(left_pos * width + right_pos)  # < 2^63 for any realistic sizes (1e6 x 1e9)
     union = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
     return CandidatePairs(union // width, union % width, stats)
-

@@ -83,7 +83,11 @@ def shared_token_counts(
         right_tokens, right_valid = right_lists.gather(rpos[part], start)
         left_valid = _mark_repeats(left_tokens, left_valid)
         right_valid = _mark_repeats(right_tokens, right_valid)
-        equal = (left_tokens[:, :, None] == right_tokens[:, None, :]) & left_valid[:, :, None] & right_valid[:, None, :]
+        equal = (
+            (left_tokens[:, :, None] == right_tokens[:, None, :])
+            & left_valid[:, :, None]
+            & right_valid[:, None, :]
+        )
         shared[part] = equal.any(axis=2).sum(axis=1)
         left_count[part] = left_valid.sum(axis=1)
         right_count[part] = right_valid.sum(axis=1)
@@ -127,7 +131,11 @@ def near_windows(left: TokenColumn, right: TokenColumn, lpos: np.ndarray, rpos: 
         left_tokens, left_valid = left_lists.gather(lpos[part])
         right_tokens, right_valid = right_lists.gather(rpos[part])
         width = min(left_tokens.shape[1], right_tokens.shape[1])
-        equal = (left_tokens[:, :width] == right_tokens[:, :width]) & left_valid[:, :width] & right_valid[:, :width]
+        equal = (
+            (left_tokens[:, :width] == right_tokens[:, :width])
+            & left_valid[:, :width]
+            & right_valid[:, :width]
+        )
         count = equal.sum(axis=1)
         same_length = left_valid.sum(axis=1) == right_valid.sum(axis=1)
         strong = equal[:, [w for w in STRONG_NEAR_WINDOWS if w < width]].any(axis=1)
@@ -149,8 +157,14 @@ def name_fuzzy(left: TokenColumn, right: TokenColumn, lpos: np.ndarray, rpos: np
     left_lists, right_lists = as_lists(left), as_lists(right)
     first_left, first_right = left_lists.element(0), right_lists.element(0)
     second_left, second_right = left_lists.element(1), right_lists.element(1)
-    exact = first_left.valid[lpos] & first_right.valid[rpos] & (first_left.keys[lpos] == first_right.keys[rpos])
-    phonetic = second_left.valid[lpos] & second_right.valid[rpos] & (second_left.keys[lpos] == second_right.keys[rpos])
+    exact = (
+        first_left.valid[lpos] & first_right.valid[rpos] & (first_left.keys[lpos] == first_right.keys[rpos])
+    )
+    phonetic = (
+        second_left.valid[lpos]
+        & second_right.valid[rpos]
+        & (second_left.keys[lpos] == second_right.keys[rpos])
+    )
     result = np.where(exact, NAME_EXACT, np.where(phonetic, NAME_PHONETIC, 0.0))
     undecided = np.flatnonzero(~exact & ~phonetic)
     if len(undecided):

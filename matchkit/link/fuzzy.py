@@ -14,27 +14,31 @@ no single field is ever enough. With ``near`` the ID near level (see :func:`matc
 and ``name`` the name level (:func:`matchkit.link.compare.name_fuzzy`), a pair is acceptable when its score reaches
 ``min_score`` and one of:
 
-A. **strong ID near-match + identity**: the IDs share a strong window, two or more windows or the whole body, and
-   the names agree at least to one edit (the salt makes that a same-birth-date agreement) or, where a side has no
-   name, the birth-date tokens are equal. A name present on both sides that does not agree blocks this rule even
-   when the birth dates are equal: a strong window plus the same birth date still leaves one or two free address
-   digits, and a different name is then the likelier story.
-B. **weak ID near-match + same name**: only window 2 or 3 is shared (county + birth month, or county + century +
-   sequence: hundreds of people share these) and the names agree exactly or phonetically and the birth-date
-   tokens are equal.
-C. **no ID + same name and birth date**: the query has no ID near tokens at all, the name agrees exactly and the
-   birth-date tokens are equal. Two people with one name and birth date then tie, and the tie is reported as
-   ambiguous, not resolved.
+A. **same ID body**: all four near tokens are shared (only the check character differs), and the names agree at
+   least to one edit (the salt makes that a same-birth-date agreement) or, where a side has no name, the
+   birth-date tokens are equal.
+B. **one wrong ID digit on a window overlap**: two or more near tokens are shared and the names agree at least to
+   one edit.
+C. **one ID window**: exactly one near token is shared and the names agree exactly or phonetically and the
+   birth-date tokens are equal. One window is never enough with a lesser name: the ID body *contains* the birth
+   date, so a window plus an equal birth date is far weaker than the two look apart (window 1 + birth date leaves
+   only the county digits free: in a register of 5 million about one random ID in six has such a neighbour);
+   windows 2 and 3 are weaker still (county + birth month: hundreds of people share one).
+D. **no ID**: the query has no ID near tokens at all, the name agrees exactly and the birth-date tokens are equal.
+   Two people with one name and birth date then tie, and the tie is reported as ambiguous, not resolved.
 
-Never enough: a name (at any level) with a disagreeing ID; an ID window with a different name and birth date; a
-weak window with a one-edit name; a phonetic name without an ID.
+A name present on both sides that does not agree always blocks the link, whatever the ID and birth date say.
+
+Never enough: a name (at any level) with a disagreeing ID; an ID window with a different name or birth date; one
+window with a one-edit name or without a name; a phonetic name without an ID. Fuzzy links are still only
+candidates for a human (the caller marks them for review).
 
 Blocking passes are chosen so that every pair the policy can accept shares a key (tested against all pairs on
-random data): near token 0, near token 1, near tokens 2+3 together (A), name element 0 and element 1 (B, C).
-Single weak windows are not passes: their blocks are large (token 3 is county + birth month) and a pair they alone
-find is acceptable only through B, whose name agreement the name passes already find. Likewise a pass on every
-name token (dropped/added character) would only find pairs that rule A needs a strong ID for, which the near
-passes find.
+random data): near token 0, near token 1, near tokens 2+3 together (A, B: two shared windows always include
+window 0 or 1, or are exactly windows 2 and 3), name element 0 and element 1 (C, D). Single windows 2 and 3 are
+not passes: their blocks are large (token 3 is county + birth month) and a pair they alone find is acceptable only
+through C, whose name agreement the name passes already find. Likewise a pass on every name token
+(dropped/added character) would only find pairs that need two shared windows, which the near passes find.
 """
 
 from __future__ import annotations
@@ -79,9 +83,14 @@ PERSON_PASSES: tuple[BlockingPass, ...] = (
 # Levels of the two model fields. The name is salted by the birth date, so name and birth date are not independent
 # evidence: they form one field, whose levels say how much of (name, birth date) agrees.
 NEAR_NONE, NEAR_WEAK_LEVEL, NEAR_STRONG_LEVEL, NEAR_SEVERAL_LEVEL, NEAR_ALL_LEVEL = range(5)
-NAME_DOB_DISAGREE, NAME_DIFFERS_DOB_EQUAL, DOB_ONLY, NAME_ONE_EDIT_LEVEL, NAME_PHONETIC_LEVEL, NAME_EXACT_LEVEL = (
-    range(6)
-)
+(
+    NAME_DOB_DISAGREE,
+    NAME_DIFFERS_DOB_EQUAL,
+    DOB_ONLY,
+    NAME_ONE_EDIT_LEVEL,
+    NAME_PHONETIC_LEVEL,
+    NAME_EXACT_LEVEL,
+) = range(6)
 
 
 def _name_dob_level(vectors: pd.DataFrame) -> np.ndarray:
@@ -162,10 +171,11 @@ def acceptable(vectors: pd.DataFrame, levels: pd.DataFrame, query_has_id: np.nda
     near = levels["id_near"].to_numpy()
     name_dob = levels["name_dob"].to_numpy()
     dob_equal = vectors["dob"].to_numpy(dtype=np.float64) == 1
-    rule_a = (near >= NEAR_STRONG_LEVEL) & (name_dob >= DOB_ONLY)
-    rule_b = (near == NEAR_WEAK_LEVEL) & (name_dob >= NAME_PHONETIC_LEVEL) & dob_equal
-    rule_c = ~query_has_id & (name_dob == NAME_EXACT_LEVEL) & dob_equal
-    return rule_a | rule_b | rule_c
+    same_body = (near == NEAR_ALL_LEVEL) & (name_dob >= DOB_ONLY)
+    overlap_digit = (near >= NEAR_SEVERAL_LEVEL) & (name_dob >= NAME_ONE_EDIT_LEVEL)
+    one_window = (near >= NEAR_WEAK_LEVEL) & (name_dob >= NAME_PHONETIC_LEVEL) & dob_equal
+    no_id = ~query_has_id & (name_dob == NAME_EXACT_LEVEL) & dob_equal
+    return same_body | overlap_digit | one_window | no_id
 
 
 def _check_columns(frame: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
@@ -207,7 +217,9 @@ def best_links(
     query_has_id = query_frame.column("id_near").valid[pairs.left]
     accepted = acceptable(vectors, levels, query_has_id) & (scores >= min_score)
 
-    chosen = best_per_left(pairs.left[accepted], pairs.right[accepted], weights[accepted], margin=ambiguity_margin)
+    chosen = best_per_left(
+        pairs.left[accepted], pairs.right[accepted], weights[accepted], margin=ambiguity_margin
+    )
     query_positions = chosen.index.to_numpy()
     person_positions = chosen["right"].to_numpy()
     id_tokens = person_frame.frame["id_tok"].to_numpy(dtype=object)

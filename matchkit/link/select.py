@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 
-def best_per_left(
-    left: np.ndarray, right: np.ndarray, weight: np.ndarray, *, margin: float
-) -> pd.DataFrame:
+def best_per_left(left: np.ndarray, right: np.ndarray, weight: np.ndarray, *, margin: float) -> pd.DataFrame:
     """Per distinct ``left``: the best ``right`` by weight (ties broken by the lower right position, so the result
     is deterministic), the runner-up weight, the number of candidates, and ``ambiguous`` when the runner-up's weight
     is within ``margin`` of the best. Indexed by left position."""
@@ -23,8 +21,9 @@ def best_per_left(
     weight = np.asarray(weight, dtype=np.float64)
     columns = ["right", "weight", "runner_up_weight", "n_candidates", "ambiguous"]
     if len(left) == 0:
-        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "float64", "float64",
-                                                                               "int64", "bool"])})
+        empty = pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in zip(columns, ["int64", "float64", "float64", "int64", "bool"])}
+        )
         empty.index = pd.Index([], dtype="int64", name="left")
         return empty
     order = np.lexsort((right, -weight, left))
@@ -47,7 +46,9 @@ def best_per_left(
     )
 
 
-def one_to_one(pairs: pd.DataFrame, *, left: str = "left", right: str = "right", score: str = "score") -> pd.DataFrame:
+def one_to_one(
+    pairs: pd.DataFrame, *, left: str = "left", right: str = "right", score: str = "score"
+) -> pd.DataFrame:
     """Greedy one-to-one assignment: repeatedly keep the highest-scoring pair whose records are both unused.
 
     Implemented as rounds of *mutual best* pairs (a pair that is the best of its left record and of its right
@@ -67,7 +68,9 @@ def one_to_one(pairs: pd.DataFrame, *, left: str = "left", right: str = "right",
     right_values = remaining[right].to_numpy()
     while active.any():
         rows = np.flatnonzero(active)
-        frame = pd.DataFrame({"row": rows, "rank": rank[rows], "l": left_values[rows], "r": right_values[rows]})
+        frame = pd.DataFrame(
+            {"row": rows, "rank": rank[rows], "l": left_values[rows], "r": right_values[rows]}
+        )
         best_of_left = frame.loc[frame.groupby("l", sort=False)["rank"].idxmin(), "row"].to_numpy()
         best_of_right = frame.loc[frame.groupby("r", sort=False)["rank"].idxmin(), "row"].to_numpy()
         mutual = np.intersect1d(best_of_left, best_of_right)

@@ -70,7 +70,9 @@ class ListTokens:
         rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
         starts = self.offsets[:-1]
         first = int(self.offsets[0]) if len(self.offsets) else 0
-        token_index = np.arange(first, first + len(rows), dtype=np.int64)  # lists are contiguous in ``values``
+        token_index = np.arange(
+            first, first + len(rows), dtype=np.int64
+        )  # lists are contiguous in ``values``
         positions = token_index - np.repeat(starts, lengths)
         return rows, positions, self.values[token_index]
 
@@ -93,7 +95,9 @@ TokenColumn = ScalarTokens | ListTokens
 def mix_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Combine two int64 key arrays into one 64-bit key (a blocking key on the pair; collisions only add pairs)."""
     with np.errstate(over="ignore"):
-        mixed = (first.view(np.uint64) * _MIX) ^ (second.view(np.uint64) + (first.view(np.uint64) >> np.uint64(29)))
+        mixed = (first.view(np.uint64) * _MIX) ^ (
+            second.view(np.uint64) + (first.view(np.uint64) >> np.uint64(29))
+        )
     return mixed.view(np.int64)
 
 
@@ -116,15 +120,19 @@ def _binary_words(array: pa.Array) -> ScalarTokens:
     valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
     if pa.types.is_fixed_size_binary(array.type):
         width = array.type.byte_width
-        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)[array.offset * width : (array.offset + count) * width]
+        data = np.frombuffer(array.buffers()[1], dtype=np.uint8)[
+            array.offset * width : (array.offset + count) * width
+        ]
         data = data.reshape(count, width)
     else:
         array = array.cast(pa.large_binary()) if not pa.types.is_large_binary(array.type) else array
         offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + count + 1]
         lengths = np.diff(offsets)
         width = int(lengths.max(initial=0))
-        raw = np.frombuffer(array.buffers()[2], dtype=np.uint8) if array.buffers()[2] is not None else np.zeros(
-            1, dtype=np.uint8
+        raw = (
+            np.frombuffer(array.buffers()[2], dtype=np.uint8)
+            if array.buffers()[2] is not None
+            else np.zeros(1, dtype=np.uint8)
         )
         columns = np.arange(width, dtype=np.int64)
         inside = columns[None, :] < lengths[:, None]

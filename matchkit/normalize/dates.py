@@ -163,7 +163,6 @@ def month_add(ym: int, months: int) -> int:
 
 
 def months_between(start: int, end: int) -> int:
-    """Number of months from ``start`` to ``end`` inclusive (``202301``..``202312`` → 12); 0 when end < start.
-"""
+    """Months from ``start`` to ``end`` inclusive (``202301``..``202312`` → 12); 0 when end < start."""
     count = ((end // 100) * 12 + end % 100) - ((start // 100) * 12 + start % 100) + 1
     return max(count, 0)

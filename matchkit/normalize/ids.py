@@ -234,8 +234,7 @@ _today_cache: list[Any] = [0.0, 0]  # [monotonic deadline, today as YYYYMMDD int
 
 
 def _today_int(today: _dt.date | None) -> int:
-    """Today as an int YYYYMMDD; ``date.today()`` is re-read at most once a minute to keep the hot path cheap.
-"""
+    """Today as int YYYYMMDD; ``date.today()`` is re-read at most once a minute to keep the hot path cheap."""
     if today is not None:
         return today.year * 10000 + today.month * 100 + today.day
     now = time.monotonic()
@@ -341,8 +340,13 @@ def normalize_id(raw: Any, id_type: Any = "resident", *, today: _dt.date | None 
         gb11643 = canonical_type in GB11643_TYPES
 
     # Fast path: the overwhelmingly common clean 18-character string.
-    if gb11643 and type(raw) is str and _is_id18_shape(raw):
-        return _validate18(raw, _today_int(today))
+    if gb11643 and type(raw) is str:
+        if _is_id18_shape(raw):
+            return _validate18(raw, _today_int(today))
+        if raw.isascii():  # next most common: a lower-case x or padding from a fixed-width export
+            trimmed = raw.strip().upper()
+            if _is_id18_shape(trimmed):
+                return _validate18(trimmed, _today_int(today))
 
     canonical = _canonical_text(raw)
     if isinstance(canonical, IdResult):

@@ -33,46 +33,19 @@ __all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem
 
 MIDDLE_DOT = "\u00b7"
 
+# Invisible characters nobody types on purpose: soft hyphen, joiners, direction marks, variation selectors.
+# fmt: off
 _INVISIBLE_CODEPOINTS = [
-    0x00AD,
-    0x034F,
-    0x061C,
-    0x115F,
-    0x1160,
-    0x17B4,
-    0x17B5,
-    *range(0x180B, 0x1810),
-    *range(0x200B, 0x2010),
-    *range(0x202A, 0x202F),
-    *range(0x2060, 0x2065),
-    *range(0x2066, 0x2070),
-    0x3164,
-    *range(0xFE00, 0xFE10),
-    0xFEFF,
-    0xFFA0,
-    *range(0xFFF9, 0xFFFC),
-    *range(0xE0100, 0xE01F0),
+    0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810),
+    *range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2060, 0x2065), *range(0x2066, 0x2070),
+    0x3164, *range(0xFE00, 0xFE10), 0xFEFF, 0xFFA0, *range(0xFFF9, 0xFFFC), *range(0xE0100, 0xE01F0),
 ]
-# Characters that are a middle dot wherever they appear (U+0387 and U+FF65 are also folded by NFKC; listed
-# anyway).
+# Characters that are a middle dot wherever they appear (NFKC also folds U+0387 and U+FF65; listed anyway).
 _DOT_LOOKALIKES = [
-    0x00B7,
-    0x0387,
-    0x16EB,
-    0x2022,
-    0x2027,
-    0x2219,
-    0x22C5,
-    0x2E31,
-    0x30FB,
-    0xFF65,
-    0x318D,
-    0xA78F,
-    0x2981,
-    0x2E33,
-    0x1427,
-    0x02D1,
+    0x00B7, 0x0387, 0x16EB, 0x2022, 0x2027, 0x2219, 0x22C5, 0x2E31, 0x30FB, 0xFF65, 0x318D, 0xA78F,
+    0x2981, 0x2E33, 0x1427, 0x02D1,
 ]
+# fmt: on
 _TRANSLATE: dict[int, str | None] = dict.fromkeys(_INVISIBLE_CODEPOINTS)
 _TRANSLATE.update(dict.fromkeys(_DOT_LOOKALIKES, MIDDLE_DOT))
 _TRANSLATE.update({0x2018: "'", 0x2019: "'", 0x2032: "'"})
@@ -173,8 +146,7 @@ def _is_plain(text: str) -> bool:
 
 
 def normalize_name(raw: Any) -> str | None:
-    """Canonical spelling of a personal name (rules in the module docstring); ``None`` when nothing is left.
-"""
+    """Canonical spelling of a personal name (rules in the module docstring); ``None`` if nothing is left."""
     text = to_text(raw)
     if text is None:
         return None
@@ -218,107 +190,36 @@ def name_problem(raw: Any) -> str | None:
 # reading (or commonly mis-read), after 《百家姓》 and the 通用规范汉字表 surname notes. Only the first
 # character(s) of a name are looked up here; given-name characters keep the first dictionary reading, since
 # homophone tolerance, not correct pronunciation, is the point.
+# fmt: off
 SURNAME_READINGS: dict[str, str] = {
-    "曾": "zeng",
-    "单": "shan",
-    "仇": "qiu",
-    "解": "xie",
-    "区": "ou",
-    "朴": "piao",
-    "查": "zha",
-    "盖": "ge",
-    "乐": "yue",
-    "覃": "qin",
-    "缪": "miao",
-    "翟": "zhai",
-    "召": "shao",
-    "尉": "wei",
-    "繁": "po",
-    "种": "chong",
-    "秘": "bi",
-    "员": "yun",
-    "句": "gou",
-    "隗": "wei",
-    "纪": "ji",
-    "任": "ren",
-    "黑": "he",
-    "牟": "mu",
-    "过": "guo",
-    "宁": "ning",
-    "折": "she",
-    "教": "jiao",
-    "适": "kuo",
-    "藏": "zang",
-    "薄": "bo",
-    "柏": "bai",
-    "阚": "kan",
-    "洗": "xian",
-    "冼": "xian",
-    "能": "nai",
-    "角": "jue",
-    "蕃": "pi",
-    "重": "chong",
-    "蔚": "yu",
-    "佴": "nai",
-    "粘": "nian",
-    "卜": "bu",
-    "祭": "zhai",
-    "颉": "xie",
-    "乜": "nie",
-    "么": "yao",
-    "都": "du",
-    "长": "chang",
-    "万": "wan",
-    "华": "hua",
-    "燕": "yan",
-    "葛": "ge",
-    "莘": "shen",
-    "眭": "sui",
-    "逄": "pang",
-    "贲": "ben",
-    "隽": "juan",
-    "郇": "huan",
-    "谌": "chen",
-    "沈": "shen",
-    "石": "shi",
-    "车": "che",
+    "曾": "zeng", "单": "shan", "仇": "qiu", "解": "xie", "区": "ou", "朴": "piao", "查": "zha",
+    "盖": "ge", "乐": "yue", "覃": "qin", "缪": "miao", "翟": "zhai", "召": "shao", "尉": "wei",
+    "繁": "po", "种": "chong", "秘": "bi", "员": "yun", "句": "gou", "隗": "wei", "纪": "ji",
+    "任": "ren", "黑": "he", "牟": "mu", "过": "guo", "宁": "ning", "折": "she", "教": "jiao",
+    "适": "kuo", "藏": "zang", "薄": "bo", "柏": "bai", "阚": "kan", "洗": "xian", "冼": "xian",
+    "能": "nai", "角": "jue", "蕃": "pi", "重": "chong", "蔚": "yu", "佴": "nai", "粘": "nian",
+    "卜": "bu", "祭": "zhai", "颉": "xie", "乜": "nie", "么": "yao", "都": "du", "长": "chang",
+    "万": "wan", "华": "hua", "燕": "yan", "葛": "ge", "莘": "shen", "眭": "sui", "逄": "pang",
+    "贲": "ben", "隽": "juan", "郇": "huan", "谌": "chen", "沈": "shen", "石": "shi", "车": "che",
     "叶": "ye",
 }
 
 COMPOUND_SURNAMES: dict[str, tuple[str, str]] = {
-    "尉迟": ("yu", "chi"),
-    "万俟": ("mo", "qi"),
-    "长孙": ("zhang", "sun"),
-    "单于": ("chan", "yu"),
-    "澹台": ("tan", "tai"),
-    "乐正": ("yue", "zheng"),
-    "令狐": ("ling", "hu"),
-    "上官": ("shang", "guan"),
-    "欧阳": ("ou", "yang"),
-    "司马": ("si", "ma"),
-    "诸葛": ("zhu", "ge"),
-    "皇甫": ("huang", "fu"),
-    "宇文": ("yu", "wen"),
-    "夏侯": ("xia", "hou"),
-    "东方": ("dong", "fang"),
-    "公孙": ("gong", "sun"),
-    "慕容": ("mu", "rong"),
-    "司徒": ("si", "tu"),
-    "司空": ("si", "kong"),
-    "呼延": ("hu", "yan"),
-    "赫连": ("he", "lian"),
-    "鲜于": ("xian", "yu"),
-    "亓官": ("qi", "guan"),
-    "仲孙": ("zhong", "sun"),
+    "尉迟": ("yu", "chi"), "万俟": ("mo", "qi"), "长孙": ("zhang", "sun"), "单于": ("chan", "yu"),
+    "澹台": ("tan", "tai"), "乐正": ("yue", "zheng"), "令狐": ("ling", "hu"), "上官": ("shang", "guan"),
+    "欧阳": ("ou", "yang"), "司马": ("si", "ma"), "诸葛": ("zhu", "ge"), "皇甫": ("huang", "fu"),
+    "宇文": ("yu", "wen"), "夏侯": ("xia", "hou"), "东方": ("dong", "fang"), "公孙": ("gong", "sun"),
+    "慕容": ("mu", "rong"), "司徒": ("si", "tu"), "司空": ("si", "kong"), "呼延": ("hu", "yan"),
+    "赫连": ("he", "lian"), "鲜于": ("xian", "yu"), "亓官": ("qi", "guan"), "仲孙": ("zhong", "sun"),
 }
+# fmt: on
 
 _SYLLABLES: dict[str, str] = {MIDDLE_DOT: ""}  # "" = contributes no syllable
 _pinyin_table: Any = None
 
 
 def _toneless(reading: str) -> str:
-    # ü carries its diaeresis as a combining mark once decomposed (lǜ → l u ̈ ̀); pinyin input methods write
-    # v.
+    # ü keeps its diaeresis as a combining mark once decomposed (lǜ → l u ̈ ̀); pinyin keyboards write v.
     decomposed = unicodedata.normalize("NFD", reading).replace("u\u0308", "v").replace("U\u0308", "v")
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 

@@ -48,8 +48,7 @@ _MISSING_TYPE_NAMES = frozenset({"NAType", "NaTType"})
 
 
 def is_missing(raw: Any) -> bool:
-    """True for ``None``, float NaN and pandas' ``NA``/``NaT`` — the ways a reader hands over an empty cell.
-"""
+    """True for ``None``, float NaN and pandas' ``NA``/``NaT``: how readers hand over an empty cell."""
     if raw is None:
         return True
     if isinstance(raw, float):
@@ -195,8 +194,7 @@ def parse_stage(raw: Any) -> tuple[str | None, str | None]:
 
 
 def parse_relation(raw: Any) -> tuple[str | None, str | None]:
-    """Relation to the taxpayer ``self``/``spouse``/``child``/``parent``; reasons ``empty``, ``unknown_code``.
-"""
+    """Relation to the taxpayer: ``self``, ``spouse``, ``child``, ``parent``; reasons as for deductions."""
     return _parse_code(raw, _RELATIONS)
 
 

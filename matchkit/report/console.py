@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from matchkit.report.summary import summarise
@@ -13,7 +15,7 @@ def _money(value: float) -> str:
     return f"{value:,.2f}"
 
 
-def _section(title: str, rows: list[tuple[str, ...]], widths: tuple[int, ...]) -> list[str]:
+def _section(title: str, rows: Sequence[Sequence[str]], widths: tuple[int, ...]) -> list[str]:
     lines = [title]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
@@ -31,10 +33,15 @@ def summary_table(flags: pd.DataFrame) -> str:
         [(s, str(n), f"{100 * n / total:.1f}%") for s, n in summary.by_status.items()],
         (14, 10, 7),
     )
+    widths = (28, 7, 14, 14)
     lines += _section(
-        "deduction                      lines      claimed      allowed",
-        [(d, str(r.lines), _money(r.claimed), _money(r.allowed)) for d, r in summary.by_deduction.iterrows()],
-        (28, 7, 12, 12),
+        "by deduction",
+        [("deduction", "lines", "claimed", "allowed")]
+        + [
+            (str(r.Index), str(r.lines), _money(r.claimed), _money(r.allowed))
+            for r in summary.by_deduction.itertuples()
+        ],
+        widths,
     )
     lines += _section(
         "top reasons",

@@ -41,14 +41,19 @@ def summarise(flags: pd.DataFrame) -> Summary:
         .groupby("deduction", sort=True)
         .agg(lines=("claimed", "size"), claimed=("claimed", "sum"), allowed=("allowed", "sum"))
     )
-    reasons = flags.get("reasons", pd.Series(dtype=object)).fillna("").astype(str)
+    reasons = flags.get("reasons", pd.Series(dtype=object)).fillna("").astype(str).reset_index(drop=True)
     codes = reasons.str.split(";").explode().str.strip()
     codes = codes[codes != ""]
-    by_reason = codes.groupby(level=0).unique().explode().value_counts() if len(codes) else pd.Series(dtype=np.int64)
-    by_reason = by_reason.sort_index().sort_values(ascending=False, kind="mergesort").astype(np.int64)
+    per_line = pd.DataFrame(
+        {"line": codes.index, "code": codes.to_numpy()}
+    ).drop_duplicates()  # a code once a line
+    by_reason = per_line["code"].value_counts().sort_index().sort_values(ascending=False, kind="mergesort")
+    by_reason = by_reason.astype(np.int64)
     match = flags.get("match", pd.Series(dtype=object))
     scores = pd.to_numeric(flags.get("match_score", pd.Series(dtype=float)), errors="coerce")
-    fuzzy_scores = scores[(match.astype(str) == "fuzzy").to_numpy()].dropna().clip(0, 1) if len(match) else scores
+    fuzzy_scores = (
+        scores[(match.astype(str) == "fuzzy").to_numpy()].dropna().clip(0, 1) if len(match) else scores
+    )
     edges = np.linspace(0.0, 1.0, SCORE_BINS + 1)
     counts, _ = np.histogram(fuzzy_scores.to_numpy(dtype=float), bins=edges)
     labels = [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(SCORE_BINS)]

@@ -33,7 +33,9 @@ def infant_care(run: Run, idx: np.ndarray) -> None:
     months = abs_months(run.year[idx])
     std = run.policy.figure_by_month("infant_care", "monthly", months)
     checks.require(~np.isnan(std), "NOT_IN_FORCE")
-    checks.require(run.ev.in_household(run.taxpayer[idx], run.subject[idx]), "RELATION_UNVERIFIED", "household")
+    checks.require(
+        run.ev.in_household(run.taxpayer[idx], run.subject[idx]), "RELATION_UNVERIFIED", "household"
+    )
     birth_rel = run.birth_abs[idx] - run.year[idx] * 12
     window = month_range(birth_rel, birth_rel + 12 * ages["infant_care_until"] - 1)  # NaN birth -> no month
     checks.require(window, "AGE_INELIGIBLE")
@@ -61,7 +63,9 @@ def children_education(run: Run, idx: np.ndarray, infant_months: tuple[np.ndarra
     first_school = np.full(len(idx), np.inf)
     if ev.first_compulsory is not None:
         linked = run.subject[idx]
-        first_school = np.where(linked >= 0, ev.first_compulsory[np.maximum(linked, 0)], np.inf).astype(np.float64)
+        first_school = np.where(linked >= 0, ev.first_compulsory[np.maximum(linked, 0)], np.inf).astype(
+            np.float64
+        )
         first_school[first_school >= 10**9] = np.inf
     preschool_end = np.minimum(birth + 12 * ages["preschool_until"] - 1, first_school - 1)
     pre_window = month_range(birth + 12 * ages["preschool_from"] - year_start, preschool_end - year_start)

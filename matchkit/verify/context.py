@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ class Run:
     def n_months(self) -> np.ndarray:
         return self.claimed.sum(axis=1)
 
-    def flag(self, idx: np.ndarray, code: str, where: np.ndarray | None = None) -> None:
+    def flag(self, idx: np.ndarray, code: str, where: Any = None) -> None:
         rows = idx if where is None else idx[np.asarray(where, dtype=bool)]
         self.reasons[rows] |= BIT[code]
 
@@ -65,7 +66,9 @@ class Checks:
         self.strict = base.copy()
         self.optimistic = base.copy()
 
-    def require(self, ok: np.ndarray | None, code: str | None, source: str | tuple[str, ...] | None = None) -> None:
+    def require(
+        self, ok: np.ndarray | None, code: str | None, source: str | tuple[str, ...] | None = None
+    ) -> None:
         sources = (source,) if isinstance(source, str) else (source or ())
         if any(s not in self.run.ev.supplied for s in sources):
             self.source_missing()

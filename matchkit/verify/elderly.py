@@ -25,10 +25,14 @@ def elderly_support(run: Run, idx: np.ndarray) -> None:
     # household: the subject is the parent, the taxpayer the child
     checks.require(ev.in_household(run.subject[idx], run.taxpayer[idx]), "RELATION_UNVERIFIED", "household")
     birth_rel = run.birth_abs[idx] - run.year[idx] * 12
-    checks.require(month_range(birth_rel + 12 * ages["elderly_from"], np.full(len(idx), 11)), "AGE_INELIGIBLE")
+    checks.require(
+        month_range(birth_rel + 12 * ages["elderly_from"], np.full(len(idx), 11)), "AGE_INELIGIBLE"
+    )
     if "civil_affairs" in ev.supplied:
         assert ev.death_year is not None
-        died_before = ev.death_year[run.subject[idx]] < run.year[idx]  # death in the tax year counts to December
+        died_before = (
+            ev.death_year[run.subject[idx]] < run.year[idx]
+        )  # death in the tax year counts to December
         checks.require(~died_before, "SUBJECT_DECEASED")
     else:
         checks.require(None, None, "civil_affairs")
@@ -44,7 +48,11 @@ def elderly_support(run: Run, idx: np.ndarray) -> None:
     if "only_child" in ev.supplied:
         assert ev.only_child is not None
         certified = ev.only_child[run.taxpayer[idx]]
-        run.flag(idx, "NOT_ONLY_CHILD", (~certified[:, None] & checks.base & in_force & over(claimed, sibling_cap)).any(axis=1))
+        run.flag(
+            idx,
+            "NOT_ONLY_CHILD",
+            (~certified[:, None] & checks.base & in_force & over(claimed, sibling_cap)).any(axis=1),
+        )
     else:
         certified = np.zeros(len(idx), dtype=bool)
         lines_needing = needs_certificate.any(axis=1)

@@ -62,7 +62,11 @@ def _needed_source_missing(run: Run, sources: dict[str, pd.DataFrame]) -> np.nda
         | ((ded == "elderly_support") & (absent["household"] | absent["civil_affairs"]))
         | (
             (ded == "serious_illness")
-            & (absent["medical_insurance"] | (spouse_like & absent["civil_affairs"]) | (child_like & absent["household"]))
+            & (
+                absent["medical_insurance"]
+                | (spouse_like & absent["civil_affairs"])
+                | (child_like & absent["household"])
+            )
         )
         | ((ded == "infant_care") & absent["household"])
     )
@@ -159,7 +163,7 @@ def verify_tables(
     )
     run.flag(np.arange(n), "INVALID_SUBJECT_ID", ~valid)
 
-    # ---- linking -------------------------------------------------------------------------------------------
+    # ---- linking
     say("linking subjects")
     verifiable = np.isin(deduction, VERIFIABLE)
     exact = np.zeros(n, dtype=bool)
@@ -177,19 +181,24 @@ def verify_tables(
     ambiguous = np.zeros(n, dtype=bool)
     pending = verifiable & ~exact
     if pending.any():
+        pending_rows = np.flatnonzero(pending)
         query_frame = pd.DataFrame(
-            {c: _column(claims, f"subject_{c}").to_numpy(dtype=object) for c in QUERY_COLUMNS}, index=np.arange(n)
+            {c: _column(claims, f"subject_{c}").to_numpy(dtype=object)[pending_rows] for c in QUERY_COLUMNS},
+            index=pending_rows,
         )
+        person_cache: dict = {}
         for ded, subject_sources in SUBJECT_SOURCES.items():
             universe = tuple(name for name in subject_sources if name in sources)
             rows = np.flatnonzero(pending & (deduction == ded))
             if not universe or not len(rows):
                 continue
-            persons, person_codes = persons_frame(sources, codes, universe)
-            say(f"fuzzy linking {len(rows)} subject(s) against {len(persons)} person(s) in {'+'.join(universe)}")
+            persons, person_codes = persons_frame(sources, codes, universe, person_cache)
+            say(
+                f"fuzzy linking {len(rows)} subject(s) against {len(persons)} person(s) in {'+'.join(universe)}"
+            )
             linker = linker or default_linker()
             found_rows, found_codes, found_scores, found_ambiguous = fuzzy_links(
-                query_frame.iloc[rows], persons, person_codes, linker
+                query_frame.loc[rows], persons, person_codes, linker
             )
             fuzzy[found_rows] = ~found_ambiguous
             ambiguous[found_rows] = found_ambiguous
@@ -211,22 +220,27 @@ def verify_tables(
     if len(dup_rows):
         overlap_mask = claimed[dup_rows].copy()
         overlap_mask[deduction[dup_rows] == "serious_illness"] = True
-        ded_code = pd.factorize(deduction[dup_rows])[0]
+        ded_code = pd.factorize(deduction[dup_rows])[0].astype(np.int64)
         line = pd.to_numeric(claims["_line"]).to_numpy(dtype=np.int64)[dup_rows]
-        order = np.lexsort((line, year[dup_rows], subject_key[dup_rows], ded_code, taxpayer[dup_rows]))
-        group = pd.factorize(
-            pd.MultiIndex.from_arrays(
-                [taxpayer[dup_rows][order], ded_code[order], subject_key[dup_rows][order], year[dup_rows][order]]
-            )
-        )[0]
-        counts = pd.DataFrame(overlap_mask[order].astype(np.int16)).groupby(group).cumsum().to_numpy()
-        earlier = (counts - overlap_mask[order]) > 0
+        pair = pd.factorize(taxpayer[dup_rows] * np.int64(interner.size + 1) + subject_key[dup_rows])[0]
+        group_id = pd.factorize((pair.astype(np.int64) * 64 + ded_code) * 10_000 + year[dup_rows])[0]
+        order = np.lexsort((line, group_id))
+        # Lines sorted by group, then input line: a month is a duplicate when an earlier line of the group
+        # claims it (running count over the group minus the line itself).
+        sorted_mask = overlap_mask[order].astype(np.int32)
+        running = np.cumsum(sorted_mask, axis=0)
+        group_sorted = group_id[order]
+        first = np.r_[True, group_sorted[1:] != group_sorted[:-1]]
+        starts = np.flatnonzero(first)
+        offset = (running - sorted_mask)[starts]
+        group_index = np.cumsum(first) - 1
+        earlier = (running - sorted_mask - offset[group_index]) > 0
         dup = np.zeros((len(dup_rows), 12), dtype=bool)
         dup[order] = earlier & overlap_mask[order]
         run.dup[dup_rows] = dup
     run.flag(np.arange(n), "DUPLICATE_CLAIM", run.dup.any(axis=1))
 
-    # ---- rules ---------------------------------------------------------------------------------------------
+    # ---- rules
     usable = run.subject >= 0
     default_claimed(run)
     infant_rows = np.flatnonzero(usable & (deduction == "infant_care"))
@@ -293,7 +307,12 @@ def default_claimed(run: Run) -> None:
 
 
 def _flags(
-    claims: pd.DataFrame, run: Run, match: np.ndarray, score: np.ndarray, fuzzy: np.ndarray, ambiguous: np.ndarray
+    claims: pd.DataFrame,
+    run: Run,
+    match: np.ndarray,
+    score: np.ndarray,
+    fuzzy: np.ndarray,
+    ambiguous: np.ndarray,
 ) -> pd.DataFrame:
     n = len(run.year)
     illness = run.deduction == "serious_illness"

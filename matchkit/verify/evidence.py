@@ -48,7 +48,9 @@ def sorted_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 def _ymd(column: pd.Series) -> np.ndarray:
     stamps = pd.to_datetime(column, errors="coerce")
-    ymd = (stamps.dt.year * 10_000 + stamps.dt.month * 100 + stamps.dt.day).to_numpy(dtype=np.float64, na_value=np.nan)
+    ymd = (stamps.dt.year * 10_000 + stamps.dt.month * 100 + stamps.dt.day).to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
     return ymd
 
 
@@ -66,9 +68,13 @@ class Evidence:
     size: int  # number of distinct person codes in the run
     supplied: frozenset[str]
     present: dict[str, np.ndarray] = field(default_factory=dict)  # source -> bool per code
-    household_pairs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted parent*K+child
+    household_pairs: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64)
+    )  # sorted parent*K+child
     spells: pd.DataFrame | None = None  # code, stage, from_abs, to_abs
-    first_compulsory: np.ndarray | None = None  # per code: abs month of first compulsory spell start, NEVER if none
+    first_compulsory: np.ndarray | None = (
+        None  # per code: abs month of first compulsory spell start, NEVER if none
+    )
     death_year: np.ndarray | None = None  # per code, NEVER if no death recorded
     marriages: pd.DataFrame | None = None  # pair key (min, max), start_ymd, end_ymd
     only_child: np.ndarray | None = None  # per code bool
@@ -109,7 +115,9 @@ class Evidence:
         return out
 
 
-def build_evidence(sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str], np.ndarray], size: int) -> Evidence:
+def build_evidence(
+    sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str], np.ndarray], size: int
+) -> Evidence:
     """``codes[(source, entity)]`` holds the interned ``E_id_tok`` codes of each extract row."""
     ev = Evidence(size=size, supplied=frozenset(sources))
     for name in sources:
@@ -176,7 +184,9 @@ def build_evidence(sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str]
         end = np.full(len(mar), np.inf)
         end[ends.index.to_numpy()] = ends.to_numpy()
         end = np.minimum(end, np.minimum(death_ymd[mar["a"].to_numpy()], death_ymd[mar["b"].to_numpy()]))
-        ev.marriages = pd.DataFrame({"pair": mar["pair"].to_numpy(), "start_ymd": mar["start_ymd"].to_numpy(), "end_ymd": end})
+        ev.marriages = pd.DataFrame(
+            {"pair": mar["pair"].to_numpy(), "start_ymd": mar["start_ymd"].to_numpy(), "end_ymd": end}
+        )
 
     if "only_child" in sources:
         ev.only_child = ev.present["only_child"]

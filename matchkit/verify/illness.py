@@ -64,7 +64,9 @@ def serious_illness(run: Run, idx: np.ndarray) -> None:
 
     if "medical_insurance" in ev.supplied:
         out_of_pocket = ev.out_of_pocket(subject, years)
-        evidence = np.minimum(np.maximum(np.round(out_of_pocket - np.nan_to_num(threshold), 2), 0.0), np.nan_to_num(annual_cap))
+        evidence = np.minimum(
+            np.maximum(np.round(out_of_pocket - np.nan_to_num(threshold), 2), 0.0), np.nan_to_num(annual_cap)
+        )
         eligible = ok_opt & in_force & ~duplicate
         run.flag(idx, "EXPENSE_BELOW_THRESHOLD", eligible & (out_of_pocket <= np.nan_to_num(threshold)))
         run.flag(idx, "AMOUNT_EXCEEDS_EVIDENCE", eligible & (evidence > 0) & (claimed > evidence + EPS))

@@ -24,33 +24,39 @@ def default_linker() -> Linker:
 
 
 def persons_frame(
-    sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str], np.ndarray], universe: tuple[str, ...]
+    sources: dict[str, pd.DataFrame],
+    codes: dict[tuple[str, str], np.ndarray],
+    universe: tuple[str, ...],
+    cache: dict[tuple[str, str], tuple[pd.DataFrame, np.ndarray]] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Distinct persons (one row per id token) of the extracts in ``universe`` and their codes."""
+    cache = {} if cache is None else cache
     frames, frame_codes = [], []
     for name in universe:
         table = sources[name]
         for entity in ENTITIES[name]:
-            entity_codes = codes[(name, entity)]
-            keep = entity_codes >= 0
-            frame = pd.DataFrame(
-                {
-                    column: (
-                        table[f"{entity}_{column}"].to_numpy(dtype=object)[keep]
-                        if f"{entity}_{column}" in table.columns
-                        else np.full(int(keep.sum()), None, dtype=object)
-                    )
-                    for column in PERSON_COLUMNS
-                }
-            )
-            frames.append(frame)
-            frame_codes.append(entity_codes[keep])
+            if (name, entity) not in cache:
+                entity_codes = codes[(name, entity)]
+                keep = (entity_codes >= 0) & ~pd.Series(entity_codes).duplicated().to_numpy()
+                frame = pd.DataFrame(
+                    {
+                        column: (
+                            table[f"{entity}_{column}"].to_numpy(dtype=object)[keep]
+                            if f"{entity}_{column}" in table.columns
+                            else np.full(int(keep.sum()), None, dtype=object)
+                        )
+                        for column in PERSON_COLUMNS
+                    }
+                )
+                cache[(name, entity)] = (frame, entity_codes[keep])
+            frames.append(cache[(name, entity)][0])
+            frame_codes.append(cache[(name, entity)][1])
     if not frames:
         return pd.DataFrame(columns=list(PERSON_COLUMNS)), np.zeros(0, np.int64)
-    persons = pd.concat(frames, ignore_index=True)
     all_codes = np.concatenate(frame_codes)
-    _, first = np.unique(all_codes, return_index=True)
-    return persons.iloc[first].reset_index(drop=True), all_codes[first]
+    first = ~pd.Series(all_codes).duplicated().to_numpy()
+    persons = pd.concat(frames, ignore_index=True)
+    return persons[first].reset_index(drop=True), all_codes[first]
 
 
 def fuzzy_links(

@@ -144,9 +144,16 @@ def parse_policy(data: dict[str, Any], *, path: str | Path | None = None) -> Pol
                 if not _positive_number(value):
                     problems.append(f"{where}.{key}.{name}: must be a positive number")
                 else:
-                    figures[name] = float(value)
-            problems += [f"{where}.{key}.{name}: unknown key" for name in sorted(set(table) - set(DEDUCTION_FIELDS[key]))]
-            if key == "elderly_support" and len(figures) == 2 and figures["per_sibling_cap"] > figures["monthly"]:
+                    figures[name] = float(value)  # type: ignore[arg-type]  # checked just above
+            problems += [
+                f"{where}.{key}.{name}: unknown key"
+                for name in sorted(set(table) - set(DEDUCTION_FIELDS[key]))
+            ]
+            if (
+                key == "elderly_support"
+                and len(figures) == 2
+                and figures["per_sibling_cap"] > figures["monthly"]
+            ):
                 problems.append(f"{where}.elderly_support.per_sibling_cap: must not exceed monthly")
             standards[key] = figures
         if effective is not None:

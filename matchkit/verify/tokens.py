@@ -25,7 +25,9 @@ def token_words(column: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray
         values[~present] = _ZERO
     buffer = b"".join(values.tolist())
     if len(buffer) != TOKEN_BYTES * len(values):
-        raise InputFileError(f"column {name}: tokens must be {TOKEN_BYTES} bytes each (not a matchkit hashed file?)")
+        raise InputFileError(
+            f"column {name}: tokens must be {TOKEN_BYTES} bytes each (not a matchkit hashed file?)"
+        )
     words = np.frombuffer(buffer, dtype="<i8").reshape(-1, 2)
     return words, present
 

@@ -49,7 +49,7 @@ def claim(
     annual: float = math.nan,
     stage: str | None = None,
     birth_ym: int | None = None,
-    valid: bool = True,
+    valid: bool | None = True,
     name: str | None = None,
     only_child: bool | None = None,
 ) -> dict:
@@ -341,6 +341,20 @@ def test_preschool_ends_month_before_age_six_without_school() -> None:
         "p",
     )
     assert (row.verified_months, row.allowed_amount, row.reasons) == (2, 4000, "AGE_INELIGIBLE")
+
+
+def test_preschool_continues_past_age_six_until_a_later_school_start() -> None:
+    # SPEC §5: preschool ends the month before the first compulsory spell; age 6 is only the fallback without one.
+    c = claims_frame(
+        claim("p", "dad", "kid", "children_education", 2024, end=8, stage="preschool", monthly=2000,
+              birth_ym=201708)
+    )
+    hh = household(("dad", "kid"))
+    row = one(verify(c, household=hh, education=education(("kid", "compulsory", 202409, None))), "p")
+    assert (row.status, row.reasons, row.verified_months, row.allowed_amount) == ("verified", "", 8, 16000)
+    # near miss: no compulsory spell at all -> the age-6 fallback (Aug 2023) rules every 2024 month out
+    row = one(verify(c, household=hh), "p")
+    assert (row.status, row.reasons, row.allowed_amount) == ("rejected", "AGE_INELIGIBLE", 0)
 
 
 def test_preschool_full_year_near_miss() -> None:
@@ -667,6 +681,18 @@ def test_deductions_without_a_source_are_unverifiable() -> None:
     out = verify(c)
     assert set(out.status) == {"unverifiable"} and set(out.reasons) == {"SOURCE_MISSING"}
     assert list(out.claimed_amount) == [4800, 12000, 18000] and set(out.allowed_amount) == {0}
+
+
+def test_empty_subject_is_not_an_invalid_subject_id() -> None:
+    c = claims_frame(
+        claim("hl", "me", None, "housing_loan_interest", 2025, monthly=1000, valid=None),
+        claim("ce", "me", None, "children_education", 2025, monthly=2000, stage="compulsory", valid=None),
+        claim("bad", "me", "kid", "children_education", 2025, monthly=2000, stage="compulsory", valid=False),
+    )
+    out = verify(c, household=household(("me", "kid")), education=education(("kid", "compulsory", 202009, None)))
+    assert one(out, "hl").reasons == "SOURCE_MISSING"
+    assert "INVALID_SUBJECT_ID" not in one(out, "ce").reasons and one(out, "ce").status == "rejected"
+    assert "INVALID_SUBJECT_ID" in one(out, "bad").reasons
 
 
 def test_missing_source_is_never_rejected() -> None:

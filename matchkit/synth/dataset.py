@@ -12,6 +12,7 @@ Output directory:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,24 +72,31 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
     noisy = Noise(noise_rng, noise)
     protect = _protected_people(pop, builder)
     claims, truth = _claims_tables(pop, builder, noisy, order_rng)
-    extracts = _extract_tables(pop, noisy, protect)
-    fault_rows: list[dict[str, Any]] = []
-    if faults and noise > 0:
-        referenced = _referenced_people(pop, builder)
-        fault_rows = _inject_faults(extracts, referenced, noise_rng, pop.ids)
-
-    plan = _format_plan(formats, n_claims, len(extracts["household"][0]))
+    referenced = _referenced_people(pop, builder)
+    not_built = dict(builder.skipped)
+    del builder  # the claim lines and indices are no longer needed
+    household_rows = int(pop.father_recorded.sum() + pop.mother_recorded.sum())
+    plan = _format_plan(formats, n_claims, household_rows)
     paths: dict[str, Path] = {}
-    tables = {"claims": (claims, None), **extracts}
     files: dict[str, Any] = {}
-    for source in SOURCES:
-        frame, _persons = tables[source]
+    fault_rows: list[dict[str, Any]] = []
+
+    def write(source: str, frame: pd.DataFrame) -> None:
         fmt, encoding, chinese = plan[source]
         path = out / f"{source}{EXTENSIONS[fmt]}"
         _write(frame, path, fmt, encoding, ref.CHINESE_HEADERS[source] if chinese else None, source)
         paths[source] = path
         files[source] = {"path": path.name, "format": fmt, "encoding": encoding,
                          "headers": "chinese" if chinese else "canonical", "rows": len(frame)}
+
+    write("claims", claims)
+    del claims
+    # one extract at a time, so memory holds the population and a single table
+    for source, frame, persons in _extract_tables(pop, noisy, protect):
+        if faults and noise > 0:
+            fault_rows += _inject_faults(source, frame, persons, referenced, noise_rng, pop.ids)
+        write(source, frame)
+        del frame, persons
     for fault in fault_rows:
         fault["file"] = paths[fault.pop("source")].name
     paths["truth"] = out / "truth.csv"
@@ -100,7 +108,7 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
         "generator": "matchkit.synth", "seed": seed, "n_claims": n_claims, "tax_year": tax_year, "noise": noise,
         "defect_rate": defect_rate, "formats": formats, "people": len(pop), "files": files,
         "defects": truth["defect"].value_counts().sort_index().to_dict(),
-        "not_built": builder.skipped,
+        "injected_faults": len(fault_rows), "not_built": not_built,
     }
     paths["manifest"] = out / "manifest.json"
     paths["manifest"].write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -291,8 +299,9 @@ def _claims_tables(pop: Population, builder: ClaimBuilder, noisy: Noise,
 
 # ---- extracts -----------------------------------------------------------------------------------------------
 def _extract_tables(pop: Population, noisy: Noise,
-                    protect: np.ndarray) -> dict[str, tuple[pd.DataFrame, dict[str, np.ndarray]]]:
-    """Each extract as (frame, {id column: person index per row}) so faults can be placed on known people."""
+                    protect: np.ndarray) -> Iterator[tuple[str, pd.DataFrame, dict[str, np.ndarray]]]:
+    """Each extract as (source, frame, {id column: person index per row}), so faults can be placed on known
+    people; built one at a time."""
     birth_year, birth_m, birth_d = ymd_from_days(pop.birth)
     last_month = pop.tax_year * 12 + 11
     rng = noisy.rng
@@ -308,15 +317,13 @@ def _extract_tables(pop: Population, noisy: Noise,
         order = rng.permutation(len(frame))
         return frame.iloc[order].reset_index(drop=True), {k: v[order] for k, v in persons.items()}
 
-    tables: dict[str, tuple[pd.DataFrame, dict[str, np.ndarray]]] = {}
-
     spells = pop.spells
     student = spells["person"].to_numpy()
     ongoing = spells["to_month"].to_numpy() > last_month
     enrolled_to = noisy.months(np.minimum(spells["to_month"].to_numpy(), last_month))
     enrolled_to[ongoing] = ""
     stage = np.array([STAGE_NAMES[s] for s in spells["stage"].to_numpy()], dtype=object)
-    tables["education"] = shuffled(pd.DataFrame({
+    yield "education", *shuffled(pd.DataFrame({
         "student_id": person_ids(student),
         "student_name": person_names(student),
         "birth_date": noisy.dates(birth_year[student], birth_m[student], birth_d[student]),
@@ -328,7 +335,7 @@ def _extract_tables(pop: Population, noisy: Noise,
     kids = np.arange(len(pop))
     parent = np.concatenate([pop.father[pop.father_recorded], pop.mother[pop.mother_recorded]])
     child = np.concatenate([kids[pop.father_recorded], kids[pop.mother_recorded]])
-    tables["household"] = shuffled(pd.DataFrame({
+    yield "household", *shuffled(pd.DataFrame({
         "parent_id": person_ids(parent), "parent_name": person_names(parent),
         "child_id": person_ids(child), "child_name": person_names(child),
     }), {"parent_id": parent, "child_id": child})
@@ -353,65 +360,64 @@ def _extract_tables(pop: Population, noisy: Noise,
     partner_names = np.full(len(partner), "", dtype=object)
     partner_ids[has_partner] = person_ids(partner[has_partner])
     partner_names[has_partner] = person_names(partner[has_partner])
-    tables["civil_affairs"] = shuffled(pd.DataFrame({
+    yield "civil_affairs", *shuffled(pd.DataFrame({
         "event": noisy.codes(event, ref.EVENT_ZH), "person_id": person_ids(person),
         "person_name": person_names(person), "partner_id": partner_ids, "partner_name": partner_names,
         "event_date": noisy.dates(ey, em, ed),
     }), {"person_id": person, "partner_id": partner})
 
     certified = np.flatnonzero(pop.only_child_cert)
-    tables["only_child"] = shuffled(pd.DataFrame({
+    yield "only_child", *shuffled(pd.DataFrame({
         "person_id": person_ids(certified), "person_name": person_names(certified),
     }), {"person_id": certified})
 
     med = pop.medical
     patient = med["person"].to_numpy()
-    tables["medical_insurance"] = shuffled(pd.DataFrame({
+    yield "medical_insurance", *shuffled(pd.DataFrame({
         "patient_id": person_ids(patient), "patient_name": person_names(patient),
         "year": med["year"].to_numpy().astype(np.int32),
         "total_cost": med["total_cost"].to_numpy(), "out_of_pocket": med["out_of_pocket"].to_numpy(),
     }), {"patient_id": patient})
-    return tables
 
 
-def _inject_faults(extracts: dict[str, tuple[pd.DataFrame, dict[str, np.ndarray]]], referenced: np.ndarray,
+FAULT_PLAN = {
+    "education": [("student_id", "excel_damage"), ("student_id", "bad_checksum"), ("enrolled_from", "month_13")],
+    "household": [("child_id", "bad_checksum"), ("parent_id", "excel_damage")],
+    "civil_affairs": [("event_date", "invalid_date"), ("person_id", "bad_checksum")],
+    "only_child": [("person_id", "bad_checksum")],
+    "medical_insurance": [("patient_id", "excel_damage")],
+}
+
+
+def _inject_faults(source: str, frame: pd.DataFrame, persons: dict[str, np.ndarray], referenced: np.ndarray,
                    rng: np.random.Generator, ids: np.ndarray) -> list[dict[str, Any]]:
     """Row-level faults an agency extract really has, on rows no claim depends on. Each one is a row reject."""
-    plan = {
-        "education": [("student_id", "excel_damage"), ("student_id", "bad_checksum"), ("enrolled_from", "month_13")],
-        "household": [("child_id", "bad_checksum"), ("parent_id", "excel_damage")],
-        "civil_affairs": [("event_date", "invalid_date"), ("person_id", "bad_checksum")],
-        "only_child": [("person_id", "bad_checksum")],
-        "medical_insurance": [("patient_id", "excel_damage")],
-    }
     faults: list[dict[str, Any]] = []
-    for source, kinds in plan.items():
-        frame, persons = extracts[source]
-        free = np.ones(len(frame), bool)
-        for people in persons.values():
-            free &= ~referenced[np.maximum(people, 0)] | (people < 0)
-        candidates = rng.permutation(np.flatnonzero(free)).tolist()
-        per_kind = max(1, int(len(frame) * 0.0002))
-        for column, kind in kinds:
-            for _ in range(per_kind):
-                if not candidates:
-                    break
-                row = candidates.pop()
-                id_column = column if column.endswith("_id") else next(iter(persons))
-                person = int(persons[id_column][row])
-                value = str(frame.at[row, column])
-                if kind == "excel_damage":
-                    value = excel_damaged(str(ids[person]))
-                elif kind == "bad_checksum":
-                    canonical = str(ids[person])
-                    wrong = "10X98765432".replace(check_char(canonical[:17]), "")
-                    value = canonical[:17] + wrong[int(rng.integers(0, len(wrong)))]
-                elif kind == "month_13":
-                    value = value[:4] + ("-13" if "-" in value else "13")
-                elif kind == "invalid_date":
-                    value = value[:4] + "-02-30"
-                frame.at[row, column] = value
-                faults.append({"source": source, "line": row + 2, "column": column, "fault": kind})
+    free = np.ones(len(frame), bool)
+    for people in persons.values():
+        free &= ~referenced[np.maximum(people, 0)] | (people < 0)
+    candidates = rng.permutation(np.flatnonzero(free)).tolist()
+    per_kind = max(1, int(len(frame) * 0.0002))
+    for column, kind in FAULT_PLAN[source]:
+        for _ in range(per_kind):
+            if not candidates:
+                break
+            row = candidates.pop()
+            id_column = column if column.endswith("_id") else next(iter(persons))
+            person = int(persons[id_column][row])
+            value = str(frame.at[row, column])
+            if kind == "excel_damage":
+                value = excel_damaged(str(ids[person]))
+            elif kind == "bad_checksum":
+                canonical = str(ids[person])
+                wrong = "10X98765432".replace(check_char(canonical[:17]), "")
+                value = canonical[:17] + wrong[int(rng.integers(0, len(wrong)))]
+            elif kind == "month_13":
+                value = value[:4] + ("-13" if "-" in value else "13")
+            elif kind == "invalid_date":
+                value = value[:4] + "-02-30"
+            frame.at[row, column] = value
+            faults.append({"source": source, "line": row + 2, "column": column, "fault": kind})
     faults.sort(key=lambda f: (f["source"], f["line"]))
     return faults
 

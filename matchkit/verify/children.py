@@ -57,8 +57,9 @@ def children_education(run: Run, idx: np.ndarray, infant_months: tuple[np.ndarra
     unknown_stage = pd.isna(stage).astype(bool)
     enrolled_stage = ~preschool & ~unknown_stage
 
-    # Preschool window: from the month the child turns 3 to the month before the first compulsory spell, else the
-    # month before age 6. The spells only move the end earlier, so without the education extract the age rule stands.
+    # Preschool window (SPEC §5): from the month the child turns 3 to the month before the first compulsory spell;
+    # only a child with no compulsory spell falls back to the month before age 6 (a child who starts school at 7
+    # keeps preschool months after the 6th birthday).
     birth = run.birth_abs[idx]
     first_school = np.full(len(idx), np.inf)
     if ev.first_compulsory is not None:
@@ -67,7 +68,7 @@ def children_education(run: Run, idx: np.ndarray, infant_months: tuple[np.ndarra
             np.float64
         )
         first_school[first_school >= 10**9] = np.inf
-    preschool_end = np.minimum(birth + 12 * ages["preschool_until"] - 1, first_school - 1)
+    preschool_end = np.where(np.isfinite(first_school), first_school - 1, birth + 12 * ages["preschool_until"] - 1)
     pre_window = month_range(birth + 12 * ages["preschool_from"] - year_start, preschool_end - year_start)
 
     any_spell = np.zeros(checks.base.shape, dtype=bool)

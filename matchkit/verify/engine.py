@@ -129,7 +129,11 @@ def verify_tables(
     is_self = relation == "self"
     empty_self = is_self & (raw_subject < 0)
     raw_subject[empty_self] = taxpayer[empty_self]
-    valid = claims["subject_id_valid"].fillna(False).to_numpy(dtype=bool) | empty_self
+    declared_valid = claims["subject_id_valid"].astype("boolean")
+    valid = declared_valid.fillna(False).to_numpy(dtype=bool) | empty_self
+    # An ID that was given but failed validation is INVALID_SUBJECT_ID; an empty subject is not "invalid" (it is
+    # simply not found, or the taxpayer for 'self' lines).
+    invalid_given = (~declared_valid.fillna(True)).to_numpy(dtype=bool) & ~empty_self
     year = pd.to_numeric(claims["tax_year"]).to_numpy(dtype=np.int64)
     start = pd.to_numeric(claims["period_start"]).to_numpy(dtype=np.int64)
     end = pd.to_numeric(claims["period_end"]).to_numpy(dtype=np.int64)
@@ -161,7 +165,7 @@ def verify_tables(
         allowed_annual=np.full(n, np.nan),
         claimed_amount=np.zeros(n),
     )
-    run.flag(np.arange(n), "INVALID_SUBJECT_ID", ~valid)
+    run.flag(np.arange(n), "INVALID_SUBJECT_ID", invalid_given)
 
     # ---- linking
     say("linking subjects")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from matchkit import __version__
+from matchkit.audit import audited
 from matchkit.encode.parallel import encode_chunks
 from matchkit.encode.table import RecordIdChecker, TableEncoder
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
@@ -23,6 +24,7 @@ from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWrite
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.keys import SharedKey
 from matchkit.schema import Schema, load_schema
+from matchkit.signing import SigningKey, TrustStore, load_trust_dir, verify_file_signature
 
 ProgressCallback = Callable[[int], None]
 
@@ -49,12 +51,47 @@ def hash_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    signing_key: SigningKey | None = None,
+    audit_log: str | Path | None = None,
 ) -> HashResult:
     """Hash one raw extract into a Parquet file with a manifest; write the rejects CSV if a path is given.
 
     Every row read is accounted for: ``rows_in == rows_hashed + rows_rejected``. Raises ``MatchkitError`` for a
-    file, key or schema that cannot be used at all; row-level faults never stop the run.
+    file, key or schema that cannot be used at all; row-level faults never stop the run. With ``signing_key`` the
+    whole output file is signed (``matchkit.signing``); with ``audit_log`` the run appends one line to that log
+    (``matchkit.audit``), whether it succeeds or not.
     """
+    with audited(audit_log, "hash") as record:
+        record.add_input(input_path)
+        record.details.update(key_id=key.key_id, key_fingerprint=key.fingerprint,
+                              source=source.name if isinstance(source, Schema) else Path(str(source)).name)
+        if signing_key is not None:
+            record.details.update(signer=signing_key.signer, signer_key_id=signing_key.key_id)
+        result = _hash_file(source, input_path, key, output, rejects_path=rejects_path, encoding=encoding,
+                            purpose=purpose, chunk_rows=chunk_rows, workers=workers, progress=progress,
+                            signing_key=signing_key)
+        record.add_output(result.output, rows=result.rows_hashed)
+        record.add_output(result.rejects, rows=result.rows_rejected)
+        record.details.update(rows_in=result.rows_in, rows_hashed=result.rows_hashed,
+                              rows_rejected=result.rows_rejected, purpose=result.manifest["purpose"],
+                              encoding_version=result.manifest["encoding_version"])
+    return result
+
+
+def _hash_file(
+    source: str | Path | Schema,
+    input_path: str | Path,
+    key: SharedKey,
+    output: str | Path,
+    *,
+    rejects_path: str | Path | None,
+    encoding: str,
+    purpose: str | None,
+    chunk_rows: int,
+    workers: int | None,
+    progress: ProgressCallback | None,
+    signing_key: SigningKey | None,
+) -> HashResult:
     schema = source if isinstance(source, Schema) else load_schema(source)
     output = Path(output)
     reader = RawReader(input_path, schema, encoding=encoding, chunk_rows=chunk_rows)
@@ -100,7 +137,7 @@ def hash_file(
         }
         if rejects_writer:
             rejects_writer.close()
-        manifest = writer.close(manifest)
+        manifest = writer.close(manifest, signing_key=signing_key)
     except BaseException:
         writer.abort()
         if rejects_writer:
@@ -145,6 +182,7 @@ class VerifyResult:
     output: Path | None
     report: Path | None
     inputs: list[dict[str, Any]]
+    key_id: str | None = None
 
 
 def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path]) -> tuple[Any, dict[str, Any],
@@ -184,14 +222,49 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path])
 
 
 def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,
-                 report_path: str | Path | None = None, progress: Callable[[str], None] | None = None
+                 report_path: str | Path | None = None, progress: Callable[[str], None] | None = None,
+                 trust: str | Path | TrustStore | None = None, audit_log: str | Path | None = None
                  ) -> VerifyResult:
-    """Verify hashed claims against hashed extracts; write flags (CSV or Parquet by extension) and the report."""
+    """Verify hashed claims against hashed extracts; write flags (CSV or Parquet by extension) and the report.
+
+    With ``trust`` (a folder of trusted ``*.pub`` keys) every input must be signed by one of them and unchanged
+    since; with ``audit_log`` the run appends one line to that log, whether it succeeds or not.
+    """
+    with audited(audit_log, "verify") as record:
+        for path in [claims_path, *extract_paths]:
+            record.add_input(path)
+        result = _verify_files(claims_path, extract_paths, output, report_path=report_path, progress=progress,
+                               trust=trust)
+        for logged, described in zip(record.inputs, result.inputs):
+            logged.update(source=described["source"], rows=described["rows"])
+            if "signer" in described:
+                logged["signer"] = described["signer"]
+        record.add_output(result.output, rows=len(result.flags))
+        record.add_output(result.report)
+        statuses = result.flags["status"].value_counts() if len(result.flags) else {}
+        record.details.update(key_id=result.key_id, claim_lines=len(result.flags),
+                              statuses={str(k): int(v) for k, v in dict(statuses).items()},
+                              trust=trust is not None)
+    return result
+
+
+def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None, *,
+                  report_path: str | Path | None, progress: Callable[[str], None] | None,
+                  trust: str | Path | TrustStore | None) -> VerifyResult:
     from matchkit.verify import verify_tables
 
+    signers: dict[str, str] = {}
+    if trust is not None:
+        store = trust if isinstance(trust, TrustStore) else load_trust_dir(trust)
+        for path in [claims_path, *extract_paths]:
+            info = verify_file_signature(path, store)
+            signers[str(path)] = f"{info.signer} ({info.key_id})"
     claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
     flags = verify_tables(claims, sources, progress=progress)
     inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.get("rows_hashed")} for f in files]
+    for described, path in zip(inputs, [claims_path, *extract_paths]):
+        if str(path) in signers:
+            described["signer"] = signers[str(path)]
     out_path = Path(output) if output else None
     if out_path:
         write_flags(flags, out_path)
@@ -206,7 +279,7 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
             "purpose": files[0].manifest.get("purpose"),
             "inputs": inputs,
         })
-    return VerifyResult(flags, out_path, report, inputs)
+    return VerifyResult(flags, out_path, report, inputs, key_id=files[0].manifest.get("key_id"))
 
 
 def write_flags(flags: Any, path: Path) -> None:

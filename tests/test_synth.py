@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from matchkit.synth import generate
-from matchkit.synth.reference import CHINESE_HEADERS
 from matchkit.synth.claims import DEFECT_WEIGHTS, REASON_ORDER
 from matchkit.synth.gb11643 import check_char, is_valid_id18, make_ids, to_legacy15
 from matchkit.synth.population import build_population
+from matchkit.synth.reference import CHINESE_HEADERS
 
 N_CLAIMS = 200
 SEED = 7
@@ -55,8 +55,7 @@ def read(path: Path) -> pd.DataFrame:
 def canonical_id(raw: str) -> str | None:
     """A small independent normaliser: trim, full-width to ASCII, x to X, lossless '.0', 15 -> 18 digits."""
     value = raw.strip().translate(str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789XX")).replace("x", "X")
-    if value.endswith(".0"):
-        value = value[:-2]
+    value = value.removesuffix(".0")
     if len(value) == 15 and value.isdigit():
         body = value[:6] + "19" + value[6:]
         value = body + check_char(body)
@@ -272,3 +271,18 @@ def test_module_entry_point_writes_sample(tmp_path: Path) -> None:
     assert (tmp_path / "claims.csv").exists() and (tmp_path / "household.xlsx").exists()
     total = sum(p.stat().st_size for p in tmp_path.iterdir())
     assert total < 200_000
+
+
+def test_ambiguous_case_has_two_equal_candidates(dataset: dict[str, Path]) -> None:
+    truth = pd.read_csv(dataset["truth"], dtype=str, keep_default_na=False)
+    claims = read(dataset["claims"])
+    education = read(dataset["education"])
+    by_id = {canonical_id(i): n for i, n in zip(education["student_id"], education["student_name"])}
+    rows = truth.index[truth["defect"] == "ambiguous_match"]
+    assert len(rows)
+    for row in rows:
+        claimed = canonical_id(claims.at[row, "subject_id"])
+        assert claimed is not None and claimed not in by_id
+        near = [i for i in by_id if i and i[:16] == claimed[:16] and i != claimed]
+        assert len(near) >= 2
+        assert len({by_id[i] for i in near}) == 1 and by_id[near[0]] == claims.at[row, "subject_name"]

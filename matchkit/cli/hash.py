@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.cli.options import add_key_option, progress_bar
 from matchkit.keys import load_key
 from matchkit.pipeline import hash_file
+from matchkit.signing import load_signing_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,21 +29,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoding", default="auto",
                         help="CSV text encoding: auto (default; BOM, UTF-8, else GB18030), utf-8, gb18030, gbk")
     parser.add_argument("--purpose", default=None, help="override the schema's purpose label")
+    parser.add_argument("--sign", metavar="AGENCY.key", default=None,
+                        help="sign the whole output file with this agency signing key (mode 0600; made by "
+                        "'matchkit key new-signing'), so verify --trust can tell who produced it")
+    add_audit_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     key = load_key(args.key)
+    signing_key = load_signing_key(args.sign) if args.sign else None
     bar = progress_bar("hashing")
     try:
         result = hash_file(args.source, args.input, key, args.output, rejects_path=args.rejects,
-                           encoding=args.encoding, purpose=args.purpose, progress=bar.update if bar else None)
+                           encoding=args.encoding, purpose=args.purpose, progress=bar.update if bar else None,
+                           signing_key=signing_key, audit_log=audit_log_path(args))
     finally:
         if bar:
             bar.close()
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_hashed} hashed + {result.rows_rejected} rejected")
     print(f"wrote {result.output} (source {result.manifest['source']}, encoding {result.manifest['encoding_version']}"
           f", key {result.manifest['key_id']})")
+    if signing_key:
+        print(f"signed by {signing_key.public.describe()}")
     if result.rejects:
         print(f"rejects: {result.rejects}")
     elif result.rows_rejected:

@@ -7,9 +7,12 @@ encoding versions, or whose content does not match their manifest.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.pipeline import verify_files
+from matchkit.signing import TRUST_ENV_VAR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="hashed extracts (education, household, civil_affairs, only_child, medical_insurance)")
     parser.add_argument("-o", "--output", required=True, metavar="FLAGS.csv|FLAGS.parquet", help="flags output")
     parser.add_argument("--report", metavar="REPORT.html", default=None, help="also write a self-contained HTML report")
+    parser.add_argument("--trust", metavar="TRUST_DIR", default=None,
+                        help=f"folder of trusted agency public keys (*.pub); every input must then be signed by one "
+                        f"of them and unchanged since (default: ${TRUST_ENV_VAR}; unset: signatures not required)")
+    add_audit_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -30,10 +37,15 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress)
+    trust = args.trust or os.environ.get(TRUST_ENV_VAR) or None
+    result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress,
+                          trust=trust, audit_log=audit_log_path(args))
     from matchkit.report.console import summary_table
 
     print(summary_table(result.flags))
+    for described in result.inputs:
+        if "signer" in described:
+            print(f"{described['name']}: signature OK, signed by {described['signer']}")
     print(f"wrote {result.output} ({len(result.flags)} claim lines)")
     if result.report:
         print(f"report: {result.report}")

@@ -4,7 +4,8 @@ The manifest (JSON under the key ``matchkit.manifest``) says which source, schem
 key produced the file, how many rows went in and out, and carries ``content_digest``: the SHA-256 of every byte
 between the leading ``PAR1`` magic and the footer, i.e. all data pages. A reader recomputes it, so a changed byte
 in the data is caught. The file appears under its final name only when complete (temp file + ``os.replace``), so a
-killed run never leaves a file a later step would accept.
+killed run never leaves a file a later step would accept. With a signing key, the whole finished file is signed
+(see ``matchkit.signing``) before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from matchkit.errors import IncompatibleFilesError, ManifestError
+from matchkit.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
 
 MANIFEST_KEY = b"matchkit.manifest"
 FILE_FORMAT = "matchkit-hashed"
@@ -91,11 +93,17 @@ class HashedFileWriter:
             self._writer.write_table(table)
             self.rows += table.num_rows
 
-    def close(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def close(self, manifest: dict[str, Any], *, signing_key: SigningKey | None = None) -> dict[str, Any]:
+        """Seal the digest into the manifest, write the footer, sign the whole file if a key is given, publish."""
         manifest = dict(manifest, content_digest=self._sink.seal())
-        self._writer.add_key_value_metadata({MANIFEST_KEY: json.dumps(manifest, sort_keys=True).encode()})
+        metadata = {MANIFEST_KEY: json.dumps(manifest, sort_keys=True).encode()}
+        if signing_key is not None:
+            metadata[SIGNATURE_META_KEY] = signature_placeholder(signing_key)
+        self._writer.add_key_value_metadata(metadata)
         self._writer.close()
         self._handle.flush()
+        if signing_key is not None:
+            sign_file_in_place(self._temp, signing_key)
         os.fsync(self._handle.fileno())
         self._handle.close()
         os.replace(self._temp, self.path)
@@ -122,7 +130,7 @@ class HashedFile:
     def read(self, columns: list[str] | None = None) -> pa.Table:
         try:
             return pq.read_table(self.path, columns=columns)
-        except (pa.ArrowInvalid, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
             raise ManifestError("hashed file cannot be read (corrupt?)", path=self.path) from exc
 
 
@@ -133,7 +141,7 @@ def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
         raise ManifestError("file not found", path=target)
     try:
         metadata = pq.read_metadata(target).metadata or {}
-    except (pa.ArrowInvalid, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
         raise ManifestError("not a Parquet file (a hashed file from 'matchkit hash' is expected)", path=target) from exc
     raw = metadata.get(MANIFEST_KEY)
     if raw is None:

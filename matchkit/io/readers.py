@@ -171,12 +171,15 @@ class RawReader:
         if b"\x00" in head:
             raise InputFileError("file contains NUL bytes: not a text CSV (binary or UTF-16?)", path=self.path)
         codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
-        first_line = head.split(b"\n", 1)[0]
+        first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0]  # LF, CRLF or old-Mac CR line ends
         try:
             text = first_line.decode(codec)
         except UnicodeDecodeError as exc:
             raise InputFileError(f"header line is not valid {self.encoding}", path=self.path) from exc
-        fields = next(csv.reader([text.rstrip("\r")]), [])
+        try:
+            fields = next(csv.reader([text]), [])
+        except csv.Error as exc:
+            raise InputFileError("cannot parse the header line as CSV", path=self.path) from exc
         if not any(f.strip() for f in fields):
             raise InputFileError("no header line (the first line is empty)", path=self.path)
         return fields

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generate", "write_sample", "SAMPLE_SEED", "SAMPLE_CLAIMS"]
+__all__ = ["SAMPLE_CLAIMS", "SAMPLE_SEED", "generate", "write_sample"]
 
 SAMPLE_SEED = 20240601
 SAMPLE_CLAIMS = 80

@@ -12,14 +12,21 @@ with the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from matchkit.synth.gb11643 import check_char, excel_damaged
-from matchkit.synth.population import (NO_DATE, STAGE_NAMES, Population, days_from_ymd, month_index,
-                                       ymd_from_days)
+from matchkit.synth.population import (
+    NO_DATE,
+    STAGE_NAMES,
+    Population,
+    days_from_ymd,
+    month_index,
+    ymd_from_days,
+)
 
 REASON_ORDER = ("INVALID_SUBJECT_ID", "SUBJECT_NOT_FOUND", "FUZZY_MATCH", "NOT_ENROLLED", "STAGE_MISMATCH",
                 "AGE_INELIGIBLE", "SHARE_EXCEEDED", "OVER_CAP", "SUBJECT_DECEASED", "NOT_ONLY_CHILD",
@@ -59,7 +66,7 @@ class Lines:
     """Claim lines in columns. ``subject`` is a person index or -1 for a person who does not exist."""
 
     cols: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in Lines.FIELDS})
-    FIELDS = ("taxpayer", "subject", "deduction", "start", "end", "share", "monthly", "annual", "stage",
+    FIELDS: ClassVar[tuple[str, ...]] = ("taxpayer", "subject", "deduction", "start", "end", "share", "monthly", "annual", "stage",
               "relation", "only_child", "subject_id_override", "subject_name_override", "subject_birth_override",
               "defect", "scenario", "status", "reasons", "allowed", "verified_months", "after_line",
               "clean_name", "true_id")
@@ -94,6 +101,7 @@ class ClaimBuilder:
         self.elderly_taxpayer_used = np.zeros(n, bool)
         self.patient_used = np.zeros(n, bool)
         self.extra_people: list[dict[str, Any]] = []  # people added for constructed cases (ambiguous twins)
+        self.extra_medical: list[tuple[int, int, float, float]] = []  # (person, year, total, out of pocket)
         self.sorted_ids = np.sort(pop.ids)
         self.new_ids: set[str] = set()
         self.skipped: dict[str, int] = {}
@@ -394,9 +402,9 @@ class ClaimBuilder:
 
     def children_defect_line(self, kid: int, parent: int, stage: int, start: int, end: int, **values: Any) -> int:
         standard = children_standard(self.year)
-        defaults: dict[str, Any] = dict(taxpayer=parent, subject=kid, deduction="children_education", start=start,
-                                        end=end, share=1.0, monthly=standard, stage=STAGE_NAMES[stage],
-                                        relation="child")
+        defaults: dict[str, Any] = {"taxpayer": parent, "subject": kid, "deduction": "children_education",
+                                    "start": start, "end": end, "share": 1.0, "monthly": standard,
+                                    "stage": STAGE_NAMES[stage], "relation": "child"}
         defaults.update(values)
         return self.line(**defaults)
 
@@ -665,12 +673,29 @@ class ClaimBuilder:
                   defect=defect, scenario=f"{defect}_self", status=status, reasons=reasons, allowed=allowed)
         return 1
 
+    def force_medical_case(self, defect: str) -> int:
+        """For small populations: give an adult without a qualifying cost a medical row that fits the case."""
+        for _ in range(10_000):
+            person = int(self.rng.integers(0, len(self.pop)))
+            if self.taxpayer_ok[person] and not self.patient_used[person] and not self.has_medical[person]:
+                break
+        else:
+            return 0
+        if defect == "expense_below_threshold":
+            x = round(float(self.rng.uniform(2_000, 14_000)), 2)
+        else:
+            x = round(float(self.rng.uniform(25_000, 80_000)), 2)
+        self.extra_medical.append((person, self.year, round(x / float(self.rng.uniform(0.3, 0.6)), 2), x))
+        self.out_of_pocket[person] = x
+        self.has_medical[person] = True
+        return self.case_medical(person, defect)
+
     def case_source_missing(self) -> int:
         taxpayer = self.taxpayer_for_unrelated(set())
         kind = self.rng.choice(["continuing_education", "housing_loan_interest", "housing_rent"], p=[.3, .35, .35])
-        values: dict[str, Any] = dict(taxpayer=taxpayer, deduction=str(kind), defect="source_missing",
-                                      scenario=str(kind), status="unverifiable", reasons=("SOURCE_MISSING",),
-                                      allowed=0.0, verified_months=0)
+        values: dict[str, Any] = {"taxpayer": taxpayer, "deduction": str(kind), "defect": "source_missing",
+                                  "scenario": str(kind), "status": "unverifiable", "reasons": ("SOURCE_MISSING",),
+                                  "allowed": 0.0, "verified_months": 0}
         if kind == "continuing_education" and self.rng.random() < 0.3:
             values.update(annual=3600.0, subject=taxpayer, relation="self", scenario="qualification_certificate")
         else:
@@ -702,7 +727,7 @@ class ClaimBuilder:
 def _case_counts(n_claims: int, defect_rate: float) -> dict[str, int]:
     """Cases per defect class: proportional to the weights, at least one of each."""
     budget = defect_rate * n_claims
-    return {defect: max(1, int(round(weight * budget / LINES_PER_CASE.get(defect, 1))))
+    return {defect: max(1, round(weight * budget / LINES_PER_CASE.get(defect, 1)))
             for defect, weight in DEFECT_WEIGHTS.items()}
 
 
@@ -742,7 +767,7 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
     run_cases("over_cap", cases["over_cap"], kids, builder.case_over_cap)
     run_cases("relation_unverified", cases["relation_unverified"], kids, builder.case_relation_unverified)
     run_cases("fuzzy_match", cases["fuzzy_match"], kids, lambda k: builder.case_children_typo(k, "fuzzy_match"))
-    typo_cases = max(1, int(round(cases["invalid_subject_id"] * 0.7)))
+    typo_cases = max(1, round(cases["invalid_subject_id"] * 0.7))
     run_cases("invalid_subject_id", typo_cases, kids,
               lambda k: builder.case_children_typo(k, "invalid_subject_id"))
     for _ in range(max(1, cases["invalid_subject_id"] - typo_cases)):
@@ -753,14 +778,18 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
               lambda p: builder.case_medical(p, "expense_below_threshold"))
     run_cases("amount_exceeds_evidence", cases["amount_exceeds_evidence"], patients,
               lambda p: builder.case_medical(p, "amount_exceeds_evidence"))
+    for defect in ("expense_below_threshold", "amount_exceeds_evidence"):
+        missing = builder.skipped.pop(defect, 0)
+        for _ in range(missing):
+            builder.force_medical_case(defect)
 
     # legitimate lines fill what the defects, duplicates and source-missing lines leave
     reserved = cases["duplicate_claim"] + cases["source_missing"]
     legit_total = max(0, n_claims - len(builder.lines) - reserved)
-    targets = {name: int(round(weight * legit_total)) for name, weight in LEGIT_WEIGHTS.items()}
+    targets = {name: round(weight * legit_total) for name, weight in LEGIT_WEIGHTS.items()}
     if infant_standard(builder.year) == 0:
         targets["children_education"] += targets.pop("infant_care")
-    fillers = {
+    fillers: dict[str, tuple[list[int], Callable[..., int]]] = {
         "serious_illness": (patients, builder.legit_serious),
         "infant_care": (kids, lambda k, room: builder.legit_children(k, deduction="infant_care", room=room)),
         "elderly_support": (parents, builder.legit_elderly),
@@ -785,8 +814,4 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
     return builder
 
 
-def birth_of(pop: Population, person: int) -> int:
-    return int(pop.birth[person])
-
-
-__all__ = ["ClaimBuilder", "build_claims", "REASON_ORDER", "month_index"]
+__all__ = ["REASON_ORDER", "ClaimBuilder", "build_claims", "month_index"]

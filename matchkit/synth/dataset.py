@@ -23,8 +23,13 @@ from matchkit.synth import reference as ref
 from matchkit.synth.claims import ClaimBuilder, build_claims
 from matchkit.synth.gb11643 import check_char, excel_damaged
 from matchkit.synth.noise import Noise
-from matchkit.synth.population import (NO_DATE, STAGE_NAMES, Population, build_population, month_index,
-                                       ymd_from_days)
+from matchkit.synth.population import (
+    NO_DATE,
+    STAGE_NAMES,
+    Population,
+    build_population,
+    ymd_from_days,
+)
 
 SOURCES = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
 FORMAT_CHOICES = ("auto", "mixed", "csv", "parquet")
@@ -119,6 +124,9 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
 def _add_constructed_people(pop: Population, builder: ClaimBuilder) -> None:
     """Append the look-alikes built for AMBIGUOUS_MATCH cases: same name and birth date, a household relation to
     an unrelated guardian and the same enrolment spells."""
+    if builder.extra_medical:
+        added = pd.DataFrame(builder.extra_medical, columns=["person", "year", "total_cost", "out_of_pocket"])
+        pop.medical = pd.concat([pop.medical, added], ignore_index=True)
     extra = builder.extra_people
     if not extra:
         builder.added_people = np.zeros(0, dtype=np.int64)  # type: ignore[attr-defined]
@@ -492,8 +500,4 @@ def _fix_zip_times(path: Path) -> None:
             target.writestr(info, data)
 
 
-def month_text(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-__all__ = ["generate", "families_for", "SOURCES", "FORMAT_CHOICES", "month_index"]
+__all__ = ["FORMAT_CHOICES", "SOURCES", "families_for", "generate"]

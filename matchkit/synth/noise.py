@@ -25,7 +25,7 @@ P_LEGACY15 = 0.3         # a pre-2000 ID written in its 15-digit form (old cards
 P_FULL_WIDTH = 0.04
 P_LOWER_X = 0.5          # of IDs ending in X
 P_ID_SPACE = 0.04
-P_TRAILING_ZERO = 0.01   # a lossless ".0" left by a spreadsheet export
+P_TRAILING_ZERO = 0.01   # a lossless ".0" left by an export through a decimal column
 P_DATE_FORMAT = 0.5      # a date in another accepted format
 P_CHINESE_CODE = 0.4     # a code value written as its Chinese alias
 
@@ -112,7 +112,9 @@ class Noise:
             value = value[:-1] + "x"
         elif rng.random() < 0.4:
             value = value.translate(FULL_WIDTH)
-        elif rng.random() < 0.3 and value[-1].isdigit():
+        elif rng.random() < 0.3 and value.isdigit() and float(int(value)) != int(value):
+            # only where the ".0" is provably lossless: an 18-digit integer a float64 cannot hold was not printed
+            # from a float (one it can hold might have been rounded, which is Excel damage)
             value = value + ".0"
         if rng.random() < 0.4:
             value = rng.choice([" ", "  ", "\u3000"]) + value if rng.random() < 0.3 else value + " "

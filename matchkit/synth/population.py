@@ -299,7 +299,7 @@ def build_population(rng: np.random.Generator, n_families: int, tax_year: int) -
     seq = rng.integers(0, 500, n) * 2 + male.astype(np.int64)
     for _ in range(50):
         key = county * 10**11 + yyyymmdd * 1000 + seq
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        _, first = np.unique(key, return_index=True)
         dup = np.ones(n, dtype=bool)
         dup[first] = False
         if not dup.any():

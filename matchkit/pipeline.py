@@ -99,7 +99,11 @@ def _hash_file(
     table_encoder = TableEncoder(schema, encoder)
     record_ids = RecordIdChecker(schema.record_id)
     writer = HashedFileWriter(output, table_encoder.arrow_schema)
-    rejects_writer = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+    try:
+        rejects_writer = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+    except BaseException:
+        writer.abort()  # no stray .partial output when the rejects file cannot be created
+        raise
     rows_in = rows_hashed = rows_rejected = 0
     try:
         for chunk_rows_read, (table, faults) in encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
@@ -154,7 +158,12 @@ class _RejectsWriter:
         directory = path.parent if str(path.parent) else Path(".")
         if not directory.is_dir():
             raise MatchkitError("rejects folder does not exist", path=directory)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+        if path.is_dir():
+            raise MatchkitError("rejects output is a folder; give a file name", path=path)
+        try:
+            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+        except OSError as exc:
+            raise MatchkitError(f"cannot write in the rejects folder ({exc.strerror})", path=directory) from exc
         self.path = path
         self._temp = Path(temp)
         self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -253,6 +262,8 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
                   trust: str | Path | TrustStore | None) -> VerifyResult:
     from matchkit.verify import verify_tables
 
+    for target, label in ((output, "flags output"), (report_path, "report")):
+        _check_output_path(target, label)  # refuse a bad output path before the long run, not after it
     signers: dict[str, str] = {}
     if trust is not None:
         store = trust if isinstance(trust, TrustStore) else load_trust_dir(trust)
@@ -282,6 +293,19 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
     return VerifyResult(flags, out_path, report, inputs, key_id=files[0].manifest.get("key_id"))
 
 
+def _check_output_path(path: str | Path | None, label: str) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise MatchkitError(f"{label} folder does not exist", path=folder)
+    if target.is_dir():
+        raise MatchkitError(f"{label} is a folder; give a file name", path=target)
+    if label == "flags output" and target.suffix.lower() not in (".csv", ".parquet"):
+        raise MatchkitError("flags output must end in .csv or .parquet", path=target)
+
+
 def write_flags(flags: Any, path: Path) -> None:
     """Flags as CSV (UTF-8 with BOM so Excel shows it right) or Parquet, chosen by extension; atomic."""
     suffix = path.suffix.lower()
@@ -290,7 +314,12 @@ def write_flags(flags: Any, path: Path) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise MatchkitError("output folder does not exist", path=directory)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+    if path.is_dir():
+        raise MatchkitError("flags output is a folder; give a file name", path=path)
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
+    except OSError as exc:
+        raise MatchkitError(f"cannot write in the output folder ({exc.strerror})", path=directory) from exc
     os.close(fd)
     try:
         if suffix == ".csv":

@@ -369,7 +369,7 @@ def read_signature_record(path: str | Path) -> dict[str, Any] | None:
         raise ManifestError("file not found", path=target)
     try:
         metadata = pq.read_metadata(target).metadata or {}
-    except Exception as exc:  # noqa: BLE001 - a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
+    except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
         raise ManifestError("not a readable Parquet file (a hashed file from 'matchkit hash' is expected)",
                             path=target) from exc
     raw = metadata.get(SIGNATURE_META_KEY)

@@ -28,6 +28,8 @@ def fixed_key() -> SharedKey:
 @pytest.fixture(autouse=True)
 def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MATCHKIT_KEY_FILE", raising=False)
+    monkeypatch.delenv("MATCHKIT_AUDIT_LOG", raising=False)  # a developer's own log or trust folder must not
+    monkeypatch.delenv("MATCHKIT_TRUST_DIR", raising=False)  # leak into the tests
     os.environ.setdefault("MATCHKIT_CONFIG_DIR", str(REPO / "configs"))
 
 

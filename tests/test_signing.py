@@ -15,8 +15,16 @@ from matchkit.errors import KeyFileError, MatchkitError
 from matchkit.io.hashed import open_hashed
 from matchkit.keys import load_key
 from matchkit.pipeline import hash_file, verify_files
-from matchkit.signing import (SIGNATURE_META_KEY, SignatureError, load_signing_key, load_trust_dir,
-                              new_signing_key, read_signature_record, verify_file_signature, write_signing_key)
+from matchkit.signing import (
+    SIGNATURE_META_KEY,
+    SignatureError,
+    load_signing_key,
+    load_trust_dir,
+    new_signing_key,
+    read_signature_record,
+    verify_file_signature,
+    write_signing_key,
+)
 from tests.conftest import make_id
 
 TAXPAYER = make_id("32040219850611004")
@@ -210,7 +218,7 @@ def _regions(data: bytes) -> dict[str, range]:
     manifest_end = data.index(b"}", manifest_at) + 1
     signature_at = data.index(b'"signature": "') + len(b'"signature": "')
     return {
-        "magic": range(0, 4),
+        "magic": range(4),
         "data_pages": range(4, footer_start),
         "manifest": range(manifest_start, manifest_end),
         "signature": range(signature_at, signature_at + 128),
@@ -226,8 +234,7 @@ def test_every_single_byte_flip_is_refused(tmp_path, world):
     regions = _regions(data)
     trust = load_trust_dir(world["trust"])
     verify_file_signature(world["education"], trust)
-    positions = sorted(set(range(0, len(data)))
-                       - set(p for p in regions["data_pages"] if p % 3))
+    positions = sorted(set(range(len(data))) - {p for p in regions["data_pages"] if p % 3})
     flipped = tmp_path / "flipped.parquet"
     outcomes: dict[str, int] = {}
     for position in positions:

@@ -8,8 +8,15 @@ import json
 from pathlib import Path
 
 from matchkit.keys import load_key, new_key, write_key
-from matchkit.signing import (PUBLIC_KEY_FORMAT, SIGNING_KEY_FORMAT, load_public_key, load_signing_key,
-                              new_signing_key, public_key_path, write_signing_key)
+from matchkit.signing import (
+    PUBLIC_KEY_FORMAT,
+    SIGNING_KEY_FORMAT,
+    load_public_key,
+    load_signing_key,
+    new_signing_key,
+    public_key_path,
+    write_signing_key,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,9 +1,11 @@
-"""Encode a stream of chunks on every core, in input order, with bounded memory.
+"""Encode an input on every core, in input order, with bounded memory.
 
-The first chunk is encoded in this process; only when a second one exists is a small pool of worker processes
-started (a file of one chunk is not worth the start-up). Each worker builds its own ``TableEncoder`` from the key,
-which travels to it over the pool's pipe, never through a file or an argument list. At most ``2 × workers`` chunks
-are in flight, so memory stays bounded however large the input.
+CSV input is split into blocks of whole lines (the parent only finds line ends and counts them); each worker
+decodes, parses and encodes its block, so parsing runs in parallel too and line numbers stay exact. XLSX and
+Parquet are read in the parent and their chunks sent to the workers. The first unit is encoded in this process;
+a small pool of worker processes starts only when a second one exists (a small file is not worth the start-up).
+Each worker builds its own ``TableEncoder`` from the key, which travels to it over the pool's pipe, never through a
+file or an argument list. At most ``2 × workers`` units are in flight, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -13,69 +15,83 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Union
 
 import pyarrow as pa
 
 from matchkit.encode.table import TableEncoder
 from matchkit.encode.tokens import Encoder
-from matchkit.io.readers import Chunk, RawReader
+from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
 from matchkit.keys import SharedKey
 from matchkit.schema import Schema
 
-EncodedChunk = tuple[int, tuple[pa.Table, list[tuple[int, str, str]]]]
-_worker_encoder: TableEncoder | None = None
+Faults = list[tuple[int, str, str]]
+EncodedChunk = tuple[int, tuple[pa.Table, Faults]]
+Unit = Union[Chunk, CsvBlock]
+_worker: tuple[TableEncoder, CsvLayout | None] | None = None
 
 
 def default_workers() -> int:
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    """``MATCHKIT_WORKERS`` if set, else the usable cores (at most 4)."""
+    configured = os.environ.get("MATCHKIT_WORKERS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
-def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str) -> None:
-    global _worker_encoder
-    _worker_encoder = TableEncoder(schema, Encoder(key, purpose, encoding_version))
+def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str,
+                 layout: CsvLayout | None) -> None:
+    global _worker
+    _worker = (TableEncoder(schema, Encoder(key, purpose, encoding_version)), layout)
 
 
-def _encode_in_worker(chunk: Chunk) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    assert _worker_encoder is not None
-    return _encode(_worker_encoder, chunk)
+def _encode_in_worker(unit: Unit) -> EncodedChunk:
+    assert _worker is not None
+    return _encode_unit(_worker[0], _worker[1], unit)
 
 
-def _encode(table_encoder: TableEncoder, chunk: Chunk) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+def _encode_unit(table_encoder: TableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
+    chunk = parse_csv_block(layout, unit) if isinstance(unit, CsvBlock) else unit
+    assert layout is not None or isinstance(unit, Chunk)
     table, faults = table_encoder.encode(chunk)
-    return table, chunk.rejects + faults
+    return len(chunk) + len(chunk.rejects), (table, chunk.rejects + faults)
 
 
 def encode_chunks(reader: RawReader, table_encoder: TableEncoder, key: SharedKey, purpose: str,
                   workers: int | None = None) -> Iterator[EncodedChunk]:
-    """Yield ``(rows read, (hashed table, faults))`` per chunk, in input order."""
+    """Yield ``(rows read, (hashed table, faults))`` per unit of input, in input order."""
     workers = default_workers() if workers is None else workers
-    chunks = reader.chunks()
-    first = next(chunks, None)
+    layout: CsvLayout | None = None
+    units: Iterator[Unit]
+    if reader.format == "csv":
+        layout = reader.csv_layout()
+        units = reader.csv_blocks()
+    else:
+        units = reader.chunks()
+    first = next(units, None)
     if first is None:
         return
-    second = next(chunks, None)
+    second = next(units, None)
     if second is None or workers <= 1:
-        for chunk in (first, second) if second is not None else (first,):
-            yield len(chunk) + len(chunk.rejects), _encode(table_encoder, chunk)
-        for chunk in chunks:
-            yield len(chunk) + len(chunk.rejects), _encode(table_encoder, chunk)
+        for unit in _chain(first, second, units):
+            yield _encode_unit(table_encoder, layout, unit)
         return
     context = multiprocessing.get_context("forkserver")
-    init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version)
+    init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version, layout)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=init_args) as pool:
-        pending: deque[tuple[int, Future]] = deque()
-        for chunk in _chain(first, second, chunks):
-            pending.append((len(chunk) + len(chunk.rejects), pool.submit(_encode_in_worker, chunk)))
+        pending: deque[Future[EncodedChunk]] = deque()
+        for unit in _chain(first, second, units):
+            pending.append(pool.submit(_encode_in_worker, unit))
             while len(pending) >= 2 * workers:
-                rows, future = pending.popleft()
-                yield rows, future.result()
+                yield pending.popleft().result()
         while pending:
-            rows, future = pending.popleft()
-            yield rows, future.result()
+            yield pending.popleft().result()
 
 
-def _chain(first: Chunk, second: Chunk, rest: Iterator[Chunk]) -> Iterator[Chunk]:
+def _chain(first: Unit, second: Unit | None, rest: Iterator[Unit]) -> Iterator[Unit]:
     yield first
-    yield second
+    if second is not None:
+        yield second
     yield from rest

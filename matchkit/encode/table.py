@@ -7,6 +7,7 @@ of the batch and reported once with all its faults. No raw value is ever kept in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -397,15 +398,19 @@ def _normalize_id_pair(pair: str) -> ids.IdResult:
     return ids.normalize_id(value, id_type)
 
 
+_PLAIN_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,20}")
+
+
 def _name_variants_or_fault(raw: str) -> list[str] | str | None:
     """The name's variants, or a reason code when the name is unusable, or None when empty."""
     if not str(raw).strip():
         return None
-    problem = names.name_problem(raw)
-    if problem == "empty":
-        return None
-    if problem is not None:
-        return problem
+    if not _PLAIN_CJK_NAME.fullmatch(raw):  # the common case, ideographs only, cannot be malformed
+        problem = names.name_problem(raw)
+        if problem == "empty":
+            return None
+        if problem is not None:
+            return problem
     normalised = names.normalize_name(raw)
     if normalised is None:
         return None

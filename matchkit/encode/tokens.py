@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from matchkit.keys import SharedKey
@@ -60,10 +61,15 @@ class Encoder:
         """Exact 128-bit token of a canonical ID message (``RID:<18 chars>`` or ``<type>:<value>``)."""
         return hmac.digest(self._k_person_id, canonical.encode("utf-8"), "sha256")[:TOKEN_BYTES]
 
-    def id_tokens(self, canonicals: Iterable[str | None]) -> list[bytes | None]:
+    def id_tokens(self, canonicals: Sequence[str | None]) -> list[bytes | None]:
+        """Exact tokens for many canonical IDs, one HMAC per distinct value (taxpayers and dependants repeat)."""
+        codes, uniques = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
         key = self._k_person_id
         digest = hmac.digest
-        return [None if c is None else digest(key, c.encode("utf-8"), "sha256")[:TOKEN_BYTES] for c in canonicals]
+        tokens = np.empty(len(uniques) + 1, dtype=object)
+        tokens[:-1] = [digest(key, c.encode("utf-8"), "sha256")[:TOKEN_BYTES] for c in uniques]
+        tokens[-1] = None  # code -1: no canonical value
+        return tokens[codes].tolist()
 
     def text_token(self, value: str) -> bytes:
         """Exact token for a generic identifying text field of a user schema."""

@@ -80,7 +80,12 @@ class HashedFileWriter:
         directory = self.path.parent if str(self.path.parent) else Path(".")
         if not directory.is_dir():
             raise ManifestError("output folder does not exist", path=directory)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=directory)
+        if self.path.is_dir():
+            raise ManifestError("output is a folder; give the hashed file's name", path=self.path)
+        try:
+            fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=directory)
+        except OSError as exc:
+            raise ManifestError(f"cannot write in the output folder ({exc.strerror})", path=directory) from exc
         self._temp = Path(temp_name)
         self._handle = os.fdopen(fd, "wb")
         self._sink = _HashingSink(self._handle)
@@ -130,7 +135,7 @@ class HashedFile:
     def read(self, columns: list[str] | None = None) -> pa.Table:
         try:
             return pq.read_table(self.path, columns=columns)
-        except Exception as exc:  # noqa: BLE001 - a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
+        except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
             raise ManifestError("hashed file cannot be read (corrupt?)", path=self.path) from exc
 
 
@@ -141,7 +146,7 @@ def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
         raise ManifestError("file not found", path=target)
     try:
         metadata = pq.read_metadata(target).metadata or {}
-    except Exception as exc:  # noqa: BLE001 - a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
+    except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
         raise ManifestError("not a Parquet file (a hashed file from 'matchkit hash' is expected)", path=target) from exc
     raw = metadata.get(MANIFEST_KEY)
     if raw is None:

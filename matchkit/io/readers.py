@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-import zipfile
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -62,6 +62,7 @@ class RawReader:
         self.path = Path(path)
         self.schema = schema
         self.chunk_rows = chunk_rows
+        self.block_bytes: int | None = None  # CSV block size; None = about chunk_rows lines (tests set it small)
         if not self.path.exists():
             raise InputFileError("input file not found", path=self.path)
         if not self.path.is_file():
@@ -115,54 +116,47 @@ class RawReader:
 
     # --- CSV ----------------------------------------------------------------------------------------------------
     def _csv_chunks(self) -> Iterator[Chunk]:
+        layout = self.csv_layout()
+        for block in self.csv_blocks():
+            yield parse_csv_block(layout, block)
+
+    def csv_layout(self) -> CsvLayout:
+        """What a worker needs to parse a block of this CSV on its own (no file handle, no secret)."""
         assert self.encoding is not None
         header_fields = self._csv_header()
         positions = self._map_headers(header_fields)
-        width = len(header_fields)
         codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
-        wanted = sorted(positions)
-        with open(self.path, encoding=codec, errors="strict", newline="") as handle:
-            reader = csv.reader(handle)
-            line_before = 0
-            try:
-                next(reader)  # header, already read
-                line_before = reader.line_num
-                rows: list[list[str]] = []
-                lines: list[int] = []
-                rejects: list[tuple[int, str, str]] = []
-                for row in reader:
-                    line = line_before + 1  # the physical line on which this record starts
-                    line_before = reader.line_num
-                    if len(row) != width:
-                        if not row or (len(row) == 1 and not row[0].strip()):
-                            continue  # a blank line is not a row
-                        if len(row) < width or any(v.strip() for v in row[width:]):
-                            rejects.append((line, "", "wrong_field_count"))
-                            continue
-                    rows.append(row)
-                    lines.append(line)
-                    if len(rows) >= self.chunk_rows:
-                        yield self._rows_to_chunk(rows, lines, rejects, wanted, positions)
-                        rows, lines, rejects = [], [], []
-            except UnicodeDecodeError as exc:
-                raise InputFileError(
-                    f"bytes after line {line_before} are not valid {self.encoding} (mixed or wrong encoding); "
-                    "re-save the file in one encoding or pass --encoding", path=self.path) from exc
-            except csv.Error as exc:
-                problem = str(exc).split(":", 1)[0]
-                raise InputFileError(f"cannot parse CSV after line {line_before} ({problem})", path=self.path) from exc
-            if rows or rejects:
-                yield self._rows_to_chunk(rows, lines, rejects, wanted, positions)
+        return CsvLayout(str(self.path), self.encoding, codec, len(header_fields), positions)
 
-    @staticmethod
-    def _rows_to_chunk(rows: list[list[str]], lines: list[int], rejects: list[tuple[int, str, str]],
-                       wanted: list[int], positions: dict[int, str]) -> Chunk:
-        columns: dict[str, np.ndarray] = {}
-        for position in wanted:
-            array = np.empty(len(rows), dtype=object)
-            array[:] = [row[position] for row in rows]
-            columns[positions[position]] = array
-        return Chunk(columns, np.asarray(lines, dtype=np.int64), list(rejects))
+    def csv_blocks(self) -> Iterator[CsvBlock]:
+        """The data lines after the header in blocks of whole lines (a quoted value never straddles two blocks),
+        each with the line number of its first line, so blocks can be parsed anywhere, in any order."""
+        target = self.block_bytes or max(1 << 20, self.chunk_rows * 96)
+        with open(self.path, "rb") as handle:
+            pending = b""
+            header_done = False
+            next_line = 2
+            while True:
+                data = handle.read(target)
+                buffer = pending + data
+                if not header_done:
+                    cut = _safe_cut(buffer, first=True)
+                    if cut < 0 and data:
+                        pending = buffer
+                        continue
+                    buffer = buffer[cut + 1 :] if cut >= 0 else b""
+                    header_done = True
+                if not data:
+                    if buffer.strip():
+                        yield CsvBlock(buffer, next_line)
+                    return
+                cut = _safe_cut(buffer)
+                if cut < 0:
+                    pending = buffer
+                    continue
+                block, pending = buffer[: cut + 1], buffer[cut + 1 :]
+                yield CsvBlock(block, next_line)
+                next_line += block.count(b"\n")
 
     def _csv_header(self) -> list[str]:
         assert self.encoding is not None
@@ -170,6 +164,9 @@ class RawReader:
             head = handle.read(SNIFF_BYTES)
         if b"\x00" in head:
             raise InputFileError("file contains NUL bytes: not a text CSV (binary or UTF-16?)", path=self.path)
+        if b"\n" not in head and b"\r" in head.rstrip(b"\r"):  # rows are cut at LF: never read CR-only as 0 rows
+            raise InputFileError("lines end in CR only (old Mac format); re-save the file with LF or CRLF line ends",
+                                 path=self.path)
         codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
         first_line = head.split(b"\n", 1)[0].split(b"\r", 1)[0]  # LF, CRLF or old-Mac CR line ends
         try:
@@ -192,7 +189,7 @@ class RawReader:
             raise InputFileError("reading XLSX needs openpyxl: pip install openpyxl", path=self.path) from exc
         try:
             workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        except Exception as exc:  # a damaged zip/XML fails anywhere (zlib.error, ParseError, ...)
             raise InputFileError("not a readable XLSX workbook (corrupt or not an .xlsx file)", path=self.path) from exc
         try:
             sheet = workbook.worksheets[0]
@@ -225,7 +222,9 @@ class RawReader:
                     lines, rejects = [], []
             if lines or rejects:
                 yield _make_chunk(buffer, lines, rejects)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError, EOFError) as exc:
+        except InputFileError:
+            raise
+        except Exception as exc:  # a damaged zip/XML fails anywhere (zlib.error, ParseError, ...)
             raise InputFileError("XLSX workbook is corrupt or truncated", path=self.path) from exc
         finally:
             workbook.close()
@@ -234,12 +233,12 @@ class RawReader:
     def _parquet_chunks(self) -> Iterator[Chunk]:
         try:
             parquet = pq.ParquetFile(self.path)
-        except (pa.ArrowInvalid, OSError) as exc:
+            metadata = parquet.metadata.metadata or {}
+            names = parquet.schema_arrow.names
+        except Exception as exc:  # a damaged footer fails in any decoder (e.g. UnicodeDecodeError)
             raise InputFileError("not a readable Parquet file (corrupt or truncated)", path=self.path) from exc
-        metadata = parquet.metadata.metadata or {}
         if b"matchkit.manifest" in metadata:
             raise InputFileError("this is already a matchkit hashed file; give the raw extract", path=self.path)
-        names = parquet.schema_arrow.names
         positions = self._map_headers(names)
         next_line = 2
         try:
@@ -250,7 +249,7 @@ class RawReader:
                 lines = np.arange(next_line, next_line + batch.num_rows, dtype=np.int64)
                 next_line += batch.num_rows
                 yield Chunk(columns, lines)
-        except (pa.ArrowInvalid, OSError) as exc:
+        except Exception as exc:  # damaged pages fail in any decoder (ArrowException, ...)
             raise InputFileError("Parquet file is corrupt or truncated", path=self.path) from exc
 
 
@@ -283,6 +282,87 @@ def _arrow_to_text(column: pa.Array) -> np.ndarray:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.fill_null("").to_numpy(zero_copy_only=False)
     return np.array([_cell_text(v) for v in column.to_pylist()], dtype=object)
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    path: str
+    encoding: str
+    codec: str
+    width: int
+    positions: dict[int, str]
+
+
+@dataclass(frozen=True)
+class CsvBlock:
+    data: bytes
+    first_line: int
+
+
+def _safe_cut(buffer: bytes, *, first: bool = False) -> int:
+    """Index of the newline that ends the last complete record in ``buffer`` (the first one when ``first``), or -1.
+
+    A newline inside a quoted value is not a record end: there the count of quote characters before it is odd
+    (an escaped quote ``""`` counts two, so parity is exact).
+    """
+    if first:
+        position = buffer.find(b"\n")
+        while position >= 0 and buffer.count(b'"', 0, position) % 2:
+            position = buffer.find(b"\n", position + 1)
+        return position
+    position = buffer.rfind(b"\n")
+    quotes = buffer.count(b'"', 0, position) if position >= 0 else 0
+    while position >= 0 and quotes % 2:
+        previous = buffer.rfind(b"\n", 0, position)
+        quotes -= buffer.count(b'"', previous + 1 if previous >= 0 else 0, position)
+        position = previous
+    return position
+
+
+def parse_csv_block(layout: CsvLayout, block: CsvBlock) -> Chunk:
+    """Parse one block of whole CSV lines into a chunk; line numbers are exact physical line numbers."""
+    path = Path(layout.path)
+    codec = "utf-8" if layout.codec == "utf-8-sig" else layout.codec
+    try:
+        text = block.data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = block.first_line + block.data.count(b"\n", 0, exc.start)
+        raise InputFileError(
+            f"line {line} has bytes that are not valid {layout.encoding} (mixed or wrong encoding); "
+            "re-save the file in one encoding or pass --encoding", path=path) from exc
+    if "\x00" in text:
+        line = block.first_line + text.count("\n", 0, text.index("\x00"))
+        raise InputFileError(f"line {line} contains NUL bytes: not a text CSV", path=path)
+    width = layout.width
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    rejects: list[tuple[int, str, str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    offset = block.first_line - 1
+    line_before = 0
+    try:
+        for row in reader:
+            line = offset + line_before + 1  # the physical line on which this record starts
+            line_before = reader.line_num
+            if len(row) != width:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # a blank line is not a row
+                if len(row) < width or any(v.strip() for v in row[width:]):
+                    rejects.append((line, "", "wrong_field_count"))
+                    continue
+                row = row[:width]
+            rows.append(row)
+            lines.append(line)
+    except csv.Error as exc:
+        problem = str(exc).split(":", 1)[0]
+        raise InputFileError(f"cannot parse CSV at line {offset + line_before + 1} ({problem})", path=path) from exc
+    columns: dict[str, np.ndarray] = {}
+    transposed = list(zip(*rows)) if rows else [()] * width
+    for position in sorted(layout.positions):
+        array = np.empty(len(rows), dtype=object)
+        array[:] = transposed[position]
+        columns[layout.positions[position]] = array
+    return Chunk(columns, np.asarray(lines, dtype=np.int64), rejects)
 
 
 def detect_format(path: Path) -> str:

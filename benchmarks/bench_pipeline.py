@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from _measure import Measurement, run_measured  # noqa: E402
+from _measure import Measurement, run_measured
 
 # The order agencies would hash in (claims last is as good as first: they are independent).
 SOURCES = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
@@ -239,7 +239,7 @@ def accuracy(truth_path: str | Path, flags_path: str | Path) -> dict[str, Any]:
     wrong_unexpected = fuzzy_made & ~wants_fuzzy & ~wants_ambiguous
     wrong_outcome = fuzzy_made & wants_fuzzy & ~(status_ok & amount_ok)
     return {
-        "lines": int(len(joined)),
+        "lines": len(joined),
         "lines_without_flag": int((~has_flag).sum()),
         "legitimate": int(legit.sum()),
         "legitimate_verified": int((legit & verified).sum()),
@@ -288,7 +288,10 @@ def format_stages(run: PipelineRun) -> str:
 
 def format_accuracy(acc: dict[str, Any]) -> str:
     def pct(x: float) -> str:
-        return f"{100 * x:.2f}%" if x == x else "n/a"
+        if x != x:
+            return "n/a"
+        text = f"{100 * x:.2f}%"
+        return f"{100 * x:.4f}%" if text == "100.00%" and x < 1 else text  # never round a miss up to 100%
 
     lines = [
         f"claim lines: {acc['lines']:,} (without a flag: {acc['lines_without_flag']:,})",

@@ -31,7 +31,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ class AuditRecord:
 
     def entry(self, status: str, error: str | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "time": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "time": datetime.now(UTC).replace(microsecond=0).isoformat(),
             "command": self.command,
             "status": status,
             "tool_version": __version__,

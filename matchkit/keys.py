@@ -21,7 +21,7 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -67,7 +67,7 @@ def new_key() -> SharedKey:
     return SharedKey(
         key_id="mk-" + secrets.token_hex(6),
         secret=secrets.token_bytes(SECRET_BYTES),
-        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        created=datetime.now(UTC).replace(microsecond=0).isoformat(),
     )
 
 

@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,7 @@ def _hash_file(
             "rows_hashed": rows_hashed,
             "rows_rejected": rows_rejected,
             "tool_version": __version__,
-            "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
         if rejects_writer:
             rejects_writer.close()

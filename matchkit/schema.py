@@ -120,10 +120,9 @@ def load_schema(source: str | Path) -> Schema:
     elif text_source.endswith(".toml") or os.sep in text_source:
         path = Path(text_source)
     else:
-        raise SchemaError(
-            [f"unknown source {text_source!r}; built-in sources: {', '.join(BUILTIN_SOURCES)}, "
-             "or give the path of a schema .toml file"]
-        )
+        message = (f"unknown source {text_source!r}; built-in sources: {', '.join(BUILTIN_SOURCES)}, "
+                   "or give the path of a schema .toml file")
+        raise SchemaError([message])
     try:
         raw = path.read_bytes()
     except FileNotFoundError as exc:

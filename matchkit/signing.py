@@ -30,7 +30,7 @@ import secrets
 import stat
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ def new_signing_key(signer: str) -> SigningKey:
     private = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
     return SigningKey(signer=signer, key_id="ms-" + secrets.token_hex(6), private_bytes=private,
-                      created=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+                      created=datetime.now(UTC).replace(microsecond=0).isoformat())
 
 
 def public_key_path(private_path: str | Path) -> Path:
@@ -307,16 +307,17 @@ def _footer_bounds(handle: Any, size: int, path: Path) -> tuple[int, int]:
     return start, size - 8
 
 
-def _find_slot(handle: Any, size: int, signature_hex: str, path: Path) -> int:
-    """Offset of the signature's hex digits inside the footer; the record must occur there exactly once."""
+def _find_slot(handle: Any, size: int, record: bytes, signature_hex: str, path: Path) -> int:
+    """Offset of the signature's hex digits: the whole signer record must occur in the footer exactly once."""
     start, end = _footer_bounds(handle, size, path)
     handle.seek(start)
     footer = handle.read(end - start)
+    first = footer.find(record)
     needle = _slot_needle(signature_hex)
-    first = footer.find(needle)
-    if first < 0 or footer.find(needle, first + 1) >= 0:
+    inside = record.find(needle)
+    if first < 0 or footer.find(record, first + 1) >= 0 or inside < 0 or record.find(needle, inside + 1) >= 0:
         raise SignatureError("signature record is damaged (its slot cannot be located in the footer)", path=path)
-    return start + first + len(_slot_needle("")) - 1  # the digits start after the needle's opening quote
+    return start + first + inside + len(_slot_needle("")) - 1  # the digits start after the opening quote
 
 
 def _digest_with_zeroed_slot(handle: Any, size: int, slot: int, path: Path) -> bytes:
@@ -343,7 +344,7 @@ def sign_file_in_place(path: str | Path, key: SigningKey) -> str:
     target = Path(path)
     size = target.stat().st_size
     with open(target, "r+b") as handle:
-        slot = _find_slot(handle, size, _PLACEHOLDER, target)
+        slot = _find_slot(handle, size, signature_placeholder(key), _PLACEHOLDER, target)
         signature = key.sign(_SIGNED_PREFIX + _digest_with_zeroed_slot(handle, size, slot, target)).hex()
         handle.seek(slot)
         handle.write(signature.encode("ascii"))
@@ -362,9 +363,14 @@ class SignatureInfo:
 
 def read_signature_record(path: str | Path) -> dict[str, Any] | None:
     """The file's signer record (None when unsigned). Raises ``ManifestError`` for an unreadable file."""
+    target = Path(path)
+    raw = _signature_record_bytes(target)
+    return None if raw is None else _parse_signature_record(raw, target)
+
+
+def _signature_record_bytes(target: Path) -> bytes | None:
     import pyarrow.parquet as pq
 
-    target = Path(path)
     if not target.is_file():
         raise ManifestError("file not found", path=target)
     try:
@@ -372,9 +378,10 @@ def read_signature_record(path: str | Path) -> dict[str, Any] | None:
     except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
         raise ManifestError("not a readable Parquet file (a hashed file from 'matchkit hash' is expected)",
                             path=target) from exc
-    raw = metadata.get(SIGNATURE_META_KEY)
-    if raw is None:
-        return None
+    return metadata.get(SIGNATURE_META_KEY)
+
+
+def _parse_signature_record(raw: bytes, target: Path) -> dict[str, Any]:
     try:
         record = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -393,10 +400,11 @@ def read_signature_record(path: str | Path) -> dict[str, Any] | None:
 def verify_file_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
     """Refuse, naming the file, anything not signed by a key in ``trust`` or changed after signing."""
     target = Path(path)
-    record = read_signature_record(target)
-    if record is None:
+    raw = _signature_record_bytes(target)
+    if raw is None:
         raise SignatureError(f"file is not signed, but verify was given a trust folder ({trust.path}); every "
                              "file must be signed by a trusted agency ('matchkit hash --sign')", path=target)
+    record = _parse_signature_record(raw, target)
     signature_hex = record["signature"]
     if not _HEX.fullmatch(signature_hex):
         raise SignatureError("signature is damaged (not 128 hex digits)", path=target)
@@ -407,7 +415,7 @@ def verify_file_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
             f"{record['fingerprint']}), whose public key is not in the trust folder {trust.path}", path=target)
     size = target.stat().st_size
     with open(target, "rb") as handle:
-        slot = _find_slot(handle, size, signature_hex, target)
+        slot = _find_slot(handle, size, raw, signature_hex, target)
         digest = _digest_with_zeroed_slot(handle, size, slot, target)
     try:
         Ed25519PublicKey.from_public_bytes(trusted.public_bytes).verify(bytes.fromhex(signature_hex),

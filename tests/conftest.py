@@ -34,7 +34,7 @@ def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # Timing is not a property: a loaded 2-core CI machine must not fail a test for being slow.
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
 settings.register_profile("matchkit", deadline=None, print_blob=True)
 settings.load_profile("matchkit")

@@ -139,8 +139,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 def test_bad_files_exit_1_naming_the_file(tmp_path, key_file, capsys, content, expected):
     source = tmp_path / "bad.csv"
     source.write_bytes(content)
-    code, out, err = run_cli(["hash", "education", str(source), "--key", str(key_file), "-o",
-                              str(tmp_path / "o.parquet")], capsys)
+    code, _, err = run_cli(["hash", "education", str(source), "--key", str(key_file), "-o",
+                            str(tmp_path / "o.parquet")], capsys)
     assert code == 1
     assert "bad.csv" in err and expected in err
     assert "Traceback" not in err

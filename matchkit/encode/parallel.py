@@ -15,7 +15,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Union
+from typing import TypeAlias
 
 import pyarrow as pa
 
@@ -27,7 +27,7 @@ from matchkit.schema import Schema
 
 Faults = list[tuple[int, str, str]]
 EncodedChunk = tuple[int, tuple[pa.Table, Faults]]
-Unit = Union[Chunk, CsvBlock]
+Unit: TypeAlias = Chunk | CsvBlock
 _worker: tuple[TableEncoder, CsvLayout | None] | None = None
 
 
@@ -52,8 +52,11 @@ def _encode_in_worker(unit: Unit) -> EncodedChunk:
 
 
 def _encode_unit(table_encoder: TableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
-    chunk = parse_csv_block(layout, unit) if isinstance(unit, CsvBlock) else unit
-    assert layout is not None or isinstance(unit, Chunk)
+    if isinstance(unit, CsvBlock):
+        assert layout is not None
+        chunk = parse_csv_block(layout, unit)
+    else:
+        chunk = unit
     table, faults = table_encoder.encode(chunk)
     return len(chunk) + len(chunk.rejects), (table, chunk.rejects + faults)
 
@@ -69,10 +72,10 @@ def encode_chunks(reader: RawReader, table_encoder: TableEncoder, key: SharedKey
         units = reader.csv_blocks()
     else:
         units = reader.chunks()
-    first = next(units, None)
+    first = _next(units)
     if first is None:
         return
-    second = next(units, None)
+    second = _next(units)
     if second is None or workers <= 1:
         for unit in _chain(first, second, units):
             yield _encode_unit(table_encoder, layout, unit)
@@ -88,6 +91,12 @@ def encode_chunks(reader: RawReader, table_encoder: TableEncoder, key: SharedKey
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _next(units: Iterator[Unit]) -> Unit | None:
+    for unit in units:
+        return unit
+    return None
 
 
 def _chain(first: Unit, second: Unit | None, rest: Iterator[Unit]) -> Iterator[Unit]:

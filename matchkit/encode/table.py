@@ -126,7 +126,7 @@ class TableEncoder:
     # --- output layout ------------------------------------------------------------------------------------------
     def _build_arrow_schema(self) -> pa.Schema:
         fields: list[pa.Field] = [pa.field("_line", pa.int64(), nullable=False)]
-        entity_columns = set()
+        entity_columns: set[str] = set()
         for entity in self.schema.entities:
             for role_column in (entity.id, entity.id_type, entity.person_name, entity.birth_date):
                 if role_column:
@@ -157,7 +157,7 @@ class TableEncoder:
         is_blank = {name: _blank_mask(values_) for name, values_ in raw.items()}
         out: dict[str, Any] = {"_line": chunk.lines}
 
-        entity_columns = set()
+        entity_columns: set[str] = set()
         for entity in self.schema.entities:
             entity_columns.update(c for c in (entity.id, entity.id_type, entity.person_name, entity.birth_date) if c)
         clear: dict[str, list[Any]] = {}
@@ -196,7 +196,7 @@ class TableEncoder:
                              self._cache(f"clear:{column.type}:{column.vocabulary}"))
         parsed = [r[0] for r in results]
         reasons = np.array([r[1] for r in results], dtype=object)
-        bad = np.not_equal(reasons, None) & ~blank
+        bad = _not_none(reasons) & ~blank
         for reason in sorted({r for r in reasons[bad].tolist()}):
             faults.add(bad & (reasons == reason), column.name, reason)
         if column.required:
@@ -256,8 +256,8 @@ class TableEncoder:
             type_results = map_unique(raw[entity.id_type], lambda v: ids.normalize_id_type(v) if str(v).strip()
                                       else "resident", self._cache("id_type"))
             id_types = np.array(type_results, dtype=object)
-            faults.add(np.equal(id_types, None), entity.id_type, "unknown_id_type")
-            id_types = np.where(np.equal(id_types, None), "resident", id_types)
+            faults.add(_is_none(id_types), entity.id_type, "unknown_id_type")
+            id_types = np.where(_is_none(id_types), "resident", id_types)
             gb_type = np.isin(id_types, list(ids.GB11643_TYPES))
         else:
             id_types = None
@@ -267,7 +267,8 @@ class TableEncoder:
 
         # Clean GB 11643 numbers take the vectorised path; everything else the scalar reference.
         fast_ok, id_birth = valid_id18(np.where(gb_type, id_raw, ""))
-        values_ = np.where(fast_ok, id_raw, None)
+        values_ = id_raw.copy()
+        values_[~fast_ok] = None
         statuses = np.where(fast_ok, "ok", "").astype(object)
         slow = np.flatnonzero(~fast_ok)
         if len(slow):
@@ -309,7 +310,7 @@ class TableEncoder:
             column_dates = np.array([_yyyymmdd(r[0]) if r[0] is not None else 0 for r in date_results],
                                     dtype=np.int64)
             reasons = np.array([r[1] for r in date_results], dtype=object)
-            bad = np.not_equal(reasons, None) & ~blank[entity.birth_date]
+            bad = _not_none(reasons) & ~blank[entity.birth_date]
             for reason in sorted(set(reasons[bad].tolist())):
                 faults.add(bad & (reasons == reason), entity.birth_date, reason)
             salts = np.where(column_dates > 0, column_dates, salts)
@@ -358,6 +359,14 @@ def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
     np.cumsum(counts, out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel(), type=pa.int64()),
                                     mask=pa.array(~present))
+
+
+def _is_none(values: np.ndarray) -> np.ndarray:
+    return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
+
+
+def _not_none(values: np.ndarray) -> np.ndarray:
+    return ~_is_none(values)
 
 
 def _blank_mask(raw: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ class Encoder:
         self.encoding_version = encoding_version
         self.key_id = key.key_id
         self.key_fingerprint = key.fingerprint
-        derive = lambda kind: key.derive(purpose, kind, encoding_version)  # noqa: E731
+        derive = lambda kind: key.derive(purpose, kind, encoding_version)
         self._k_person_id = derive("person_id")
         self._k_birth_date = derive("birth_date")
         self._k_name_variant = derive("name_variant")
@@ -171,7 +171,7 @@ def name_variants(normalised_name: str, pinyin: Sequence[str]) -> list[str]:
     variants = ["N:" + normalised_name, "P:" + " ".join(pinyin)]
     if len(pinyin) >= 2:
         for index in range(len(pinyin)):
-            variants.append("P:" + " ".join(pinyin[:index] + tuple(pinyin[index + 1 :])))
+            variants.append("P:" + " ".join([*pinyin[:index], *pinyin[index + 1 :]]))
     return variants
 
 

@@ -10,6 +10,7 @@ killed run never leaves a file a later step would accept. With a signing key, th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -115,10 +116,8 @@ class HashedFileWriter:
         return manifest
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort on the error path; the temp file is removed below
             self._writer.close()
-        except Exception:  # noqa: BLE001 - best effort on the error path; the temp file is removed below
-            pass
         self._handle.close()
         self._temp.unlink(missing_ok=True)
 

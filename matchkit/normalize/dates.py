@@ -74,7 +74,7 @@ def _as_date(raw: Any) -> _dt.date | None:
     if isinstance(raw, _dt.datetime):
         try:
             return raw.date()
-        except Exception:  # pandas NaT and exotic subclasses
+        except Exception:  # noqa: BLE001 - pandas NaT and exotic subclasses
             return None
     if isinstance(raw, _dt.date):
         return raw

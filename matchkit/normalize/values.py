@@ -52,7 +52,7 @@ def is_missing(raw: Any) -> bool:
     if raw is None:
         return True
     if isinstance(raw, float):
-        return raw != raw
+        return raw != raw  # noqa: PLR0124 - NaN is the only float unequal to itself
     return type(raw).__name__ in _MISSING_TYPE_NAMES
 
 
@@ -78,7 +78,7 @@ def to_text(raw: Any) -> str | None:
         return bytes(raw).decode("utf-8", errors="replace")
     try:
         text = str(raw)
-    except Exception:  # a hostile __str__ must not crash a batch job
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not crash a batch job
         return None
     return text
 
@@ -328,8 +328,7 @@ def parse_amount(raw: Any) -> tuple[float | None, str | None]:
             text = text[1:]
         elif text[:3].upper() in ("RMB", "CNY"):
             text = text[3:]
-        if text.endswith("元"):
-            text = text[:-1]
+        text = text.removesuffix("元")
         if text.startswith(("+", "-")):  # a sign after the currency symbol, ``¥-12``
             sign, text = (sign or text[0]), text[1:]
         number = _number(text)

@@ -18,7 +18,7 @@ from matchkit.verify.context import Run, truthy
 from matchkit.verify.elderly import elderly_support
 from matchkit.verify.evidence import ENTITIES, SOURCES, build_evidence, check_columns
 from matchkit.verify.illness import serious_illness
-from matchkit.verify.linking import QUERY_COLUMNS, Linker, default_linker, fuzzy_links, persons_frame
+from matchkit.verify.linking import QUERY_COLUMNS, Linker, default_linker, fuzzy_links, persons_frame, take
 from matchkit.verify.months import EPS, abs_months, month_range
 from matchkit.verify.policy import Policy, load_policy
 from matchkit.verify.reasons import BIT, render
@@ -187,8 +187,7 @@ def verify_tables(
     if pending.any():
         pending_rows = np.flatnonzero(pending)
         query_frame = pd.DataFrame(
-            {c: _column(claims, f"subject_{c}").to_numpy(dtype=object)[pending_rows] for c in QUERY_COLUMNS},
-            index=pending_rows,
+            {c: take(_column(claims, f"subject_{c}"), pending_rows).set_axis(pending_rows) for c in QUERY_COLUMNS}
         )
         person_cache: dict = {}
         for ded, subject_sources in SUBJECT_SOURCES.items():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from matchkit.errors import InputFileError
 
@@ -47,6 +48,16 @@ def sorted_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def _ymd(column: pd.Series) -> np.ndarray:
+    """YYYYMMDD as float (NaN when absent or not a date)."""
+    if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_date32(column.dtype.pyarrow_dtype):
+        days = column.array.__arrow_array__().cast(pa.int32()).to_numpy(zero_copy_only=False)
+        valid = ~np.isnan(days.astype(np.float64))
+        dates = np.where(valid, days, 0).astype(np.int64).astype("datetime64[D]")
+        years = dates.astype("datetime64[Y]")
+        months = dates.astype("datetime64[M]")
+        ymd = ((years.astype(np.int64) + 1970) * 10_000 + (months - years).astype(np.int64) * 100 + 100
+               + (dates - months).astype(np.int64) + 1).astype(np.float64)
+        return np.where(valid, ymd, np.nan)
     stamps = pd.to_datetime(column, errors="coerce")
     ymd = (stamps.dt.year * 10_000 + stamps.dt.month * 100 + stamps.dt.day).to_numpy(
         dtype=np.float64, na_value=np.nan

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -288,23 +289,23 @@ def format_stages(run: PipelineRun) -> str:
 
 def format_accuracy(acc: dict[str, Any]) -> str:
     def pct(x: float) -> str:
-        if x != x:
+        if math.isnan(x):
             return "n/a"
         text = f"{100 * x:.2f}%"
         return f"{100 * x:.4f}%" if text == "100.00%" and x < 1 else text  # never round a miss up to 100%
 
     lines = [
         f"claim lines: {acc['lines']:,} (without a flag: {acc['lines_without_flag']:,})",
-        f"legitimate lines verified: {acc['legitimate_verified']:,} / {acc['legitimate']:,} "
-        f"({pct(acc['legitimate_verified_share'])})",
+        (f"legitimate lines verified: {acc['legitimate_verified']:,} / {acc['legitimate']:,} "
+         f"({pct(acc['legitimate_verified_share'])})"),
         f"status agreement: {acc['status_agree']:,} / {acc['lines']:,} ({pct(acc['status_agree_share'])})",
-        f"allowed_amount exact (±0.005): {acc['amount_agree']:,} / {acc['lines']:,} "
-        f"({pct(acc['amount_agree_share'])})",
+        (f"allowed_amount exact (±0.005): {acc['amount_agree']:,} / {acc['lines']:,} "
+         f"({pct(acc['amount_agree_share'])})"),
         f"reason set exact: {acc['reasons_agree']:,} / {acc['lines']:,} ({pct(acc['reasons_agree_share'])})",
-        f"fuzzy links found: {acc['fuzzy_found']:,} / {acc['fuzzy_expected']:,} expected; wrong links made: "
-        f"{acc['fuzzy_wrong']:,} (where none expected: {acc['fuzzy_wrong_unexpected']:,}, expected but outcome "
-        f"differs: {acc['fuzzy_wrong_outcome']:,}); ambiguous found: {acc['ambiguous_found']:,} / "
-        f"{acc['ambiguous_expected']:,}",
+        (f"fuzzy links found: {acc['fuzzy_found']:,} / {acc['fuzzy_expected']:,} expected; wrong links made: "
+         f"{acc['fuzzy_wrong']:,} (where none expected: {acc['fuzzy_wrong_unexpected']:,}, expected but outcome "
+         f"differs: {acc['fuzzy_wrong_outcome']:,}); ambiguous found: {acc['ambiguous_found']:,} / "
+         f"{acc['ambiguous_expected']:,}"),
         f"{'reason code':<26} {'expected':>9} {'detected':>9} {'rate':>8} {'false pos.':>10}",
     ]
     for code, row in acc["reason_codes"].items():

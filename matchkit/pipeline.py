@@ -194,14 +194,28 @@ class VerifyResult:
     key_id: str | None = None
 
 
-def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path]) -> tuple[Any, dict[str, Any],
-                                                                                          list[Any]]:
-    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load them as DataFrames."""
+def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path], *,
+                       lazy_encodings: bool = True) -> tuple[Any, dict[str, Any], list[Any]]:
+    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load what verify reads.
+
+    Returns ``(claims, sources, files)``: the claims as a DataFrame, each extract source as a
+    ``matchkit.verify.HashedExtract`` (a DataFrame of the columns the rules read, plus the people's fuzzy
+    encodings, read from the files in batches only when the fuzzy linker asks and only for its candidates), or as
+    one DataFrame of every column verify may read with ``lazy_encodings=False``. Only the columns verify reads are
+    loaded. Token and encoding columns (16-byte tokens, near-token and name lists) stay Arrow-backed
+    (``pd.ArrowDtype``, zero-copy from the Parquet read): one Python object per cell would cost more time and
+    memory at a million claim lines than the whole verification.
+    """
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from matchkit.errors import ManifestError
     from matchkit.io.hashed import check_compatible, open_hashed
+    from matchkit.verify import HashedExtract
+    from matchkit.verify.engine import input_columns
+    from matchkit.verify.evidence import ENTITIES
+    from matchkit.verify.linking import ENCODING_COLUMNS
 
     claims_file = open_hashed(claims_path)
     if claims_file.source != "claims":
@@ -217,17 +231,91 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path])
                 f"(expects {', '.join(EXTRACT_SOURCES)})", path=extract.path)
     check_compatible([claims_file, *extract_files])
 
-    def to_pandas(table: pa.Table) -> pd.DataFrame:
-        mapping = {pa.int32(): pd.Int64Dtype(), pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-        return table.to_pandas(types_mapper=mapping.get)
+    def load(hashed: Any, lazy: bool) -> tuple[pd.DataFrame, Any]:
+        # The handle stays open so that the encodings, read later, come from the same file as the columns read
+        # now (not from a file put in its place since).
+        handle: Any = open(hashed.path, "rb")  # noqa: SIM115 - closed by _ParquetEncodings or below
+        try:
+            parquet = pq.ParquetFile(handle)
+            wanted = set(input_columns(hashed.source))
+            if lazy:
+                wanted -= {f"{entity}_{c}" for entity in ENTITIES[hashed.source] for c in ENCODING_COLUMNS}
+            table = parquet.read(columns=[c for c in parquet.schema_arrow.names if c in wanted])
+            del parquet  # a ParquetFile keeps its read buffers until it goes
+        except Exception as exc:  # a damaged file can fail in any decoder
+            handle.close()
+            raise ManifestError("hashed file cannot be read (corrupt?)", path=hashed.path) from exc
+        if not lazy:
+            handle.close()
+            handle = None
+        return table.to_pandas(types_mapper=_verify_types), handle
 
-    claims = to_pandas(claims_file.read())
-    grouped: dict[str, list[Any]] = {}
+    claims, _ = load(claims_file, lazy=False)
+    grouped: dict[str, list[tuple[Any, Any]]] = {}
     for extract in extract_files:
-        grouped.setdefault(extract.source, []).append(to_pandas(extract.read()))
-    sources = {name: (frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True))
-               for name, frames in grouped.items()}
+        grouped.setdefault(extract.source, []).append(load(extract, lazy_encodings))
+    sources: dict[str, Any] = {}
+    for name, loaded in grouped.items():
+        frames = [frame for frame, _ in loaded]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        sources[name] = (HashedExtract(frame, _ParquetEncodings([handle for _, handle in loaded]))
+                         if lazy_encodings else frame)
+    pa.default_memory_pool().release_unused()  # decoding buffers: give them back before verify allocates
     return claims, sources, [claims_file, *extract_files]
+
+
+def _verify_types(arrow_type: Any) -> Any:
+    """pandas dtypes for hashed columns: tokens, lists and dates Arrow-backed; integers and flags nullable."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if (pa.types.is_fixed_size_binary(arrow_type) or pa.types.is_binary(arrow_type)
+            or pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+            or pa.types.is_date32(arrow_type)):
+        return pd.ArrowDtype(arrow_type)
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    return None
+
+
+class _ParquetEncodings:
+    """Person encodings of one source's hashed files, read in batches of rows when asked, never all at once
+    (``matchkit.verify.linking.PersonEncodings``). Holds the files open; closes them when it goes."""
+
+    BATCH_ROWS = 1 << 19
+
+    def __init__(self, handles: list[Any]) -> None:
+        import weakref
+
+        self._handles = handles  # binary file objects, in the order their rows were concatenated
+        weakref.finalize(self, _close_all, list(handles))
+
+    def batches(self, columns: Any) -> Any:
+        import numpy as np
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        for handle in self._handles:
+            handle.seek(0)
+            parquet = pq.ParquetFile(handle)  # a new reader per pass: a reader keeps its buffers while it lives
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            if not present:
+                yield pd.DataFrame({c: np.full(parquet.metadata.num_rows, None, dtype=object) for c in columns})
+                continue
+            for batch in parquet.iter_batches(columns=present, batch_size=self.BATCH_ROWS):
+                frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
+                for column in columns:
+                    if column not in frame.columns:
+                        frame[column] = None
+                yield frame[list(columns)]
+            del parquet
+
+
+def _close_all(handles: list[Any]) -> None:
+    for handle in handles:
+        handle.close()
 
 
 def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,

@@ -5,7 +5,7 @@ Knows nothing of taxes (never imports :mod:`matchkit.verify`); the tax domain bu
 
 from __future__ import annotations
 
-from matchkit.link.blocking import BlockingPass, CandidatePairs, PassStats, block
+from matchkit.link.blocking import BlockingPass, CandidatePairs, PassStats, SharedKeys, block
 from matchkit.link.compare import COMPARATORS, get_comparator
 from matchkit.link.fuzzy import PERSON_MODEL, PERSON_PASSES, best_links, person_comparison_vectors
 from matchkit.link.scoring import FieldModel, LinkageModel, comparison_levels, match_weights, probability
@@ -21,6 +21,7 @@ __all__ = [
     "FieldModel",
     "LinkageModel",
     "PassStats",
+    "SharedKeys",
     "TokenFrame",
     "best_links",
     "best_per_left",

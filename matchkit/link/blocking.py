@@ -66,6 +66,14 @@ class CandidatePairs:
         return len(self.left)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an int64 array by sorting (numpy's SIMD sort is far faster than its hash-based unique)."""
+    ordered = np.sort(np.asarray(values))
+    if len(ordered) < 2:
+        return ordered
+    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+
+
 def pass_keys(frame: TokenFrame, blocking_pass: BlockingPass) -> tuple[np.ndarray, np.ndarray]:
     """``(row_positions, keys)`` one entry per (record, key) of a pass; a record may have several keys."""
     column = frame.column(blocking_pass.column)
@@ -125,8 +133,36 @@ def block_pass(
     joined = left_table.merge(right_table, on="key", suffixes=("_left", "_right"))
     left_pos = joined["row_left"].to_numpy(dtype=np.int64)
     right_pos = joined["row_right"].to_numpy(dtype=np.int64)
-    distinct = len(np.unique(left_pos * max(len(right), 1) + right_pos))
+    distinct = len(sorted_unique(left_pos * max(len(right), 1) + right_pos))
     return left_pos, right_pos, PassStats(distinct, len(frequent), skipped_pairs)
+
+
+class SharedKeys:
+    """The keys ``left`` holds in each pass, to pick out the right-hand records :func:`block` could pair at all.
+
+    A right record is *kept* when, in at least one pass, one of its keys is among the left record keys of that pass.
+    Restricting the right frame to its kept records (in their order) changes nothing in what :func:`block` and
+    everything after it find: every pair shares a key held on the left, and a key's block size (the frequent-key
+    rule) only counts right records holding that key, which are all kept. It lets a caller stream a large
+    right-hand side in batches and materialise only the records that matter.
+    """
+
+    def __init__(self, left: pd.DataFrame | TokenFrame, passes: Sequence[BlockingPass]) -> None:
+        left_frame = TokenFrame.of(left)
+        self.passes = tuple(passes)
+        self._keys = {p.name: pd.Index(pd.unique(pass_keys(left_frame, p)[1])) for p in self.passes}
+
+    def kept(self, right: pd.DataFrame | TokenFrame) -> np.ndarray:
+        """Boolean mask over ``right``: the records sharing a key with some left record in some pass."""
+        right_frame = TokenFrame.of(right)
+        hit = np.zeros(len(right_frame), dtype=bool)
+        for blocking_pass in self.passes:
+            keys = self._keys[blocking_pass.name]
+            if len(keys) == 0:
+                continue
+            rows, right_keys = pass_keys(right_frame, blocking_pass)
+            hit[rows[keys.get_indexer(right_keys) >= 0]] = True
+        return hit
 
 
 def block(
@@ -147,5 +183,5 @@ def block(
         )
         stats[blocking_pass.name] = pass_stats
         codes.append(left_pos * width + right_pos)  # < 2^63 for any realistic sizes (1e6 x 1e9)
-    union = np.unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+    union = sorted_unique(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
     return CandidatePairs(union // width, union % width, stats)

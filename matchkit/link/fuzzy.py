@@ -200,8 +200,7 @@ def best_links(
     them may be passed to reuse its prepared columns across calls.
 
     Returns a frame indexed like ``queries`` (only queries with an accepted candidate, in query order) with
-    ``person_id_tok`` (bytes), ``person_position`` (the person's row position in ``persons``), ``score``
-    (posterior match probability), ``ambiguous`` (the runner-up accepted
+    ``person_id_tok`` (bytes), ``score`` (posterior match probability), ``ambiguous`` (the runner-up accepted
     candidate, a different person, is within ``ambiguity_margin`` of the best in log-odds; ``person_id_tok`` is
     then the best's, which the caller must not trust) and ``n_candidates`` (accepted candidates of the query).
     """
@@ -227,7 +226,6 @@ def best_links(
     result = pd.DataFrame(
         {
             "person_id_tok": pd.Series(id_tokens, dtype=object),
-            "person_position": person_positions.astype(np.int64),
             "score": probability(chosen["weight"].to_numpy()),
             "ambiguous": chosen["ambiguous"].to_numpy(dtype=bool),
             "n_candidates": chosen["n_candidates"].to_numpy(dtype=np.int64),

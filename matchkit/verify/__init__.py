@@ -7,7 +7,17 @@ figures from ``configs/policy.toml``. The rules are documented for officers in `
 from __future__ import annotations
 
 from matchkit.verify.engine import OUTPUT_COLUMNS, verify_tables
+from matchkit.verify.linking import FrameEncodings, HashedExtract, PersonEncodings
 from matchkit.verify.policy import Policy, load_policy
 from matchkit.verify.reasons import REASON_CODES
 
-__all__ = ["OUTPUT_COLUMNS", "REASON_CODES", "Policy", "load_policy", "verify_tables"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "REASON_CODES",
+    "FrameEncodings",
+    "HashedExtract",
+    "PersonEncodings",
+    "Policy",
+    "load_policy",
+    "verify_tables",
+]

@@ -13,12 +13,31 @@ import numpy as np
 import pandas as pd
 
 from matchkit.errors import InputFileError
+from matchkit.link.blocking import SharedKeys
+from matchkit.link.fuzzy import PERSON_PASSES, best_links
 from matchkit.verify.children import children_education, infant_care
 from matchkit.verify.context import Run, truthy
 from matchkit.verify.elderly import elderly_support
-from matchkit.verify.evidence import ENTITIES, SOURCES, build_evidence, check_columns
+from matchkit.verify.evidence import (
+    ENTITIES,
+    REQUIRED_COLUMNS,
+    SOURCES,
+    build_evidence,
+    check_columns,
+    text_values,
+)
 from matchkit.verify.illness import serious_illness
-from matchkit.verify.linking import QUERY_COLUMNS, Linker, default_linker, fuzzy_links, persons_frame, take
+from matchkit.verify.linking import (
+    PERSON_COLUMNS,
+    QUERY_COLUMNS,
+    HashedExtract,
+    Linker,
+    PersonUniverse,
+    default_linker,
+    fuzzy_links,
+    split_sources,
+    take,
+)
 from matchkit.verify.months import EPS, abs_months, month_range
 from matchkit.verify.policy import Policy, load_policy
 from matchkit.verify.reasons import BIT, render
@@ -39,6 +58,12 @@ CLAIM_COLUMNS = (
     "claim_id", "_line", "taxpayer_id_tok", "subject_id_tok", "subject_id_valid", "deduction", "tax_year",
     "period_start", "period_end",
 )  # fmt: skip
+CLAIM_OPTIONAL_COLUMNS = (
+    "subject_relation", "education_stage", "share", "monthly_amount", "annual_amount", "only_child",
+    "subject_birth_ym", "subject_id_birth_ym", *(f"subject_{c}" for c in QUERY_COLUMNS),
+)  # fmt: skip
+
+
 VERIFIABLE = ("children_education", "elderly_support", "serious_illness", "infant_care")
 # Extracts in which a deduction's subject may appear (the linking universe) ...
 SUBJECT_SOURCES: dict[str, tuple[str, ...]] = {
@@ -47,6 +72,16 @@ SUBJECT_SOURCES: dict[str, tuple[str, ...]] = {
     "serious_illness": ("medical_insurance", "civil_affairs", "household"),
     "infant_care": ("household",),
 }
+
+
+def input_columns(source: str) -> tuple[str, ...]:
+    """Every column the engine may read from a hashed file of ``source`` ("claims" or an extract): a loader need
+    read no other."""
+    if source == "claims":
+        return (*CLAIM_COLUMNS, *CLAIM_OPTIONAL_COLUMNS)
+    linked = any(source in universe for universe in SUBJECT_SOURCES.values())  # the fuzzy linker reads its people
+    person = tuple(f"{entity}_{c}" for entity in ENTITIES[source] for c in PERSON_COLUMNS if c != "id_tok")
+    return (*REQUIRED_COLUMNS[source], *(person if linked else ()))
 
 
 def _needed_source_missing(run: Run, sources: dict[str, pd.DataFrame]) -> np.ndarray:
@@ -83,19 +118,24 @@ def _float(series: pd.Series) -> np.ndarray:
 
 
 def _objects(series: pd.Series) -> np.ndarray:
-    values = series.to_numpy(dtype=object, na_value=None)
-    return values
+    return text_values(series)
 
 
 def verify_tables(
     claims: pd.DataFrame,
-    sources: dict[str, pd.DataFrame],
+    sources: dict[str, pd.DataFrame | HashedExtract],
     *,
     policy: Policy | None = None,
     linker: Linker | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Verify hashed claim lines against hashed extracts; one row per claim line, in claims order (SPEC §5)."""
+    """Verify hashed claim lines against hashed extracts; one row per claim line, in claims order (SPEC §5).
+
+    ``sources`` maps an extract name to its table: a DataFrame holding every column (token columns as ``bytes`` /
+    lists per cell, or Arrow-backed), or a :class:`HashedExtract` whose person encodings are read on demand (what
+    ``matchkit.pipeline.load_hashed_inputs`` gives). ``linker``: the fuzzy linker (default
+    ``matchkit.link.fuzzy.best_links``).
+    """
     say = progress or (lambda message: None)
     policy = policy or load_policy()
     missing_columns = [c for c in CLAIM_COLUMNS if c not in claims.columns]
@@ -104,6 +144,7 @@ def verify_tables(
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
         raise InputFileError(f"unknown source name(s): {', '.join(unknown)}")
+    sources, encodings = split_sources(sources)
     for name, table in sources.items():
         check_columns(name, table)
 
@@ -120,8 +161,9 @@ def verify_tables(
     }
     interner.build()
     codes = {key: interner.codes(h) for key, h in handles.items()}
-    taxpayer = interner.codes(h_taxpayer)
+    taxpayer = interner.codes(h_taxpayer).copy()  # copies: the views would keep every token code alive
     raw_subject = interner.codes(h_subject).copy()
+    size = interner.size
 
     deduction = _objects(claims["deduction"])
     relation = _objects(_column(claims, "subject_relation"))
@@ -141,7 +183,7 @@ def verify_tables(
     claimed[(start // 100 != year) | (end // 100 != year)] = False  # hash-time validation keeps these out
 
     say("building evidence tables")
-    ev = build_evidence(sources, codes, interner.size)
+    ev = build_evidence(sources, codes, size)
     run = Run(
         policy=policy,
         ev=ev,
@@ -189,17 +231,20 @@ def verify_tables(
         query_frame = pd.DataFrame(
             {c: take(_column(claims, f"subject_{c}"), pending_rows).set_axis(pending_rows) for c in QUERY_COLUMNS}
         )
-        person_cache: dict = {}
+        linker = linker or default_linker()
+        # The default linker only ever pairs people sharing a blocking key with a query: read no others.
+        keys = SharedKeys(query_frame, PERSON_PASSES) if linker is best_links else None
+        people = PersonUniverse(sources, encodings, codes, keys)
         for ded, subject_sources in SUBJECT_SOURCES.items():
             universe = tuple(name for name in subject_sources if name in sources)
             rows = np.flatnonzero(pending & (deduction == ded))
             if not universe or not len(rows):
                 continue
-            persons, person_codes = persons_frame(sources, codes, universe, person_cache)
+            persons, person_codes = people.persons(universe)
             say(
-                f"fuzzy linking {len(rows)} subject(s) against {len(persons)} person(s) in {'+'.join(universe)}"
+                f"fuzzy linking {len(rows)} subject(s) against {len(persons)} candidate person(s) in "
+                f"{'+'.join(universe)}"
             )
-            linker = linker or default_linker()
             found_rows, found_codes, found_scores, found_ambiguous = fuzzy_links(
                 query_frame.loc[rows], persons, person_codes, linker
             )
@@ -208,6 +253,8 @@ def verify_tables(
             run.subject[found_rows[~found_ambiguous]] = found_codes[~found_ambiguous]
             match[found_rows] = "fuzzy"
             score[found_rows] = found_scores
+        del people, query_frame  # the candidates and their encodings
+    del interner, codes, handles  # every extract row's token code: the evidence tables hold what the rules need
     run.flag(np.flatnonzero(fuzzy), "FUZZY_MATCH")
     run.flag(np.flatnonzero(ambiguous), "AMBIGUOUS_MATCH")
 
@@ -225,7 +272,7 @@ def verify_tables(
         overlap_mask[deduction[dup_rows] == "serious_illness"] = True
         ded_code = pd.factorize(deduction[dup_rows])[0].astype(np.int64)
         line = pd.to_numeric(claims["_line"]).to_numpy(dtype=np.int64)[dup_rows]
-        pair = pd.factorize(taxpayer[dup_rows] * np.int64(interner.size + 1) + subject_key[dup_rows])[0]
+        pair = pd.factorize(taxpayer[dup_rows] * np.int64(size + 1) + subject_key[dup_rows])[0]
         group_id = pd.factorize((pair.astype(np.int64) * 64 + ded_code) * 10_000 + year[dup_rows])[0]
         order = np.lexsort((line, group_id))
         # Lines sorted by group, then input line: a month is a duplicate when an earlier line of the group

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from matchkit.errors import InputFileError
+from matchkit.link.blocking import sorted_unique
 
 SOURCES = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
 # The people each extract describes (DESIGN.md entities).
@@ -33,6 +34,17 @@ def check_columns(name: str, table: pd.DataFrame) -> None:
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in table.columns]
     if missing:
         raise InputFileError(f"{name} extract lacks column(s): {', '.join(missing)}")
+
+
+def text_values(column: pd.Series) -> np.ndarray:
+    """Object array of a code column (None where absent) in which each distinct value is one shared Python object:
+    an Arrow-backed column would otherwise become one new object per row."""
+    if column.dtype == object:
+        return column.to_numpy(dtype=object, na_value=None)
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    lookup = np.empty(len(uniques) + 1, dtype=object)  # the last cell (code -1) stays None
+    lookup[: len(uniques)] = np.asarray(uniques, dtype=object)
+    return lookup[codes]
 
 
 def pair_keys(left: np.ndarray, right: np.ndarray, size: int) -> np.ndarray:
@@ -141,7 +153,7 @@ def build_evidence(
     if "household" in sources:
         parent, child = codes[("household", "parent")], codes[("household", "child")]
         ok = (parent >= 0) & (child >= 0)
-        ev.household_pairs = np.unique(pair_keys(parent[ok], child[ok], size))
+        ev.household_pairs = sorted_unique(pair_keys(parent[ok], child[ok], size))
 
     if "education" in sources:
         table = sources["education"]
@@ -149,7 +161,7 @@ def build_evidence(
         spells = pd.DataFrame(
             {
                 "code": student,
-                "stage": table["education_stage"].astype(object).to_numpy(),
+                "stage": text_values(table["education_stage"]),
                 "from_abs": ym_to_abs(_int_column(table["enrolled_from"], 0)),
                 "to_abs": np.where(
                     table["enrolled_to"].isna().to_numpy(),
@@ -168,7 +180,7 @@ def build_evidence(
     if "civil_affairs" in sources:
         table = sources["civil_affairs"]
         person, partner = codes[("civil_affairs", "person")], codes[("civil_affairs", "partner")]
-        event = table["event"].astype(object).to_numpy()
+        event = text_values(table["event"])
         ymd = _ymd(table["event_date"])
         death = (event == "death") & (person >= 0) & ~np.isnan(ymd)
         death_year = np.full(size, NEVER, dtype=np.int64)
@@ -209,7 +221,9 @@ def build_evidence(
         oop = pd.to_numeric(table["out_of_pocket"], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
         keep = (patient >= 0) & (years >= 0)
         keys = patient[keep] * 10_000 + years[keep]
-        sums = pd.Series(oop[keep]).groupby(keys).sum()
-        ev.oop_keys = sums.index.to_numpy(dtype=np.int64)
-        ev.oop_values = np.round(sums.to_numpy(dtype=np.float64), 2)
+        group, uniques = pd.factorize(keys)
+        sums = np.bincount(group, weights=oop[keep], minlength=len(uniques))
+        order = np.argsort(uniques)
+        ev.oop_keys = np.asarray(uniques, dtype=np.int64)[order]
+        ev.oop_values = np.round(sums[order], 2)
     return ev

@@ -54,3 +54,29 @@ def test_many_blocks_keep_exact_lines(tmp_path):
     assert blocks > 10
     assert len(names) == 5000 and lines[:3] == [2, 4, 6] and lines[-1] == 2 + 2 * 4999
     assert names[4999] == "n\n4999"
+
+
+@settings(max_examples=100)
+@given(st.lists(st.one_of(LINE, st.just('"q1","引号",higher,"2020-09"\n'), st.just("a,b,c,d,\n"),
+                          st.just("1,n,higher,2020-09\r\n")), min_size=1, max_size=40))
+def test_fast_and_careful_paths_agree(tmp_path_factory, lines):
+    path = tmp_path_factory.mktemp("csv") / "in.csv"
+    path.write_text(HEADER + "".join(lines), encoding="utf-8")
+    reader = RawReader(path, load_schema("education"))
+    layout = reader.csv_layout()
+    for block in reader.csv_blocks():
+        fast = parse_csv_block(layout, block)
+        careful = parse_csv_block(layout, block, fast=False)
+        assert fast.lines.tolist() == careful.lines.tolist()
+        assert fast.rejects == careful.rejects
+        assert {k: v.tolist() for k, v in fast.columns.items()} == {k: v.tolist() for k, v in careful.columns.items()}
+
+
+def test_fast_path_is_taken_for_clean_blocks(tmp_path):
+    from matchkit.io.readers import _parse_clean_utf8
+
+    path = tmp_path / "in.csv"
+    path.write_text(HEADER + "".join(f'"{i}",n{i},higher,2020-09\n' for i in range(100)), encoding="utf-8")
+    reader = RawReader(path, load_schema("education"))
+    block = next(reader.csv_blocks())
+    assert _parse_clean_utf8(reader.csv_layout(), block) is not None

@@ -407,6 +407,7 @@ def _normalize_id_pair(pair: str) -> ids.IdResult:
     return ids.normalize_id(value, id_type)
 
 
+MAX_NAME_CHARS = 100  # longer is not a name, and its deletion variants would cost quadratic time and memory
 _PLAIN_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,20}")
 
 
@@ -414,6 +415,8 @@ def _name_variants_or_fault(raw: str) -> list[str] | str | None:
     """The name's variants, or a reason code when the name is unusable, or None when empty."""
     if not str(raw).strip():
         return None
+    if len(raw) > MAX_NAME_CHARS:
+        return "name_too_long"
     if not _PLAIN_CJK_NAME.fullmatch(raw):  # the common case, ideographs only, cannot be malformed
         problem = names.name_problem(raw)
         if problem == "empty":

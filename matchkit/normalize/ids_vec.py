@@ -14,46 +14,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from matchkit.normalize.ids import _MAINLAND_PROVINCES, _PROVINCES
+
 _WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
 _CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+# The scalar reference's province tables, as lookup arrays indexed by the first two digits.
 _MAINLAND = np.zeros(100, dtype=bool)
-_MAINLAND[
-    [
-        11,
-        12,
-        13,
-        14,
-        15,
-        21,
-        22,
-        23,
-        31,
-        32,
-        33,
-        34,
-        35,
-        36,
-        37,
-        41,
-        42,
-        43,
-        44,
-        45,
-        46,
-        50,
-        51,
-        52,
-        53,
-        54,
-        61,
-        62,
-        63,
-        64,
-        65,
-    ]
-] = True
-_PROVINCE = _MAINLAND.copy()
-_PROVINCE[[71, 81, 82, 83]] = True
+_MAINLAND[sorted(int(code) for code in _MAINLAND_PROVINCES)] = True
+_PROVINCE = np.zeros(100, dtype=bool)
+_PROVINCE[sorted(int(code) for code in _PROVINCES)] = True
 _MONTH_DAYS = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 

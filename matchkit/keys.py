@@ -103,6 +103,13 @@ def load_key(path: str | Path | None = None) -> SharedKey:
             raise KeyFileError(f"no key given: use --key KEYFILE or set {KEY_ENV_VAR} to the key file's path")
         path = env_path
     source = Path(path)
+    raw = read_key_file(source, private=True, label="key file")
+    return parse_key(raw, source)
+
+
+def read_key_file(source: Path, *, private: bool, label: str) -> bytes:
+    """The bytes of a key file, refusing a missing or non-regular file and, for a private key, one that the
+    group or others may read. Shared by shared-secret and signing keys."""
     try:
         info = source.stat()
     except FileNotFoundError as exc:
@@ -111,17 +118,15 @@ def load_key(path: str | Path | None = None) -> SharedKey:
         raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError("key file is not a regular file", path=source)
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if private and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
-            f"key file is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            "run 'chmod 600' on it",
+            f"{label} is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); run 'chmod 600' on it",
             path=source,
         )
     try:
-        raw = source.read_bytes()
+        return source.read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
-    return parse_key(raw, source)
 
 
 def parse_key(raw: bytes, source: str | Path = "<key>") -> SharedKey:

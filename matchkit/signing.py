@@ -27,7 +27,6 @@ import json
 import os
 import re
 import secrets
-import stat
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from matchkit.errors import KeyFileError, ManifestError
+from matchkit.keys import read_key_file
 
 SIGNATURE_META_KEY = b"matchkit.signature"
 SIGNATURE_FORMAT = "matchkit-signature"
@@ -189,22 +189,7 @@ def load_public_key(path: str | Path) -> PublicSigningKey:
 
 
 def _read_key_json(source: Path, *, private: bool) -> dict[str, Any]:
-    try:
-        info = source.stat()
-    except FileNotFoundError as exc:
-        raise KeyFileError("key file not found", path=source) from exc
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise KeyFileError("key file is not a regular file", path=source)
-    if private and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"signing key file is readable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            "run 'chmod 600' on it", path=source)
-    try:
-        raw = source.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
+    raw = read_key_file(source, private=private, label="signing key file")
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from matchkit.encode.parallel import encode_chunks
 from matchkit.encode.table import RecordIdChecker, TableEncoder
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
 from matchkit.errors import MatchkitError
+from matchkit.io.atomic import check_output_path, partial_file
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.keys import SharedKey
@@ -155,15 +155,7 @@ class _RejectsWriter:
     """``line,column,reason`` CSV, written to a temp file and renamed into place when complete."""
 
     def __init__(self, path: Path) -> None:
-        directory = path.parent if str(path.parent) else Path(".")
-        if not directory.is_dir():
-            raise MatchkitError("rejects folder does not exist", path=directory)
-        if path.is_dir():
-            raise MatchkitError("rejects output is a folder; give a file name", path=path)
-        try:
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
-        except OSError as exc:
-            raise MatchkitError(f"cannot write in the rejects folder ({exc.strerror})", path=directory) from exc
+        fd, temp = partial_file(path, "rejects")
         self.path = path
         self._temp = Path(temp)
         self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -385,11 +377,7 @@ def _check_output_path(path: str | Path | None, label: str) -> None:
     if path is None:
         return
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise MatchkitError(f"{label} folder does not exist", path=folder)
-    if target.is_dir():
-        raise MatchkitError(f"{label} is a folder; give a file name", path=target)
+    check_output_path(target, label)
     if label == "flags output" and target.suffix.lower() not in (".csv", ".parquet"):
         raise MatchkitError("flags output must end in .csv or .parquet", path=target)
 
@@ -399,15 +387,8 @@ def write_flags(flags: Any, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise MatchkitError("flags output must end in .csv or .parquet", path=path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise MatchkitError("output folder does not exist", path=directory)
-    if path.is_dir():
-        raise MatchkitError("flags output is a folder; give a file name", path=path)
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=directory)
-    except OSError as exc:
-        raise MatchkitError(f"cannot write in the output folder ({exc.strerror})", path=directory) from exc
+    fd, temp_path = partial_file(path, "flags output")
+    temp = str(temp_path)
     os.close(fd)
     try:
         if suffix == ".csv":

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from matchkit.errors import IncompatibleFilesError, ManifestError
+from matchkit.io.atomic import partial_file
 from matchkit.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
 
 MANIFEST_KEY = b"matchkit.manifest"
@@ -78,16 +78,7 @@ class HashedFileWriter:
 
     def __init__(self, path: str | Path, schema: pa.Schema) -> None:
         self.path = Path(path)
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        if not directory.is_dir():
-            raise ManifestError("output folder does not exist", path=directory)
-        if self.path.is_dir():
-            raise ManifestError("output is a folder; give the hashed file's name", path=self.path)
-        try:
-            fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=directory)
-        except OSError as exc:
-            raise ManifestError(f"cannot write in the output folder ({exc.strerror})", path=directory) from exc
-        self._temp = Path(temp_name)
+        fd, self._temp = partial_file(self.path, "output", ManifestError)
         self._handle = os.fdopen(fd, "wb")
         self._sink = _HashingSink(self._handle)
         self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")

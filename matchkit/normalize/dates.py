@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import unicodedata
 from typing import Any
 
-from matchkit.normalize.values import NULL_MARKERS, is_missing, to_text
+from matchkit.normalize.values import clean_text, is_missing
 
 __all__ = ["month_add", "months_between", "parse_date", "parse_month", "ym_of"]
 
@@ -42,13 +41,8 @@ def _prepare(raw: Any) -> str | None:
 
     ``None`` for missing cells and export spellings of "no value".
     """
-    text = to_text(raw)
+    text = clean_text(raw)
     if text is None:
-        return None
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.strip()
-    if text.lower() in NULL_MARKERS:
         return None
     match = _DOT_ZERO.fullmatch(text)
     if match is not None:

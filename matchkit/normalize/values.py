@@ -88,7 +88,7 @@ def is_null_marker(text: str) -> bool:
     return text.strip().lower() in NULL_MARKERS
 
 
-def _clean(raw: Any) -> str | None:
+def clean_text(raw: Any) -> str | None:
     """Text for code lookups: NFKC (full-width → ASCII), trimmed, null markers → ``None``."""
     text = to_text(raw)
     if text is None:
@@ -115,7 +115,7 @@ def _code_table(aliases: dict[str, tuple[str, ...]]) -> dict[str, str]:
 
 
 def _parse_code(raw: Any, table: dict[str, str]) -> tuple[str | None, str | None]:
-    text = _clean(raw)
+    text = clean_text(raw)
     if text is None:
         return None, "empty"
     code = table.get(_code_key(text))
@@ -228,7 +228,7 @@ def parse_bool(raw: Any) -> tuple[bool | None, str | None]:
     ``bad_bool``."""
     if isinstance(raw, bool):
         return raw, None
-    text = _clean(raw)
+    text = clean_text(raw)
     if text is None:
         return None, "empty"
     value = _BOOLS.get(text.lower())
@@ -283,7 +283,7 @@ def parse_share(raw: Any) -> tuple[float | None, str | None]:
         if value is None:  # inf or an int too large for a float: certainly not a fraction of one
             return None, "share_out_of_range"
     else:
-        text = _clean(raw)
+        text = clean_text(raw)
         if text is None:
             return 1.0, None
         if text in _SHARE_WORDS:
@@ -317,7 +317,7 @@ def parse_amount(raw: Any) -> tuple[float | None, str | None]:
         if value is None:
             return None, "bad_number"
     else:
-        text = _clean(raw)
+        text = clean_text(raw)
         if text is None:
             return None, "empty"
         text = "".join(text.split())
@@ -360,7 +360,7 @@ def parse_year(
             return None, "bad_number"
         year = int(value)
     else:
-        text = _clean(raw)
+        text = clean_text(raw)
         if text is None:
             return None, "empty"
         match = _YEAR_TEXT.fullmatch("".join(text.split()))

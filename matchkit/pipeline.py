@@ -15,8 +15,9 @@ from typing import Any
 
 from matchkit import __version__
 from matchkit.audit import audited
-from matchkit.encode.parallel import encode_chunks
-from matchkit.encode.table import RecordIdChecker, TableEncoder
+from matchkit.encode.link_table import field_spec
+from matchkit.encode.parallel import encode_chunks, make_table_encoder
+from matchkit.encode.table import RecordIdChecker
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
 from matchkit.errors import MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
@@ -96,7 +97,7 @@ def _hash_file(
     output = Path(output)
     reader = RawReader(input_path, schema, encoding=encoding, chunk_rows=chunk_rows)
     encoder = Encoder(key, purpose or schema.purpose, ENCODING_VERSION)
-    table_encoder = TableEncoder(schema, encoder)
+    table_encoder = make_table_encoder(schema, encoder)
     record_ids = RecordIdChecker(schema.record_id)
     writer = HashedFileWriter(output, table_encoder.arrow_schema)
     try:
@@ -105,9 +106,12 @@ def _hash_file(
         writer.abort()  # no stray .partial output when the rejects file cannot be created
         raise
     rows_in = rows_hashed = rows_rejected = 0
+    notes: dict[str, int] = {}
     try:
-        for chunk_rows_read, (table, faults) in encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
+        for chunk_rows_read, (table, faults, chunk_notes) in encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
                                                               workers):
+            for note, count in chunk_notes.items():
+                notes[note] = notes.get(note, 0) + count
             table, repeats = record_ids.check(table)
             all_faults = sorted(faults + repeats)
             writer.write(table)
@@ -139,6 +143,15 @@ def _hash_file(
             "tool_version": __version__,
             "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
+        if schema.kind == "link":
+            manifest.update(
+                kind="link",
+                record_id=schema.record_id,
+                fields={column.name: field_spec(column) for column in schema.fields},
+                blocking={p.name: p.describe() for p in schema.blocking},
+                kept_invalid={note.partition(":")[2]: count for note, count in sorted(notes.items())
+                              if note.startswith("kept_invalid:")},
+            )
         if rejects_writer:
             rejects_writer.close()
         manifest = writer.close(manifest, signing_key=signing_key)

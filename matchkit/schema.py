@@ -18,6 +18,12 @@ Column types and what the hashed file keeps of them:
 ``code``       clear, canonical code from a named vocabulary (``vocabulary = "stage"``)
 ``text``       clear text (only for non-personal attributes)
 =============  ==========================================================================
+
+A *linkage* schema (``[source] kind = "link"``, for ``matchkit link``) describes any two agencies' records instead:
+its columns are the ``record_id`` (kept in clear) and *fields* of type ``id``, ``name``, ``date``, ``text`` or
+``number``, each written only as keyed encodings (``encodings = ["exact", "bloom"]``, see
+:mod:`matchkit.encode.fields`), and its ``[[blocking]]`` passes name keyed blocking keys built from the fields
+(``keys = ["surname:soundex", "date_of_birth:year"]``). Nothing of a field is ever kept in clear.
 """
 
 from __future__ import annotations
@@ -40,6 +46,13 @@ VOCABULARIES = frozenset({"deduction", "stage", "relation", "event"})
 INVALID_ID_POLICIES = frozenset({"reject", "flag"})
 ROW_CHECKS = frozenset({"claim_period", "claim_amount", "partner_for_couple_events", "enrolment_order"})
 BUILTIN_SOURCES = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
+BUILTIN_LINK_SCHEMAS = ("febrl",)
+SCHEMA_KINDS = frozenset({"source", "link"})
+LINK_FIELD_TYPES = frozenset({"id", "name", "date", "text", "number"})
+LINK_COLUMN_TYPES = LINK_FIELD_TYPES | {"record_id"}
+FIELD_ENCODINGS = frozenset({"exact", "bloom"})
+ON_INVALID = frozenset({"reject", "keep"})
+BLOCKING_TRANSFORMS = frozenset({"exact", "soundex", "nysiis", "metaphone", "year", "year_month", "first", "last"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,23 @@ class Column:
     vocabulary: str | None = None
     entity: str | None = None
     default: str | None = None
+    # linkage fields only (kind = "link")
+    encodings: tuple[str, ...] = ()
+    bloom_bits: int = 0
+    bloom_k: int = 0
+    salt: str | None = None  # "<field>" or "<field>:year": a record-level salt for this field's Bloom filter
+    on_invalid: str = "reject"
+
+
+@dataclass(frozen=True)
+class BlockingKey:
+    """One blocking pass of a linkage schema: records sharing all ``parts`` (field, transform) are compared."""
+
+    name: str
+    parts: tuple[tuple[str, str], ...]  # (field, transform); transform "first:3" keeps its argument
+
+    def describe(self) -> str:
+        return " + ".join(f"{f}:{t}" for f, t in self.parts)
 
 
 @dataclass(frozen=True)
@@ -80,7 +110,14 @@ class Schema:
     description: str = ""
     path: str | None = None
     digest: str = ""
+    kind: str = "source"
+    blocking: tuple[BlockingKey, ...] = ()
     by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def fields(self) -> tuple[Column, ...]:
+        """The encoded fields of a linkage schema (every column but the record id)."""
+        return tuple(c for c in self.columns if c.type in LINK_FIELD_TYPES) if self.kind == "link" else ()
 
     def column(self, name: str) -> Column:
         return self.by_name[name]
@@ -115,12 +152,13 @@ def configs_dir() -> Path:
 def load_schema(source: str | Path) -> Schema:
     """A built-in source by name (``education``) or a schema file by path (anything ending in ``.toml``)."""
     text_source = str(source)
-    if text_source in BUILTIN_SOURCES:
+    if text_source in BUILTIN_SOURCES or text_source in BUILTIN_LINK_SCHEMAS:
         path = configs_dir() / "schemas" / f"{text_source}.toml"
     elif text_source.endswith(".toml") or os.sep in text_source:
         path = Path(text_source)
     else:
-        message = (f"unknown source {text_source!r}; built-in sources: {', '.join(BUILTIN_SOURCES)}, "
+        message = (f"unknown source {text_source!r}; built-in sources: "
+                   f"{', '.join(BUILTIN_SOURCES + BUILTIN_LINK_SCHEMAS)}, "
                    "or give the path of a schema .toml file")
         raise SchemaError([message])
     try:
@@ -151,6 +189,11 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
     purpose = source.get("purpose")
     if not isinstance(purpose, str) or not purpose:
         problems.append("source.purpose: required text (e.g. 'iit-special-deduction')")
+    kind = source.get("kind", "source")
+    if kind not in SCHEMA_KINDS:
+        problems.append(f"source.kind: one of {sorted(SCHEMA_KINDS)}, got {kind!r}")
+        kind = "source"
+    column_types = LINK_COLUMN_TYPES if kind == "link" else COLUMN_TYPES
     row_checks = source.get("row_checks", [])
     if not isinstance(row_checks, list) or any(check not in ROW_CHECKS for check in row_checks):
         problems.append(f"source.row_checks: each must be one of {sorted(ROW_CHECKS)}")
@@ -167,7 +210,11 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a table")
             continue
-        unknown = set(entry) - {"name", "type", "aliases", "required", "vocabulary", "entity", "default"}
+        allowed = {"name", "type", "aliases", "required", "vocabulary", "entity", "default"}
+        if kind == "link":
+            allowed = {"name", "type", "aliases", "required", "encodings", "bloom_bits", "bloom_k", "salt",
+                       "on_invalid"}
+        unknown = set(entry) - allowed
         if unknown:
             problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
         col_name = entry.get("name")
@@ -175,8 +222,8 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
             problems.append(f"{where}.name: required, letters/digits/underscore")
             col_name = f"<column {index}>"
         col_type = entry.get("type")
-        if col_type not in COLUMN_TYPES:
-            problems.append(f"{where}.type: unknown type {col_type!r}; one of {sorted(COLUMN_TYPES)}")
+        if col_type not in column_types:
+            problems.append(f"{where}.type: unknown type {col_type!r}; one of {sorted(column_types)}")
         aliases = entry.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
             problems.append(f"{where}.aliases: must be a list of non-empty texts")
@@ -192,9 +239,11 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
             if folded in seen_headers and seen_headers[folded] != col_name:
                 problems.append(f"{where}: header {header!r} is also used by column {seen_headers[folded]!r}")
             seen_headers[folded] = col_name
+        link_options = _link_column_options(entry, str(col_type), where, problems) if kind == "link" else {}
         columns.append(
             Column(name=col_name, type=str(col_type), aliases=tuple(aliases), required=bool(required),
-                   vocabulary=vocabulary, entity=entry.get("entity"), default=entry.get("default"))
+                   vocabulary=vocabulary, entity=entry.get("entity"), default=entry.get("default"),
+                   **link_options)
         )
     by_name = {column.name: column for column in columns}
     if len(by_name) != len(columns):
@@ -239,8 +288,16 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
     claimed = [role_column for e in entities for role_column in (e.id, e.id_type, e.person_name, e.birth_date)
                if role_column]
     for column in columns:
-        if column.type in ENTITY_ROLES and column.name not in claimed:
+        if kind == "source" and column.type in ENTITY_ROLES and column.name not in claimed:
             problems.append(f"columns.{column.name}: a {column.type!r} column must belong to an [entities.*] table")
+    blocking: tuple[BlockingKey, ...] = ()
+    if kind == "link":
+        if raw_entities:
+            problems.append("entities: a linkage schema (kind = 'link') has fields, not entities")
+        _check_salts(columns, problems)
+        blocking = _parse_blocking(document.get("blocking"), by_name, problems)
+    elif "blocking" in document:
+        problems.append("blocking: only a linkage schema (kind = 'link') has [[blocking]] passes")
     record_id = source.get("record_id")
     if record_id is not None and (record_id not in by_name or by_name[record_id].type != "record_id"):
         problems.append(f"source.record_id: must name a column of type 'record_id', got {record_id!r}")
@@ -250,5 +307,112 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         name=str(name), version=int(version), purpose=str(purpose), columns=tuple(columns),
         entities=tuple(entities), row_checks=tuple(row_checks), record_id=record_id,
         description=str(source.get("description", "")), path=str(path) if path else None, digest=digest,
-        by_name=by_name,
+        kind=str(kind), blocking=blocking, by_name=by_name,
     )
+
+
+# --- linkage schemas ----------------------------------------------------------------------------------------------
+DEFAULT_BLOOM = {  # (bits, hash positions per q-gram) by field type; see matchkit.encode.fields
+    "name": (512, 16), "text": (512, 12), "date": (256, 8), "number": (256, 8), "id": (256, 8),
+}
+
+
+def _link_column_options(entry: dict[str, Any], col_type: str, where: str, problems: list[str]) -> dict[str, Any]:
+    if col_type == "record_id":
+        extra = set(entry) & {"encodings", "bloom_bits", "bloom_k", "salt", "on_invalid"}
+        if extra:
+            problems.append(f"{where}: a record_id column is kept in clear and takes no {sorted(extra)}")
+        return {}
+    if col_type not in LINK_FIELD_TYPES:
+        return {}
+    encodings = entry.get("encodings", ["exact", "bloom"])
+    if (not isinstance(encodings, list) or not encodings or any(e not in FIELD_ENCODINGS for e in encodings)
+            or len(set(encodings)) != len(encodings)):
+        problems.append(f"{where}.encodings: a non-empty list of distinct {sorted(FIELD_ENCODINGS)}")
+        encodings = ["exact"]
+    default_bits, default_k = DEFAULT_BLOOM[col_type]
+    bits = entry.get("bloom_bits", default_bits)
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits < 64 or bits > 4096 or bits & (bits - 1):
+        problems.append(f"{where}.bloom_bits: a power of two from 64 to 4096")
+        bits = default_bits
+    k = entry.get("bloom_k", default_k)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 64:
+        problems.append(f"{where}.bloom_k: an integer from 1 to 64")
+        k = default_k
+    salt = entry.get("salt")
+    if salt is not None and (not isinstance(salt, str) or not salt):
+        problems.append(f"{where}.salt: the name of another field, optionally ':year' (e.g. 'date_of_birth:year')")
+        salt = None
+    on_invalid = entry.get("on_invalid", "reject")
+    if on_invalid not in ON_INVALID:
+        problems.append(f"{where}.on_invalid: one of {sorted(ON_INVALID)}")
+        on_invalid = "reject"
+    return {"encodings": tuple(encodings), "bloom_bits": int(bits), "bloom_k": int(k), "salt": salt,
+            "on_invalid": str(on_invalid)}
+
+
+def _check_salts(columns: list[Column], problems: list[str]) -> None:
+    fields = {c.name: c for c in columns if c.type in LINK_FIELD_TYPES}
+    for column in fields.values():
+        if column.salt is None:
+            continue
+        salt_field, _, transform = column.salt.partition(":")
+        other = fields.get(salt_field)
+        if other is None or salt_field == column.name:
+            problems.append(f"columns.{column.name}.salt: must name another field, got {salt_field!r}")
+        elif other.salt is not None:
+            problems.append(f"columns.{column.name}.salt: field {salt_field!r} is itself salted")
+        elif transform not in ("", "year"):
+            problems.append(f"columns.{column.name}.salt: the only salt transform is ':year'")
+        elif transform == "year" and other.type != "date":
+            problems.append(f"columns.{column.name}.salt: ':year' needs a date field, {salt_field!r} is not")
+        if "bloom" not in column.encodings:
+            problems.append(f"columns.{column.name}.salt: only a Bloom-filter encoding takes a salt")
+
+
+def _parse_blocking(raw: Any, by_name: dict[str, Column], problems: list[str]) -> tuple[BlockingKey, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append("blocking: a linkage schema needs at least one [[blocking]] pass "
+                        "(comparing every pair of two large files is never done)")
+        return ()
+    passes: list[BlockingKey] = []
+    for index, entry in enumerate(raw):
+        where = f"blocking[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        unknown = set(entry) - {"name", "keys"}
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.isidentifier():
+            problems.append(f"{where}.name: required, letters/digits/underscore")
+            name = f"pass{index}"
+        keys = entry.get("keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            problems.append(f"{where}.keys: a non-empty list like [\"surname:soundex\", \"date_of_birth:year\"]")
+            continue
+        parts: list[tuple[str, str]] = []
+        for key in keys:
+            field_name, _, transform = key.partition(":")
+            transform = transform or "exact"
+            column = by_name.get(field_name)
+            base, _, argument = transform.partition(":")
+            if column is None or column.type not in LINK_FIELD_TYPES:
+                problems.append(f"{where}.keys: {key!r} does not name a field")
+            elif base not in BLOCKING_TRANSFORMS:
+                problems.append(f"{where}.keys: {key!r}: unknown transform {base!r}; one of "
+                                f"{sorted(BLOCKING_TRANSFORMS)}")
+            elif base in ("first", "last") and not (argument.isdigit() and 1 <= int(argument) <= 32):
+                problems.append(f"{where}.keys: {key!r}: '{base}' needs a length, e.g. '{field_name}:{base}:3'")
+            elif base in ("year", "year_month") and column.type != "date":
+                problems.append(f"{where}.keys: {key!r}: '{base}' needs a date field")
+            elif base in ("soundex", "nysiis", "metaphone") and column.type not in ("name", "text"):
+                problems.append(f"{where}.keys: {key!r}: '{base}' needs a name or text field")
+            else:
+                parts.append((field_name, transform))
+        if len(parts) == len(keys):
+            passes.append(BlockingKey(name=name, parts=tuple(parts)))
+    if len({p.name for p in passes}) != len(passes):
+        problems.append("blocking: pass names must be unique")
+    return tuple(passes)

@@ -36,6 +36,8 @@ def token_frames(draw: st.DrawFn, max_rows: int = 8) -> pd.DataFrame:
                 dtype=object,
             ),
             "scalar": pd.Series([draw(scalar_token) for _ in range(rows)], dtype=object),
+            "bits": pd.Series([draw(st.one_of(st.none(), st.binary(min_size=16, max_size=16)))
+                               for _ in range(rows)], dtype=object),
         }
     )
 
@@ -163,6 +165,8 @@ COMPARATOR_INPUT = {  # which column of token_frames each comparator reads
     "id_near": "near",
     "name_fuzzy": "lists",
     "name_fz": "lists",
+    "dice": "bits",
+    "bloom": "bits",
 }
 
 
@@ -194,7 +198,7 @@ def test_comparator_contract(alias: str, left: pd.DataFrame, right: pd.DataFrame
 
 @pytest.mark.parametrize("alias", sorted(COMPARATORS))
 def test_comparator_on_no_pairs(alias: str) -> None:
-    data = pd.DataFrame({"lists": [[1]], "near": [[1, 2, 3, 4]], "scalar": [b"a" * 16]})
+    data = pd.DataFrame({"lists": [[1]], "near": [[1, 2, 3, 4]], "scalar": [b"a" * 16], "bits": [b"b" * 16]})
     column = prepare_column(data[COMPARATOR_INPUT[alias]])
     empty = np.zeros(0, dtype=np.int64)
     assert COMPARATORS[alias](column, column, empty, empty).shape == (0,)

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_hashed} hashed + {result.rows_rejected} rejected")
     print(f"wrote {result.output} (source {result.manifest['source']}, encoding {result.manifest['encoding_version']}"
           f", key {result.manifest['key_id']})")
+    for field, count in result.manifest.get("kept_invalid", {}).items():
+        if count:
+            print(f"{field}: {count} values not valid for their type were encoded as written (on_invalid = keep)")
     if signing_key:
         print(f"signed by {signing_key.public.describe()}")
     if result.rejects:

@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 import pyarrow as pa
 
+from matchkit.encode.link_table import LinkTableEncoder
 from matchkit.encode.table import TableEncoder
 from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
@@ -26,9 +27,16 @@ from matchkit.keys import SharedKey
 from matchkit.schema import Schema
 
 Faults = list[tuple[int, str, str]]
-EncodedChunk = tuple[int, tuple[pa.Table, Faults]]
+Notes = dict[str, int]
+EncodedChunk = tuple[int, tuple[pa.Table, Faults, Notes]]
 Unit: TypeAlias = Chunk | CsvBlock
-_worker: tuple[TableEncoder, CsvLayout | None] | None = None
+AnyTableEncoder: TypeAlias = TableEncoder | LinkTableEncoder
+_worker: tuple[AnyTableEncoder, CsvLayout | None] | None = None
+
+
+def make_table_encoder(schema: Schema, encoder: Encoder) -> AnyTableEncoder:
+    """The chunk encoder a schema needs: a source schema's, or a linkage schema's."""
+    return LinkTableEncoder(schema, encoder) if schema.kind == "link" else TableEncoder(schema, encoder)
 
 
 def default_workers() -> int:
@@ -43,7 +51,7 @@ def default_workers() -> int:
 def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str,
                  layout: CsvLayout | None) -> None:
     global _worker
-    _worker = (TableEncoder(schema, Encoder(key, purpose, encoding_version)), layout)
+    _worker = (make_table_encoder(schema, Encoder(key, purpose, encoding_version)), layout)
 
 
 def _encode_in_worker(unit: Unit) -> EncodedChunk:
@@ -51,19 +59,20 @@ def _encode_in_worker(unit: Unit) -> EncodedChunk:
     return _encode_unit(_worker[0], _worker[1], unit)
 
 
-def _encode_unit(table_encoder: TableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
+def _encode_unit(table_encoder: AnyTableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
     if isinstance(unit, CsvBlock):
         assert layout is not None
         chunk = parse_csv_block(layout, unit)
     else:
         chunk = unit
     table, faults = table_encoder.encode(chunk)
-    return len(chunk) + len(chunk.rejects), (table, chunk.rejects + faults)
+    notes = table_encoder.take_notes() if isinstance(table_encoder, LinkTableEncoder) else {}
+    return len(chunk) + len(chunk.rejects), (table, chunk.rejects + faults, notes)
 
 
-def encode_chunks(reader: RawReader, table_encoder: TableEncoder, key: SharedKey, purpose: str,
+def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: SharedKey, purpose: str,
                   workers: int | None = None) -> Iterator[EncodedChunk]:
-    """Yield ``(rows read, (hashed table, faults))`` per unit of input, in input order."""
+    """Yield ``(rows read, (hashed table, faults, notes))`` per unit of input, in input order."""
     workers = default_workers() if workers is None else workers
     layout: CsvLayout | None = None
     units: Iterator[Unit]

@@ -46,7 +46,8 @@ class Encoder:
         self.encoding_version = encoding_version
         self.key_id = key.key_id
         self.key_fingerprint = key.fingerprint
-        derive = lambda kind: key.derive(purpose, kind, encoding_version)
+        self._key = key
+        derive = self.subkey
         self._k_person_id = derive("person_id")
         self._k_birth_date = derive("birth_date")
         self._k_name_variant = derive("name_variant")
@@ -55,6 +56,10 @@ class Encoder:
         self._name_cipher = Cipher(algorithms.AES(derive("name_salted")), modes.ECB())
         self._variant_cache: dict[str, bytes] = {}
         self._dob_cache: dict[int, bytes] = {}
+
+    def subkey(self, kind: str) -> bytes:
+        """The 256-bit sub-key of one kind of value under this encoder's purpose and encoding version."""
+        return self._key.derive(self.purpose, kind, self.encoding_version)
 
     # --- exact tokens -------------------------------------------------------------------------------------------
     def id_token(self, canonical: str) -> bytes:

@@ -174,6 +174,41 @@ def name_fuzzy(left: TokenColumn, right: TokenColumn, lpos: np.ndarray, rpos: np
     return result
 
 
+def popcounts(column: ScalarTokens) -> np.ndarray:
+    """Set bits per row of a bit-array column (memoised on the column: blocking and EM reuse it)."""
+    cached = getattr(column, "_popcounts", None)
+    if cached is None:
+        # unsigned view: numpy counts the bits of a signed integer's absolute value
+        cached = np.bitwise_count(column.words.view(np.uint64)).sum(axis=1, dtype=np.int64)
+        object.__setattr__(column, "_popcounts", cached)
+    return cached
+
+
+def dice(left: TokenColumn, right: TokenColumn, lpos: np.ndarray, rpos: np.ndarray) -> np.ndarray:
+    """Dice coefficient of two Bloom filters, ``2 |a & b| / (|a| + |b|)``, by popcount over 64-bit words.
+
+    Vectorised a chunk of pairs at a time: gather both sides' words, AND, ``np.bitwise_count``, sum per row.
+    NaN where either side has no filter (a null cell); two present but empty filters are equal (1).
+    """
+    if not isinstance(left, ScalarTokens) or not isinstance(right, ScalarTokens):
+        raise TypeError("dice compares bit-array (binary) columns")
+    if not left.valid.any() or not right.valid.any():
+        return np.full(len(lpos), np.nan)  # a side with no filters at all (its width is not even known)
+    if left.words.shape[1] != right.words.shape[1]:
+        raise ValueError("dice needs Bloom filters of the same size on both sides")
+    left_pop, right_pop = popcounts(left), popcounts(right)
+    result = np.empty(len(lpos), dtype=np.float64)
+    for begin in _chunks(len(lpos)):
+        part = slice(begin, begin + CHUNK_PAIRS)
+        lp, rp = lpos[part], rpos[part]
+        common = np.bitwise_count((left.words[lp] & right.words[rp]).view(np.uint64)).sum(axis=1, dtype=np.int64)
+        total = left_pop[lp] + right_pop[rp]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result[part] = np.where(total > 0, 2.0 * common / np.maximum(total, 1), 1.0)  # two empty sets: equal
+    result[~_both_valid(left, right, lpos, rpos)] = np.nan
+    return result
+
+
 # One registry of comparator aliases.
 COMPARATORS: dict[str, Comparator] = {
     "exact": exact_token,
@@ -184,6 +219,8 @@ COMPARATORS: dict[str, Comparator] = {
     "id_near": near_windows,
     "name_fuzzy": name_fuzzy,
     "name_fz": name_fuzzy,
+    "dice": dice,
+    "bloom": dice,
 }
 
 

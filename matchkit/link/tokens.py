@@ -154,7 +154,16 @@ def prepare_column(series: pd.Series) -> TokenColumn:
     if series.dtype.kind in "iu":
         values = series.to_numpy(dtype=np.int64)
         return ScalarTokens(values.reshape(-1, 1), np.ones(len(values), dtype=bool))
-    array = _to_arrow(series)
+    try:
+        return arrow_tokens(_to_arrow(series))
+    except TypeError as exc:
+        raise TypeError(f"column {series.name!r}: {exc}") from None
+
+
+def arrow_tokens(array: pa.Array | pa.ChunkedArray) -> TokenColumn:
+    """Convert one Arrow token column (binary, int64 or list of int64; nulls allowed) to its flat form."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
     kind = array.type
     if pa.types.is_null(kind):
         return ScalarTokens(np.zeros((len(array), 1), dtype=np.int64), np.zeros(len(array), dtype=bool))
@@ -173,7 +182,7 @@ def prepare_column(series: pd.Series) -> TokenColumn:
         valid = array.is_valid().to_numpy(zero_copy_only=False)
         values = pc.fill_null(array, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
         return ScalarTokens(np.asarray(values, dtype=np.int64).reshape(-1, 1), np.asarray(valid, dtype=bool))
-    raise TypeError(f"column {series.name!r}: unsupported token type {kind}")
+    raise TypeError(f"unsupported token type {kind}")
 
 
 @dataclass
@@ -182,6 +191,11 @@ class TokenFrame:
 
     frame: pd.DataFrame
     _columns: dict[str, TokenColumn] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_columns(cls, length: int, columns: dict[str, TokenColumn]) -> TokenFrame:
+        """A frame of already prepared token columns (no pandas columns behind them)."""
+        return cls(pd.DataFrame(index=pd.RangeIndex(length)), dict(columns))
 
     @classmethod
     def of(cls, data: pd.DataFrame | TokenFrame) -> TokenFrame:

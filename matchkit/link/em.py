@@ -1,0 +1,123 @@
+"""Unsupervised Fellegi–Sunter parameters: u from random pairs, m and the match prior by EM.
+
+The classic recipe (Winkler; what Splink calls "u from random sampling, m by expectation–maximisation"):
+
+- **u** = P(level | non-match). Almost every pair of two random records is a non-match, so the level frequencies
+  over a uniform sample of all left x right pairs estimate u directly and stably. u stays fixed during EM, which
+  keeps EM from drifting into a "match" class that is merely a common pattern.
+- **m** = P(level | match) and **lambda** = P(match) among the *candidate pairs* (blocking concentrates the
+  matches there) are estimated by EM under conditional independence of the fields:
+
+  E-step  w_p = lambda prod_f m_f(l_pf) / (lambda prod_f m_f(l_pf) + (1 - lambda) prod_f u_f(l_pf))
+  M-step  m_f(l) = sum_p w_p [l_pf = l] / sum_p w_p [l_pf >= 0],  lambda = mean_p w_p
+
+  A missing field (level -1) contributes 1 to both products. EM runs on the distinct level patterns with their
+  counts, so an iteration costs O(patterns), not O(pairs).
+
+The result is *usable* only if it separates: :func:`estimate` reports ``converged`` and ``separating`` (for at
+least one field the top level's m/u ratio is > 1 and m rises with agreement), and the caller falls back to a plain
+similarity threshold when either is false.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FLOOR = 1e-6  # no probability is ever exactly 0 or 1: a single unseen level must not veto or force a link
+
+
+@dataclass(frozen=True)
+class EmResult:
+    m: tuple[tuple[float, ...], ...]  # per field, per level
+    u: tuple[tuple[float, ...], ...]
+    prior: float  # P(match) among candidate pairs
+    iterations: int
+    converged: bool
+    separating: bool
+
+
+def level_frequencies(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[tuple[float, ...], ...]:
+    """Per field, the share of each level among the pairs where the field has one (floored, renormalised)."""
+    out = []
+    for field, count in enumerate(n_levels):
+        column = levels[:, field]
+        present = column[column >= 0]
+        frequencies = np.bincount(present, minlength=count)[:count].astype(np.float64)
+        frequencies = np.maximum(frequencies / max(len(present), 1), FLOOR)
+        out.append(tuple((frequencies / frequencies.sum()).tolist()))
+    return tuple(out)
+
+
+def _initial_m(count: int) -> np.ndarray:
+    """A starting m that rises with agreement (most matches agree fully)."""
+    m = np.full(count, 0.1 / max(count - 1, 1))
+    m[-1] = 0.9
+    return m
+
+
+def estimate(
+    levels: np.ndarray,
+    n_levels: Sequence[int],
+    u: Sequence[Sequence[float]],
+    *,
+    prior: float = 0.01,
+    max_iterations: int = 200,
+    tolerance: float = 1e-7,
+) -> EmResult:
+    """EM for m and lambda over candidate pairs' ``levels`` (pairs x fields, -1 = missing), with ``u`` fixed."""
+    if levels.ndim != 2 or levels.shape[1] != len(n_levels):
+        raise ValueError("levels must be pairs x fields")
+    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    counts = counts.astype(np.float64)
+    u_arrays = [np.maximum(np.asarray(u_f, dtype=np.float64), FLOOR) for u_f in u]
+    m_arrays = [_initial_m(count) for count in n_levels]
+    log_u = np.zeros(len(patterns))
+    for field, u_f in enumerate(u_arrays):
+        column = patterns[:, field]
+        log_u += np.where(column >= 0, np.log(u_f[np.maximum(column, 0)]), 0.0)
+    lam = min(max(prior, FLOOR), 1 - FLOOR)
+    converged = False
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        log_m = np.zeros(len(patterns))
+        for field, m_f in enumerate(m_arrays):
+            column = patterns[:, field]
+            log_m += np.where(column >= 0, np.log(m_f[np.maximum(column, 0)]), 0.0)
+        log_odds = np.log(lam) - np.log1p(-lam) + log_m - log_u
+        weight = 0.5 * (1.0 + np.tanh(0.5 * log_odds))  # P(match | pattern)
+        matched = weight * counts
+        new_m = []
+        for field, count in enumerate(n_levels):
+            column = patterns[:, field]
+            present = column >= 0
+            totals = np.bincount(column[present], weights=matched[present], minlength=count)[:count]
+            m_f = np.maximum(totals / max(totals.sum(), FLOOR), FLOOR)
+            new_m.append(m_f / m_f.sum())
+        new_lam = float(min(max(matched.sum() / counts.sum(), FLOOR), 1 - FLOOR))
+        change = max(abs(new_lam - lam), *(float(np.abs(a - b).max()) for a, b in zip(new_m, m_arrays)))
+        m_arrays, lam = new_m, new_lam
+        if change < tolerance:
+            converged = True
+            break
+    separating = any(m_f[-1] > 10 * u_f[-1] and m_f[-1] > m_f[0] for m_f, u_f in zip(m_arrays, u_arrays))
+    return EmResult(
+        m=tuple(tuple(m_f.tolist()) for m_f in m_arrays),
+        u=tuple(tuple(u_f.tolist()) for u_f in u_arrays),
+        prior=lam,
+        iterations=iteration,
+        converged=converged,
+        separating=bool(separating),
+    )
+
+
+def match_weights(levels: np.ndarray, result: EmResult) -> np.ndarray:
+    """logit(lambda) + sum over fields of ln(m/u) at each pair's level (0 for a missing field)."""
+    total = np.full(len(levels), np.log(result.prior) - np.log1p(-result.prior))
+    for field, (m_f, u_f) in enumerate(zip(result.m, result.u)):
+        weights = np.append(np.log(m_f) - np.log(u_f), 0.0)
+        column = levels[:, field]
+        total += weights[np.where(column < 0, len(weights) - 1, column)]
+    return total

@@ -1,0 +1,304 @@
+"""The generic linkage job behind ``matchkit link``: two hashed linkage files in, scored record pairs out.
+
+Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback uses too:
+
+1. **Refuse** what cannot be linked, by file name: a file that is not a linkage file, files hashed under
+   different keys, purposes or encoding versions, a field encoded differently on the two sides, no blocking pass
+   in common, a file not signed by a trusted agency when trust is configured.
+2. **Block** (:func:`matchkit.link.blocking.block`) on every common ``[[blocking]]`` pass's keyed token and take
+   the union; the candidate count per pass is reported.
+3. **Compare** every candidate pair field by field: exact tokens, and Dice similarity of the Bloom filters
+   (:func:`matchkit.link.compare.dice`, numpy popcount); each field's similarity becomes an agreement *level*.
+4. **Score** with a Fellegi–Sunter model (:mod:`matchkit.link.scoring`) whose u comes from random pairs and whose
+   m and prior come from EM over the candidates (:mod:`matchkit.link.em`); the score is the posterior match
+   probability. When EM does not converge or does not separate, the plain fallback scores a pair by its mean
+   field similarity instead, and says so.
+5. **Select** pairs scoring at least the threshold, and, with ``one_to_one``, a greedy 1:1 assignment by score
+   (:func:`matchkit.link.select.one_to_one`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
+from matchkit.io.atomic import check_output_path, partial_file
+from matchkit.io.hashed import HashedFile, check_compatible, open_hashed
+from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, BlockingPass, block
+from matchkit.link.compare import dice, exact_token
+from matchkit.link.em import EmResult, estimate, level_frequencies
+from matchkit.link.scoring import FieldModel, LinkageModel, match_weights, probability
+from matchkit.link.select import one_to_one as greedy_one_to_one
+from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_tokens
+
+# Dice cut-points of the agreement levels of a Bloom-filter field (levels 0..3), and exact agreement on top.
+DICE_CUTS = (0.6, 0.75, 0.9)
+EM_THRESHOLD = 0.5  # posterior P(match) at which a pair is a link when no threshold is given
+FALLBACK_THRESHOLD = 0.85  # mean field similarity, when the plain fallback scores
+RANDOM_PAIRS = 1_000_000
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """How one field common to both files is compared."""
+
+    name: str
+    exact: str | None  # token column
+    bloom: str | None  # Bloom-filter column
+
+    @property
+    def n_levels(self) -> int:
+        if self.bloom is None:
+            return 2  # disagree, agree
+        return len(DICE_CUTS) + 2  # dice bands 0..3, then exact agreement (or Dice >= 0.999 without a token)
+
+
+@dataclass
+class LinkResult:
+    pairs: pd.DataFrame  # left_id, right_id, score
+    output: Path | None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _is_link_file(hashed: HashedFile) -> None:
+    if hashed.manifest.get("kind") != "link":
+        raise ManifestError(
+            f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit link' takes files hashed with a "
+            "linkage schema (kind = \"link\", e.g. configs/schemas/febrl.toml)", path=hashed.path)
+
+
+def plan_fields(left: HashedFile, right: HashedFile) -> list[FieldPlan]:
+    """Fields present in both files, refusing any field whose encodings differ between them."""
+    left_fields: dict[str, Any] = left.manifest.get("fields") or {}
+    right_fields: dict[str, Any] = right.manifest.get("fields") or {}
+    plans = []
+    for name, spec in left_fields.items():
+        other = right_fields.get(name)
+        if other is None:
+            continue
+        if other != spec:
+            raise IncompatibleFilesError(
+                f"field {name!r} is encoded differently in {left.path.name} ({_describe(spec)}) and "
+                f"{right.path.name} ({_describe(other)}); hash both sides with the same schema")
+        encodings = spec.get("encodings", [])
+        plans.append(FieldPlan(name, f"{name}_tok" if "exact" in encodings else None,
+                               f"{name}_bf" if "bloom" in encodings else None))
+    if not plans:
+        raise IncompatibleFilesError(f"{left.path.name} and {right.path.name} have no field in common")
+    return plans
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if v is not None)
+
+
+def plan_passes(left: HashedFile, right: HashedFile) -> list[BlockingPass]:
+    left_passes: dict[str, str] = left.manifest.get("blocking") or {}
+    right_passes: dict[str, str] = right.manifest.get("blocking") or {}
+    common = [name for name, described in left_passes.items() if right_passes.get(name) == described]
+    if not common:
+        raise IncompatibleFilesError(
+            f"{left.path.name} and {right.path.name} have no blocking pass in common; both sides must be hashed "
+            "with the same schema (blocking is mandatory: every pair of two large files is never compared)")
+    return [BlockingPass(name, f"_blk_{name}") for name in common]
+
+
+def _load(hashed: HashedFile, plans: list[FieldPlan], passes: list[BlockingPass]) -> tuple[TokenFrame, np.ndarray]:
+    columns = [p.column for p in passes] + [c for plan in plans for c in (plan.exact, plan.bloom) if c]
+    record_id = hashed.manifest.get("record_id")
+    id_column = record_id or "_line"
+    table = hashed.read([id_column, *columns])
+    prepared: dict[str, TokenColumn] = {name: arrow_tokens(table.column(name)) for name in columns}
+    ids = table.column(id_column)
+    ids_array = ids.to_numpy() if pa.types.is_integer(ids.type) else np.asarray(ids.to_pylist(), dtype=object)
+    return TokenFrame.from_columns(table.num_rows, prepared), ids_array
+
+
+def field_levels(plan: FieldPlan, left: TokenFrame, right: TokenFrame, lpos: np.ndarray,
+                 rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(level, similarity) per pair for one field; level -1 and similarity NaN where a side has no value."""
+    exact = (exact_token(left.column(plan.exact), right.column(plan.exact), lpos, rpos)
+             if plan.exact else None)
+    if plan.bloom is None:
+        assert exact is not None
+        level = np.where(np.isnan(exact), -1, exact).astype(np.int64)
+        return level, exact
+    similarity = dice(left.column(plan.bloom), right.column(plan.bloom), lpos, rpos)
+    level = np.searchsorted(np.asarray(DICE_CUTS), similarity, side="right").astype(np.int64)
+    if exact is not None:
+        agree = exact == 1
+        level[agree] = len(DICE_CUTS) + 1
+        similarity = np.where(agree, 1.0, similarity)
+    else:
+        level[similarity >= 0.999] = len(DICE_CUTS) + 1
+    level[np.isnan(similarity)] = -1
+    return level, similarity
+
+
+def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, lpos: np.ndarray,
+                     rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(levels, similarities), each pairs x fields."""
+    levels = np.empty((len(lpos), len(plans)), dtype=np.int64)
+    similarities = np.empty((len(lpos), len(plans)), dtype=np.float64)
+    for index, plan in enumerate(plans):
+        levels[:, index], similarities[:, index] = field_levels(plan, left, right, lpos, rpos)
+    return levels, similarities
+
+
+def _model(plans: list[FieldPlan], fitted: EmResult) -> LinkageModel:
+    def reader(name: str) -> Callable[[pd.DataFrame], np.ndarray]:
+        return lambda frame: frame[name].to_numpy()
+
+    fields = [FieldModel(name=plan.name, levels=tuple(str(level) for level in range(len(m))), m=m, u=u,
+                         level_of=reader(plan.name)) for plan, m, u in zip(plans, fitted.m, fitted.u)]
+    return LinkageModel(tuple(fields), prior=fitted.prior)
+
+
+def link_files(
+    left_path: str | Path,
+    right_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    threshold: float | None = None,
+    one_to_one: bool = False,
+    method: str = "auto",
+    candidates_path: str | Path | None = None,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    random_pairs: int = RANDOM_PAIRS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> LinkResult:
+    """Link two hashed linkage files; write ``left_id,right_id,score`` to ``output`` (CSV) if given.
+
+    ``method``: ``"auto"`` (EM, falling back to the plain threshold when EM cannot be trusted), ``"em"`` (EM or
+    an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
+    EM and 0.85 (mean similarity) for the fallback.
+    """
+    say = progress or (lambda message: None)
+    if method not in ("auto", "em", "threshold"):
+        raise MatchkitError(f"unknown method {method!r}: auto, em or threshold")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise MatchkitError(f"threshold must be in [0, 1], got {threshold}")
+    for target, label in ((output, "pairs output"), (candidates_path, "candidates output")):
+        if target is not None:
+            check_output_path(Path(target), label)
+    left_file, right_file = open_hashed(left_path), open_hashed(right_path)
+    _is_link_file(left_file)
+    _is_link_file(right_file)
+    check_compatible([left_file, right_file])
+    plans = plan_fields(left_file, right_file)
+    passes = plan_passes(left_file, right_file)
+    stats: dict[str, Any] = {"fields": [p.name for p in plans]}
+
+    started = time.perf_counter()
+    left, left_ids = _load(left_file, plans, passes)
+    right, right_ids = _load(right_file, plans, passes)
+    stats.update(left_records=len(left), right_records=len(right), load_seconds=time.perf_counter() - started)
+    say(f"loaded {len(left):,} x {len(right):,} records")
+
+    started = time.perf_counter()
+    candidates = block(left, right, passes, max_block_size=max_block_size)
+    stats.update(
+        candidates=candidates.total,
+        blocking_seconds=time.perf_counter() - started,
+        passes={name: {"candidates": s.candidates, "skipped_keys": s.skipped_keys, "skipped_pairs": s.skipped_pairs}
+                for name, s in candidates.passes.items()},
+        reduction_ratio=1.0 - candidates.total / max(len(left) * len(right), 1),
+    )
+    say(f"{candidates.total:,} candidate pairs from {len(passes)} blocking passes")
+
+    started = time.perf_counter()
+    levels, similarities = comparison_table(plans, left, right, candidates.left, candidates.right)
+    seconds = time.perf_counter() - started
+    stats.update(compare_seconds=seconds,
+                 comparisons_per_second=candidates.total * len(plans) / seconds if seconds > 0 else None)
+
+    started = time.perf_counter()
+    scores, used = _score(plans, left, right, levels, similarities, method, random_pairs, seed, stats)
+    stats.update(method=used, score_seconds=time.perf_counter() - started)
+    if threshold is None:
+        threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
+    stats["threshold"] = threshold
+
+    keep = scores >= threshold
+    pairs = pd.DataFrame({"left": candidates.left[keep], "right": candidates.right[keep], "score": scores[keep]})
+    if one_to_one:
+        pairs = greedy_one_to_one(pairs)
+    pairs = pairs.sort_values(["left", "score", "right"], ascending=[True, False, True], kind="mergesort")
+    stats["links"] = len(pairs)
+    stats["links_found_by_pass"] = _links_by_pass(left, right, passes, pairs)
+    result = pd.DataFrame({
+        "left_id": left_ids[pairs["left"].to_numpy()],
+        "right_id": right_ids[pairs["right"].to_numpy()],
+        "score": pairs["score"].to_numpy(),
+    })
+    if candidates_path is not None:
+        _write_csv(pd.DataFrame({"left_id": left_ids[candidates.left], "right_id": right_ids[candidates.right],
+                                 "score": scores}), Path(candidates_path), "candidates output")
+    out = Path(output) if output is not None else None
+    if out is not None:
+        _write_csv(result, out, "pairs output")
+    return LinkResult(result, out, stats)
+
+
+def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,
+           similarities: np.ndarray, method: str, random_pairs: int, seed: int,
+           stats: dict[str, Any]) -> tuple[np.ndarray, str]:
+    if method != "threshold" and len(levels):
+        rng = np.random.default_rng(seed)
+        sample = min(random_pairs, len(left) * len(right))
+        random_left = rng.integers(0, len(left), sample)
+        random_right = rng.integers(0, len(right), sample)
+        random_levels, _ = comparison_table(plans, left, right, random_left, random_right)
+        n_levels = [plan.n_levels for plan in plans]
+        u = level_frequencies(random_levels, n_levels)
+        expected = min(len(left), len(right)) / max(len(levels), 1)
+        fitted = estimate(levels, n_levels, u, prior=min(max(expected, 1e-4), 0.5))
+        stats["em"] = {"iterations": fitted.iterations, "converged": fitted.converged,
+                       "separating": fitted.separating, "prior": fitted.prior,
+                       "m": {p.name: list(m) for p, m in zip(plans, fitted.m)},
+                       "u": {p.name: list(u_f) for p, u_f in zip(plans, fitted.u)}}
+        if fitted.converged and fitted.separating:
+            model = _model(plans, fitted)
+            frame = pd.DataFrame({plan.name: levels[:, i] for i, plan in enumerate(plans)})
+            return probability(match_weights(frame, model)), "em"
+        if method == "em":
+            raise MatchkitError("the Fellegi-Sunter model could not be estimated from these files (EM did not "
+                                "converge or does not separate matches); use --method threshold")
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(similarities, axis=1) if similarities.size else np.zeros(len(levels))
+    return np.nan_to_num(mean, nan=0.0), "threshold"
+
+
+def _links_by_pass(left: TokenFrame, right: TokenFrame, passes: list[BlockingPass],
+                   pairs: pd.DataFrame) -> dict[str, int]:
+    """For each pass, how many of the final links share its key (how much each pass contributes)."""
+    lpos, rpos = pairs["left"].to_numpy(), pairs["right"].to_numpy()
+    out = {}
+    for blocking_pass in passes:
+        lcol, rcol = left.column(blocking_pass.column), right.column(blocking_pass.column)
+        assert isinstance(lcol, ScalarTokens) and isinstance(rcol, ScalarTokens)
+        same = lcol.valid[lpos] & rcol.valid[rpos] & (lcol.keys[lpos] == rcol.keys[rpos])
+        out[blocking_pass.name] = int(same.sum())
+    return out
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, label: str) -> None:
+    fd, temp = partial_file(path, label)
+    os.close(fd)
+    try:
+        frame.to_csv(temp, index=False, float_format="%.6f")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

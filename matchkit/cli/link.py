@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
               f"{stats['compare_seconds']:.2f} s ({rate / 1e6:.1f} M comparisons/s)")
     if stats["method"] == "em":
         em = stats["em"]
-        print(f"model: Fellegi-Sunter, EM converged in {em['iterations']} iterations, "
-              f"estimated match share among candidates {em['prior']:.4f}")
+        print(f"model: Fellegi-Sunter, m by EM over {len(em['sessions'])} blocking-pass sessions, u from random "
+              f"pairs; expected links {em['expected_links']:,.0f}")
     else:
         print("model: plain threshold on mean field similarity"
               + (" (EM could not be trusted on these files)" if "em" in stats else ""))

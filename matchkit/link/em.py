@@ -51,6 +51,18 @@ def level_frequencies(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[tupl
     return tuple(out)
 
 
+def distinct_patterns(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``levels`` and their counts; rows are packed into one int64 each when they fit (a
+    1-D sort is ~20x faster than numpy's row-wise ``unique``)."""
+    bases = np.asarray(n_levels, dtype=np.int64) + 1  # level -1 .. n-1 -> digit 0 .. n
+    if len(levels) == 0 or float(np.prod(bases.astype(np.float64))) >= 2.0**62:
+        return np.unique(levels, axis=0, return_counts=True)
+    place = np.concatenate([[1], np.cumprod(bases[:-1])]).astype(np.int64)
+    codes, counts = np.unique((levels + 1) @ place, return_counts=True)
+    patterns = (codes[:, None] // place[None, :]) % bases[None, :] - 1
+    return patterns.astype(np.int64), counts
+
+
 def _initial_m(count: int) -> np.ndarray:
     """A starting m that rises with agreement (most matches agree fully)."""
     m = np.full(count, 0.1 / max(count - 1, 1))
@@ -70,7 +82,7 @@ def estimate(
     """EM for m and lambda over candidate pairs' ``levels`` (pairs x fields, -1 = missing), with ``u`` fixed."""
     if levels.ndim != 2 or levels.shape[1] != len(n_levels):
         raise ValueError("levels must be pairs x fields")
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)
+    patterns, counts = distinct_patterns(levels, n_levels)
     counts = counts.astype(np.float64)
     u_arrays = [np.maximum(np.asarray(u_f, dtype=np.float64), FLOOR) for u_f in u]
     m_arrays = [_initial_m(count) for count in n_levels]
@@ -113,11 +125,3 @@ def estimate(
     )
 
 
-def match_weights(levels: np.ndarray, result: EmResult) -> np.ndarray:
-    """logit(lambda) + sum over fields of ln(m/u) at each pair's level (0 for a missing field)."""
-    total = np.full(len(levels), np.log(result.prior) - np.log1p(-result.prior))
-    for field, (m_f, u_f) in enumerate(zip(result.m, result.u)):
-        weights = np.append(np.log(m_f) - np.log(u_f), 0.0)
-        column = levels[:, field]
-        total += weights[np.where(column < 0, len(weights) - 1, column)]
-    return total

@@ -33,9 +33,10 @@ import pyarrow as pa
 from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
 from matchkit.io.hashed import HashedFile, check_compatible, open_hashed
-from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, BlockingPass, block
+from matchkit.link import blocking
+from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
-from matchkit.link.em import EmResult, estimate, level_frequencies
+from matchkit.link.em import FLOOR, estimate, level_frequencies
 from matchkit.link.scoring import FieldModel, LinkageModel, match_weights, probability
 from matchkit.link.select import one_to_one as greedy_one_to_one
 from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_tokens
@@ -44,7 +45,8 @@ from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_to
 DICE_CUTS = (0.6, 0.75, 0.9)
 EM_THRESHOLD = 0.5  # posterior P(match) at which a pair is a link when no threshold is given
 FALLBACK_THRESHOLD = 0.85  # mean field similarity, when the plain fallback scores
-RANDOM_PAIRS = 1_000_000
+RANDOM_PAIRS = 500_000
+MIN_SESSION_PAIRS = 50  # a blocking pass with fewer candidates is too small for its own EM session
 Progress = Callable[[str], None]
 
 
@@ -102,6 +104,13 @@ def _describe(spec: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if v is not None)
 
 
+@dataclass(frozen=True)
+class BlockingPass(blocking.BlockingPass):
+    """A blocking pass of a linkage file: the generic pass plus the fields its key is built from."""
+
+    fields: frozenset[str] = frozenset()
+
+
 def plan_passes(left: HashedFile, right: HashedFile) -> list[BlockingPass]:
     left_passes: dict[str, str] = left.manifest.get("blocking") or {}
     right_passes: dict[str, str] = right.manifest.get("blocking") or {}
@@ -110,7 +119,9 @@ def plan_passes(left: HashedFile, right: HashedFile) -> list[BlockingPass]:
         raise IncompatibleFilesError(
             f"{left.path.name} and {right.path.name} have no blocking pass in common; both sides must be hashed "
             "with the same schema (blocking is mandatory: every pair of two large files is never compared)")
-    return [BlockingPass(name, f"_blk_{name}") for name in common]
+    return [BlockingPass(name, f"_blk_{name}",
+                         fields=frozenset(part.split(":")[0] for part in left_passes[name].split(" + ")))
+            for name in common]
 
 
 def _load(hashed: HashedFile, plans: list[FieldPlan], passes: list[BlockingPass]) -> tuple[TokenFrame, np.ndarray]:
@@ -155,13 +166,14 @@ def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame
     return levels, similarities
 
 
-def _model(plans: list[FieldPlan], fitted: EmResult) -> LinkageModel:
+def _model(plans: list[FieldPlan], m: list[tuple[float, ...]], u: list[tuple[float, ...]], *,
+           prior: float) -> LinkageModel:
     def reader(name: str) -> Callable[[pd.DataFrame], np.ndarray]:
         return lambda frame: frame[name].to_numpy()
 
-    fields = [FieldModel(name=plan.name, levels=tuple(str(level) for level in range(len(m))), m=m, u=u,
-                         level_of=reader(plan.name)) for plan, m, u in zip(plans, fitted.m, fitted.u)]
-    return LinkageModel(tuple(fields), prior=fitted.prior)
+    fields = [FieldModel(name=plan.name, levels=tuple(str(level) for level in range(len(m_f))), m=m_f, u=u_f,
+                         level_of=reader(plan.name)) for plan, m_f, u_f in zip(plans, m, u)]
+    return LinkageModel(tuple(fields), prior=prior)
 
 
 def link_files(
@@ -224,7 +236,8 @@ def link_files(
                  comparisons_per_second=candidates.total * len(plans) / seconds if seconds > 0 else None)
 
     started = time.perf_counter()
-    scores, used = _score(plans, left, right, levels, similarities, method, random_pairs, seed, stats)
+    scores, used = _score(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
+                          stats)
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
@@ -251,25 +264,13 @@ def link_files(
     return LinkResult(result, out, stats)
 
 
-def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,
-           similarities: np.ndarray, method: str, random_pairs: int, seed: int,
-           stats: dict[str, Any]) -> tuple[np.ndarray, str]:
+def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
+           levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
+           random_pairs: int, seed: int, stats: dict[str, Any]) -> tuple[np.ndarray, str]:
     if method != "threshold" and len(levels):
-        rng = np.random.default_rng(seed)
-        sample = min(random_pairs, len(left) * len(right))
-        random_left = rng.integers(0, len(left), sample)
-        random_right = rng.integers(0, len(right), sample)
-        random_levels, _ = comparison_table(plans, left, right, random_left, random_right)
-        n_levels = [plan.n_levels for plan in plans]
-        u = level_frequencies(random_levels, n_levels)
-        expected = min(len(left), len(right)) / max(len(levels), 1)
-        fitted = estimate(levels, n_levels, u, prior=min(max(expected, 1e-4), 0.5))
-        stats["em"] = {"iterations": fitted.iterations, "converged": fitted.converged,
-                       "separating": fitted.separating, "prior": fitted.prior,
-                       "m": {p.name: list(m) for p, m in zip(plans, fitted.m)},
-                       "u": {p.name: list(u_f) for p, u_f in zip(plans, fitted.u)}}
-        if fitted.converged and fitted.separating:
-            model = _model(plans, fitted)
+        model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
+                               seed=seed, stats=stats)
+        if model is not None:
             frame = pd.DataFrame({plan.name: levels[:, i] for i, plan in enumerate(plans)})
             return probability(match_weights(frame, model)), "em"
         if method == "em":
@@ -280,17 +281,108 @@ def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: 
     return np.nan_to_num(mean, nan=0.0), "threshold"
 
 
+def u_probabilities(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, *, random_pairs: int,
+                    seed: int) -> list[tuple[float, ...]]:
+    """P(level | non-match) per field: level frequencies over uniformly random pairs, except exact agreement,
+    whose probability ``sum_v p_left(v) p_right(v)`` is computed exactly from the two files' token counts (a
+    sample would see too few exact agreements of a near-unique field to estimate it)."""
+    rng = np.random.default_rng(seed)
+    sample = min(random_pairs, len(left) * len(right))
+    random_levels, _ = comparison_table(plans, left, right, rng.integers(0, len(left), sample),
+                                        rng.integers(0, len(right), sample))
+    sampled = level_frequencies(random_levels, [plan.n_levels for plan in plans])
+    out = []
+    for index, plan in enumerate(plans):
+        u = np.asarray(sampled[index])
+        if plan.exact is not None:
+            agree = max(_exact_agreement(left.column(plan.exact), right.column(plan.exact)), FLOOR)
+            u = np.append(u[:-1] / max(u[:-1].sum(), FLOOR) * (1.0 - agree), agree)
+        out.append(tuple(u.tolist()))
+    return out
+
+
+def _exact_agreement(left: TokenColumn, right: TokenColumn) -> float:
+    assert isinstance(left, ScalarTokens) and isinstance(right, ScalarTokens)
+    left_keys, left_counts = np.unique(left.keys[left.valid], return_counts=True)
+    right_keys, right_counts = np.unique(right.keys[right.valid], return_counts=True)
+    if not len(left_keys) or not len(right_keys):
+        return 0.0
+    _, in_left, in_right = np.intersect1d(left_keys, right_keys, assume_unique=True, return_indices=True)
+    shared = float((left_counts[in_left].astype(np.float64) * right_counts[in_right]).sum())
+    return shared / (float(left_counts.sum()) * float(right_counts.sum()))
+
+
+def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
+                   levels: np.ndarray, passes: list[BlockingPass], *, random_pairs: int = RANDOM_PAIRS,
+                   seed: int = 0, stats: dict[str, Any] | None = None) -> LinkageModel | None:
+    """The Fellegi–Sunter model, estimated without labels; None when it cannot be trusted.
+
+    Blocked candidates are not a random sample: a non-matching pair found by the date-of-birth pass agrees on the
+    date of birth far more often than u says. So m is estimated the way Splink does it, one EM session per
+    blocking pass over that pass's candidates with the fields the pass blocks on left out of the session (their
+    levels set to missing); a field's m is the average over the sessions where it was free, weighted by the
+    matches each session found. u comes from random pairs (:func:`u_probabilities`). The prior of the final
+    model is P(match) for a random pair, solved by fixed-point iteration so that it equals the expected number
+    of links among the candidates divided by all pairs.
+    """
+    n_levels = [plan.n_levels for plan in plans]
+    u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed)
+    m_sum = [np.zeros(count) for count in n_levels]
+    m_weight = np.zeros(len(plans))
+    sessions: dict[str, Any] = {}
+    for blocking_pass in passes:
+        in_pass = shares_key(left, right, blocking_pass, candidates.left, candidates.right)
+        blocked = [i for i, plan in enumerate(plans) if plan.name in blocking_pass.fields]
+        if in_pass.sum() < MIN_SESSION_PAIRS or len(blocked) == len(plans):
+            continue
+        session_levels = levels[in_pass]
+        session_levels[:, blocked] = -1
+        fitted = estimate(session_levels, n_levels, u, prior=0.5)
+        sessions[blocking_pass.name] = {"pairs": int(in_pass.sum()), "iterations": fitted.iterations,
+                                        "converged": fitted.converged, "separating": fitted.separating,
+                                        "match_share": fitted.prior}
+        if not (fitted.converged and fitted.separating):
+            continue
+        matches = fitted.prior * float(in_pass.sum())
+        for index in range(len(plans)):
+            if index not in blocked:
+                m_sum[index] += matches * np.asarray(fitted.m[index])
+                m_weight[index] += matches
+    if stats is not None:
+        stats["em"] = {"sessions": sessions, "u": {p.name: list(u_f) for p, u_f in zip(plans, u)}}
+    if not (m_weight > 0).all():
+        return None  # some field was never estimated: no trustworthy model
+    m = [tuple((total / weight).tolist()) for total, weight in zip(m_sum, m_weight)]
+    model = _model(plans, m, u, prior=min(len(left), len(right)) / max(len(left) * len(right), 1))
+    frame = pd.DataFrame({plan.name: levels[:, i] for i, plan in enumerate(plans)})
+    bayes = match_weights(frame, model) - model.prior_weight
+    all_pairs = float(len(left)) * float(len(right))
+    prior = model.prior
+    for _ in range(50):  # prior = expected links / all pairs (a contraction: converges in a few steps)
+        logit = np.log(prior) - np.log1p(-prior)
+        updated = float(np.clip(probability(bayes + logit).sum() / all_pairs, FLOOR / all_pairs, 0.5))
+        if abs(updated - prior) <= 1e-9 * prior:
+            break
+        prior = updated
+    if stats is not None:
+        stats["em"].update(m={p.name: list(m_f) for p, m_f in zip(plans, m)}, prior=prior,
+                           expected_links=prior * all_pairs)
+    return _model(plans, m, u, prior=prior)
+
+
+def shares_key(left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass, lpos: np.ndarray,
+               rpos: np.ndarray) -> np.ndarray:
+    """Whether each pair shares ``blocking_pass``'s key (was found by that pass)."""
+    lcol, rcol = left.column(blocking_pass.column), right.column(blocking_pass.column)
+    assert isinstance(lcol, ScalarTokens) and isinstance(rcol, ScalarTokens)
+    return lcol.valid[lpos] & rcol.valid[rpos] & (lcol.keys[lpos] == rcol.keys[rpos])
+
+
 def _links_by_pass(left: TokenFrame, right: TokenFrame, passes: list[BlockingPass],
                    pairs: pd.DataFrame) -> dict[str, int]:
     """For each pass, how many of the final links share its key (how much each pass contributes)."""
     lpos, rpos = pairs["left"].to_numpy(), pairs["right"].to_numpy()
-    out = {}
-    for blocking_pass in passes:
-        lcol, rcol = left.column(blocking_pass.column), right.column(blocking_pass.column)
-        assert isinstance(lcol, ScalarTokens) and isinstance(rcol, ScalarTokens)
-        same = lcol.valid[lpos] & rcol.valid[rpos] & (lcol.keys[lpos] == rcol.keys[rpos])
-        out[blocking_pass.name] = int(same.sum())
-    return out
+    return {p.name: int(shares_key(left, right, p, lpos, rpos).sum()) for p in passes}
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, label: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from matchkit.normalize import dates, names
 from matchkit.normalize.values import clean_text
@@ -48,11 +49,25 @@ Normaliser = Callable[[Any], tuple[str | None, str | None]]
 
 # --- normalisers --------------------------------------------------------------------------------------------------
 def _has_cjk(text: str) -> bool:
+    if text.isascii():
+        return False
     return any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text)
+
+
+_ASCII_LETTERS = {ord(c): c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
+_ASCII_DIGITS = {ord(c): c for c in "0123456789"}
+_ASCII_APOSTROPHES = {ord("'"): None, ord("`"): None}
+_ASCII_TABLES = {
+    keep_digits: str.maketrans({**{code: " " for code in range(128)}, **_ASCII_LETTERS,
+                                **(_ASCII_DIGITS if keep_digits else {}), **_ASCII_APOSTROPHES})
+    for keep_digits in (False, True)
+}
 
 
 def _letters_and_spaces(text: str, *, keep_digits: bool) -> str:
     """Case-folded text with every character that is not a letter (or digit) turned into a space, collapsed."""
+    if text.isascii():  # the common case, one C-level translate (same result as the loop below)
+        return " ".join(text.translate(_ASCII_TABLES[keep_digits]).split())
     out = []
     for char in text.casefold():
         category = unicodedata.category(char)
@@ -160,23 +175,21 @@ def kept_invalid(raw: Any) -> str | None:
 
 # --- q-grams ------------------------------------------------------------------------------------------------------
 def qgrams(field_type: str, canonical: str) -> list[str]:
-    """The distinct q-grams a canonical value is encoded as, in first-seen order.
+    """The q-grams a canonical value is encoded as (the reference; :func:`gram_codes` is its vectorised form).
 
-    Names and text: padded bigrams (``_jo``-style padding with spaces) of the value; a Chinese name is encoded as
-    its toneless pinyin (so homophones and traditional forms come close) plus its characters. Dates, numbers and
-    IDs: positional unigrams (``3@0``) and bigrams, so ``1956`` and ``1965`` share their first half exactly.
+    Every value: the bigrams of the value padded with a space at each end. A name or text with Chinese characters
+    also gets each character as a unigram ``#c``, and a Chinese *name* takes its bigrams from its toneless pinyin
+    (so homophones and traditional forms come close). Dates, numbers and IDs also get positional unigrams ``c@i``,
+    so ``1956`` and ``1965`` share their first half exactly.
     """
-    grams: list[str]
-    if field_type in ("name", "text"):
-        if field_type == "name" and _has_cjk(canonical):
-            grams = _bigrams(" ".join(names.name_pinyin(canonical))) + [f"#{char}" for char in canonical]
-        elif _has_cjk(canonical):
-            grams = [f"#{char}" for char in canonical] + [canonical[i : i + 2] for i in range(len(canonical) - 1)]
-        else:
-            grams = _bigrams(canonical)
-    else:
-        grams = [f"{char}@{index}" for index, char in enumerate(canonical)] + _bigrams(canonical)
-    return list(dict.fromkeys(grams))
+    cjk = _has_cjk(canonical)
+    spelled = " ".join(names.name_pinyin(canonical)) if field_type == "name" and cjk else canonical
+    grams = _bigrams(spelled)
+    if field_type in ("name", "text") and cjk:
+        grams += [f"#{char}" for char in canonical]
+    if field_type not in ("name", "text"):
+        grams += [f"{char}@{index}" for index, char in enumerate(canonical)]
+    return grams
 
 
 def _bigrams(text: str) -> list[str]:
@@ -228,64 +241,141 @@ def exact_tokens(key: bytes, canonicals: Sequence[str | None]) -> list[bytes | N
 def blocking_tokens(key: bytes, pass_name: str, parts: Sequence[Sequence[str | None]]) -> np.ndarray:
     """Keyed 64-bit blocking key per record (``parts[j][i]``: part *j* of record *i*); 0 where a part is missing.
 
-    ``HMAC-SHA256(key, pass | 0x1f | part0 | 0x1f | part1 ...)``, first 8 bytes as a signed big-endian int64.
+    ``HMAC-SHA256(key, pass | 0x1f | part0 | 0x1f | part1 ...)``, first 8 bytes as a signed big-endian int64,
+    computed once per distinct combination of parts.
     """
     count = len(parts[0]) if parts else 0
-    messages = np.empty(count, dtype=object)
-    for index in range(count):
-        values = [column[index] for column in parts]
-        messages[index] = None if any(v is None for v in values) else "\x1f".join([pass_name, *values])  # type: ignore[list-item]
-    codes, uniques = pd.factorize(messages, use_na_sentinel=True)
-    lookup = np.zeros(len(uniques) + 1, dtype=np.int64)
-    for position, message in enumerate(uniques):
-        digest = hmac.digest(key, message.encode("utf-8"), "sha256")[:8]
-        lookup[position] = int.from_bytes(digest, "big", signed=True) or 1  # 0 is reserved for "no key"
-    return lookup[codes]
+    combined = np.zeros(count, dtype=np.int64)
+    missing = np.zeros(count, dtype=bool)
+    uniques_per_part = []
+    for part in parts:
+        codes, uniques = pd.factorize(np.asarray(part, dtype=object), use_na_sentinel=True)
+        missing |= codes < 0
+        combined = combined * (len(uniques) + 1) + codes + 1  # mixed radix: distinct combinations stay distinct
+        uniques_per_part.append((codes, uniques))
+    if count and len(parts) > 1 and np.prod([len(u) + 1.0 for _, u in uniques_per_part]) >= 2.0**62:
+        combined = pd.factorize(pd.MultiIndex.from_arrays([c for c, _ in uniques_per_part]))[0].astype(np.int64)
+    keyed = np.where(missing, -1, combined)
+    combination, first = np.unique(keyed, return_index=True)
+    present = ~missing[first]
+    rows = first[present]
+    columns = [uniques[codes[rows]].tolist() for codes, uniques in uniques_per_part]
+    digest = hmac.digest
+    tokens = [
+        int.from_bytes(digest(key, "\x1f".join((pass_name, *values)).encode("utf-8"), "sha256")[:8], "big",
+                       signed=True) or 1  # 0 is reserved for "no key"
+        for values in zip(*columns)
+    ]
+    lookup = np.zeros(len(combination), dtype=np.int64)
+    lookup[present] = tokens
+    return lookup[np.searchsorted(combination, np.where(missing, -1, combined))]
+
+
+GRAM_BIGRAM, GRAM_CHAR, GRAM_POSITION = 0, 1, 2  # kinds of q-gram, in bits 60.. of a q-gram code
+
+
+def gram_code(gram: str) -> int:
+    """The int64 code of one q-gram of :func:`qgrams`: a bigram ``ab`` is ``a << 21 | b`` (code points), a
+    character ``#c`` is ``1 << 60 | c``, a positional character ``c@i`` is ``2 << 60 | i << 21 | c``.
+    (Canonical values never contain ``#`` or ``@``: the normalisers keep letters, digits and spaces only.)"""
+    if gram.startswith("#") and len(gram) == 2:
+        return GRAM_CHAR << 60 | ord(gram[1])
+    if len(gram) == 2:
+        return ord(gram[0]) << 21 | ord(gram[1])
+    char, _, index = gram.partition("@")
+    return GRAM_POSITION << 60 | int(index) << 21 | ord(char)
+
+
+def gram_codes(field_type: str, canonicals: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`qgrams` as codes: ``(row, code)`` per q-gram occurrence of each value (a q-gram may
+    repeat within a value; it sets the same bits twice, which changes nothing)."""
+    count = len(canonicals)
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    cjk = np.fromiter((_has_cjk(v) for v in canonicals), dtype=bool, count=count)
+    spelled = list(canonicals)
+    if field_type == "name" and cjk.any():
+        for index in np.flatnonzero(cjk).tolist():
+            spelled[index] = " ".join(names.name_pinyin(canonicals[index]))
+    rows_out, codes_out = [], []
+    points, lengths = _code_points(spelled)  # padded bigrams of the (spelled) value
+    width = points.shape[1]
+    padded = np.zeros((count, width + 2), dtype=np.int64)
+    padded[:, 0] = 32
+    padded[:, 1 : width + 1] = points
+    padded[np.arange(count), lengths + 1] = 32
+    positions = np.arange(width + 1)
+    valid = positions[None, :] <= lengths[:, None]
+    rows, columns = np.nonzero(valid)
+    rows_out.append(rows)
+    codes_out.append(padded[rows, columns] << 21 | padded[rows, columns + 1])
+    if field_type in ("name", "text") and cjk.any():  # characters of values with Chinese characters
+        chosen = np.flatnonzero(cjk)
+        points, lengths = _code_points([canonicals[i] for i in chosen.tolist()])
+        rows, columns = np.nonzero(np.arange(points.shape[1])[None, :] < lengths[:, None])
+        rows_out.append(chosen[rows])
+        codes_out.append(GRAM_CHAR << 60 | points[rows, columns])
+    if field_type not in ("name", "text"):  # positional characters of dates, numbers and IDs
+        points, lengths = _code_points(list(canonicals))
+        rows, columns = np.nonzero(np.arange(points.shape[1])[None, :] < lengths[:, None])
+        rows_out.append(rows)
+        codes_out.append(GRAM_POSITION << 60 | columns.astype(np.int64) << 21 | points[rows, columns])
+    return np.concatenate(rows_out).astype(np.int64), np.concatenate(codes_out).astype(np.int64)
+
+
+def _code_points(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(count, width)`` int64 code points (0-padded) and the length of each value."""
+    lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
+    width = max(int(lengths.max(initial=0)), 1)
+    points = np.asarray(values, dtype=f"<U{width}").view(np.uint32).reshape(len(values), width)
+    return points.astype(np.int64), lengths
 
 
 class BloomEncoder:
     """Keyed field-level Bloom filters of one field: ``bits`` bits, ``k`` positions per (salt, q-gram).
 
-    Position *j* of q-gram *g* under salt *s* is the *j*-th little-endian uint16 of
-    ``HMAC-SHA256(key, s | 0x1f | g | 0x1f | block)`` (16 per block, blocks 0, 1, ... as needed) modulo ``bits``
-    (a power of two, so unbiased). Positions are memoised per (salt, q-gram): q-grams repeat across records.
+    Positions of q-gram *g* (its :func:`gram_code`) under salt *s*: AES-256 under the field's Bloom key of the
+    16-byte blocks ``code(g) as big-endian int64 | salt tag (6 bytes) | block number j (big-endian uint16)``
+    for j = 0, 1, ...; each encrypted block gives 8 little-endian uint16, taken modulo ``bits`` (a power of two,
+    so unbiased), the first ``k`` of them. The salt tag is the first 6 bytes of ``HMAC-SHA256(salt key, s)``, or
+    six zero bytes without a salt. Both keys come from the field key: ``HMAC-SHA256(key, "aes" | "salt")``.
+    One AES call per batch encrypts every block: no per-q-gram Python.
     """
-
-    CACHE_LIMIT = 1_000_000
 
     def __init__(self, key: bytes, field_type: str, bits: int, k: int) -> None:
         if bits & (bits - 1) or not 64 <= bits <= 4096:
             raise ValueError("Bloom filter size must be a power of two from 64 to 4096 bits")
-        self._key = key
         self.field_type = field_type
         self.bits = bits
         self.k = k
-        self._gram_ids: dict[str, int] = {}
-        self._positions: list[np.ndarray] = []
-        self._table: np.ndarray = np.zeros((0, k), dtype=np.int64)
+        self._blocks = -(-k // 8)
+        self._cipher = Cipher(algorithms.AES(hmac.digest(key, b"aes", "sha256")), modes.ECB())
+        self._salt_key = hmac.digest(key, b"salt", "sha256")
+        self._salt_tags: dict[str, bytes] = {}
 
-    def _gram_id(self, salted_gram: str) -> int:
-        gram_id = self._gram_ids.get(salted_gram)
-        if gram_id is None:
-            blocks = -(-self.k // 16)
-            digest = b"".join(
-                hmac.digest(self._key, f"{salted_gram}\x1f{block}".encode(), "sha256") for block in range(blocks)
-            )
-            positions = np.frombuffer(digest, dtype="<u2")[: self.k].astype(np.int64) % self.bits
-            gram_id = len(self._positions)
-            self._gram_ids[salted_gram] = gram_id
-            self._positions.append(positions)
-        return gram_id
+    def _salt_tag(self, salt: str) -> bytes:
+        tag = self._salt_tags.get(salt)
+        if tag is None:
+            tag = hmac.digest(self._salt_key, salt.encode("utf-8"), "sha256")[:6]
+            if len(self._salt_tags) < 1_000_000:
+                self._salt_tags[salt] = tag
+        return tag
+
+    def positions(self, codes: np.ndarray, salt_tags: np.ndarray) -> np.ndarray:
+        """``(n, k)`` bit positions of q-gram codes under 6-byte salt tags (``(n, 6)`` uint8)."""
+        count = len(codes)
+        blocks = np.zeros((count, self._blocks, 16), dtype=np.uint8)
+        blocks[:, :, 0:8] = codes.astype(">i8").view(np.uint8).reshape(count, 1, 8)
+        blocks[:, :, 8:14] = salt_tags.reshape(count, 1, 6)
+        blocks[:, :, 14:16] = np.arange(self._blocks, dtype=">u2").view(np.uint8).reshape(1, self._blocks, 2)
+        encryptor = self._cipher.encryptor()
+        encrypted = encryptor.update(blocks.tobytes()) + encryptor.finalize()
+        words = np.frombuffer(encrypted, dtype="<u2").reshape(count, self._blocks * 8)[:, : self.k]
+        return (words.astype(np.int64) & (self.bits - 1)).astype(np.int64)
 
     def encode(self, canonicals: Sequence[str | None], salts: Sequence[str | None] | None = None) -> np.ndarray:
-        """Packed filters, ``(n, bits // 8)`` uint8 (all zero where the value is None); one row per value.
-
-        The salt of a record is prefixed to each of its q-grams (``"" `` when the field is unsalted, or when the
-        record's salt value is missing: such records simply compare unsalted among themselves).
-        """
-        if len(self._gram_ids) > self.CACHE_LIMIT:
-            self._gram_ids.clear()
-            self._positions.clear()
+        """Packed filters, ``(n, bits // 8)`` uint8, bit *i* of a filter is bit ``i % 8`` of byte ``i // 8``; all
+        zero where the value is None. Records whose salt value is missing are encoded unsalted."""
         count = len(canonicals)
         keys = np.empty(count, dtype=object)
         if salts is None:
@@ -293,22 +383,15 @@ class BloomEncoder:
         else:
             keys[:] = [None if v is None else f"{s or ''}\x1e{v}" for v, s in zip(canonicals, salts)]
         codes, uniques = pd.factorize(keys, use_na_sentinel=True)
-        gram_ids: list[int] = []
-        lengths = np.zeros(len(uniques), dtype=np.int64)
-        field_type = self.field_type
-        for position, unique in enumerate(uniques):
-            salt, _, value = unique.partition("\x1e")
-            ids = [self._gram_id(f"{salt}\x1f{gram}") for gram in qgrams(field_type, value)]
-            gram_ids.extend(ids)
-            lengths[position] = len(ids)
-        if len(self._table) != len(self._positions):
-            self._table = np.stack(self._positions) if self._positions else np.zeros((0, self.k), dtype=np.int64)
+        split = [unique.partition("\x1e") for unique in uniques]
+        rows, gram = gram_codes(self.field_type, [value for _, _, value in split])
+        tags = np.frombuffer(b"".join(self._salt_tag(salt) if salt else bytes(6) for salt, _, _ in split),
+                             dtype=np.uint8).reshape(len(split), 6)
         dense = np.zeros((len(uniques) + 1, self.bits), dtype=bool)  # last row: the empty filter of code -1
-        if gram_ids:
-            rows = np.repeat(np.arange(len(uniques), dtype=np.int64), lengths * self.k)
-            dense[rows, self._table[np.asarray(gram_ids, dtype=np.int64)].ravel()] = True
-        packed = np.packbits(dense, axis=1, bitorder="little")
-        return packed[codes]
+        if len(gram):
+            positions = self.positions(gram, tags[rows])
+            dense[np.repeat(rows, self.k), positions.ravel()] = True
+        return np.packbits(dense, axis=1, bitorder="little")[codes]
 
 
 def popcounts(filters: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_to
 DICE_CUTS = (0.6, 0.75, 0.9)
 EM_THRESHOLD = 0.5  # posterior P(match) at which a pair is a link when no threshold is given
 FALLBACK_THRESHOLD = 0.85  # mean field similarity, when the plain fallback scores
-RANDOM_PAIRS = 500_000
+RANDOM_PAIRS = 300_000
 MIN_SESSION_PAIRS = 50  # a blocking pass with fewer candidates is too small for its own EM session
 Progress = Callable[[str], None]
 
@@ -161,9 +162,27 @@ def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame
     """(levels, similarities), each pairs x fields."""
     levels = np.empty((len(lpos), len(plans)), dtype=np.int64)
     similarities = np.empty((len(lpos), len(plans)), dtype=np.float64)
-    for index, plan in enumerate(plans):
-        levels[:, index], similarities[:, index] = field_levels(plan, left, right, lpos, rpos)
+
+    def compare_field(index: int) -> None:
+        levels[:, index], similarities[:, index] = field_levels(plans[index], left, right, lpos, rpos)
+
+    for plan in plans:  # prepare token columns once, before the threads share them
+        for column in (plan.exact, plan.bloom):
+            if column:
+                left.column(column)
+                right.column(column)
+    # numpy releases the GIL in its gathers, popcounts and reductions: fields compare in parallel threads
+    with ThreadPoolExecutor(max_workers=compare_threads()) as pool:
+        list(pool.map(compare_field, range(len(plans))))
     return levels, similarities
+
+
+def compare_threads() -> int:
+    """Threads for field comparison: the usable cores (``MATCHKIT_WORKERS`` overrides), at most 8."""
+    configured = os.environ.get("MATCHKIT_WORKERS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return min(int(configured), 8)
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def _model(plans: list[FieldPlan], m: list[tuple[float, ...]], u: list[tuple[float, ...]], *,

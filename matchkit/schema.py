@@ -403,6 +403,8 @@ def _parse_blocking(raw: Any, by_name: dict[str, Column], problems: list[str]) -
             elif base not in BLOCKING_TRANSFORMS:
                 problems.append(f"{where}.keys: {key!r}: unknown transform {base!r}; one of "
                                 f"{sorted(BLOCKING_TRANSFORMS)}")
+            elif base not in ("first", "last") and argument:
+                problems.append(f"{where}.keys: {key!r}: '{base}' takes no argument")
             elif base in ("first", "last") and not (argument.isdigit() and 1 <= int(argument) <= 32):
                 problems.append(f"{where}.keys: {key!r}: '{base}' needs a length, e.g. '{field_name}:{base}:3'")
             elif base in ("year", "year_month") and column.type != "date":

@@ -5,8 +5,8 @@ through the normaliser of its type and is written only as keyed encodings, never
 
 - ``exact``: ``HMAC-SHA256(k_field, canonical)[:16]``, equal only for equal canonical values.
 - ``bloom``: a field-level Bloom filter of the value's q-grams, compared by Dice similarity (popcounts). Each
-  q-gram sets ``k`` bit positions drawn from ``HMAC-SHA256(k_bloom, salt | q-gram)``, so positions are keyed and
-  independent per q-gram (no double-hashing structure to mine). A field may be *salted* with another field of the
+  q-gram sets ``k`` bit positions drawn from a keyed AES PRF of (q-gram code, salt tag) (:class:`BloomEncoder`),
+  so positions are keyed and independent per q-gram (no double-hashing structure to mine). A field may be *salted* with another field of the
   same record (``salt = "date_of_birth"``, or only its year): the same name then gives unrelated filters under
   different salts, which is what defeats frequency alignment (see ``benchmarks/bench_attack.py``).
 - blocking tokens: ``HMAC-SHA256(k_block, pass | part | part ...)[:8]`` as int64 per ``[[blocking]]`` pass.
@@ -49,9 +49,8 @@ Normaliser = Callable[[Any], tuple[str | None, str | None]]
 
 # --- normalisers --------------------------------------------------------------------------------------------------
 def _has_cjk(text: str) -> bool:
-    if text.isascii():
-        return False
-    return any("\u3400" <= char <= "\u9fff" or "\uf900" <= char <= "\ufaff" for char in text)
+    """Whether a value holds a Chinese character (every CJK block the name normaliser knows, Ext B-H too)."""
+    return not text.isascii() and names.has_cjk(text)
 
 
 _ASCII_LETTERS = {ord(c): c.lower() for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"}
@@ -96,10 +95,16 @@ def normalize_name(raw: Any) -> tuple[str | None, str | None]:
             return None, None
         if problem is not None:
             return None, "invalid_name"
-        return names.normalize_name(text), None
+        return _within_limit(names.normalize_name(text))
     folded = _letters_and_spaces(unicodedata.normalize("NFKD", text), keep_digits=False)
-    folded = unicodedata.normalize("NFC", folded)
-    return (folded or None), None
+    return _within_limit(unicodedata.normalize("NFC", folded))
+
+
+def _within_limit(canonical: str | None) -> tuple[str | None, str | None]:
+    """Checked after folding too: case folding can lengthen a value (``ß`` -> ``ss``)."""
+    if canonical and len(canonical) > MAX_FIELD_CHARS:
+        return None, "value_too_long"
+    return (canonical or None), None
 
 
 def normalize_text(raw: Any) -> tuple[str | None, str | None]:
@@ -109,8 +114,7 @@ def normalize_text(raw: Any) -> tuple[str | None, str | None]:
         return None, None
     if len(text) > MAX_FIELD_CHARS:
         return None, "value_too_long"
-    folded = _letters_and_spaces(text, keep_digits=True)
-    return (folded or None), None
+    return _within_limit(_letters_and_spaces(text, keep_digits=True))
 
 
 def normalize_number(raw: Any) -> tuple[str | None, str | None]:
@@ -126,7 +130,10 @@ def normalize_number(raw: Any) -> tuple[str | None, str | None]:
         whole, fraction = text.split(".")
         fraction = fraction.rstrip("0")
         text = f"{whole}.{fraction}" if fraction else whole
-    return text.lstrip("+"), None
+    text = text.lstrip("+")
+    if text.startswith("-") and not text.strip("-0."):
+        text = text.lstrip("-")  # -0 is 0
+    return text, None
 
 
 def normalize_date(raw: Any) -> tuple[str | None, str | None]:
@@ -151,7 +158,7 @@ def normalize_id(raw: Any) -> tuple[str | None, str | None]:
         return None, None
     if not _ID_CHARS.fullmatch(text):
         return None, "invalid_id"
-    return text, None
+    return _within_limit(text)
 
 
 NORMALISERS: dict[str, Normaliser] = {

@@ -159,7 +159,9 @@ class LinkTableEncoder:
                 for reason in sorted(set(reasons[bad].tolist())):
                     faults.add(bad & (reasons == reason), column.name, reason)
         if column.required:
-            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values)) & ~bad
+            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+            if column.on_invalid != "keep":
+                missing &= ~bad  # already rejected for being invalid
             faults.add(missing, column.name, "missing_value")
         return values
 

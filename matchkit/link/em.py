@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MIN_GAIN = 50.0  # nats of log-likelihood a model must gain over "no matches" to be trusted (see estimate)
 FLOOR = 1e-6  # no probability is ever exactly 0 or 1: a single unseen level must not veto or force a link
 
 
@@ -37,6 +38,7 @@ class EmResult:
     iterations: int
     converged: bool
     separating: bool
+    gain: float = 0.0  # log-likelihood gain over "no matches" (nats)
 
 
 def level_frequencies(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[tuple[float, ...], ...]:
@@ -114,7 +116,17 @@ def estimate(
         if change < tolerance:
             converged = True
             break
-    separating = any(m_f[-1] > 10 * u_f[-1] and m_f[-1] > m_f[0] for m_f, u_f in zip(m_arrays, u_arrays))
+    log_m = np.zeros(len(patterns))
+    for field, m_f in enumerate(m_arrays):
+        column = patterns[:, field]
+        log_m += np.where(column >= 0, np.log(m_f[np.maximum(column, 0)]), 0.0)
+    # Log-likelihood gain of the two-class mixture over "every pair a non-match": EM always finds *some* small
+    # class in pure noise (m concentrated on whatever rare pattern a few pairs share), but its gain is of the
+    # order of its free parameters, while real matches gain thousands.
+    gain = float((counts * np.log1p(lam * np.expm1(np.clip(log_m - log_u, -700, 700)))).sum())
+    free_parameters = sum(count - 1 for count in n_levels) + 1
+    separating = gain >= max(MIN_GAIN, 5.0 * free_parameters) and any(
+        m_f[-1] > 10 * u_f[-1] and m_f[-1] > m_f[0] for m_f, u_f in zip(m_arrays, u_arrays))
     return EmResult(
         m=tuple(tuple(m_f.tolist()) for m_f in m_arrays),
         u=tuple(tuple(u_f.tolist()) for u_f in u_arrays),
@@ -122,6 +134,7 @@ def estimate(
         iterations=iteration,
         converged=converged,
         separating=bool(separating),
+        gain=gain,
     )
 
 

@@ -286,6 +286,9 @@ def link_files(
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
            levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
            random_pairs: int, seed: int, stats: dict[str, Any]) -> tuple[np.ndarray, str]:
+    if method == "em" and not len(levels):
+        raise MatchkitError("no candidate pairs: the Fellegi-Sunter model cannot be estimated (and there is "
+                            "nothing to link)")
     if method != "threshold" and len(levels):
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
                                seed=seed, stats=stats)

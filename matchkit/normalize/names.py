@@ -60,6 +60,11 @@ _SPACED_DOT = re.compile(" ?\u00b7 ?")
 _DOT_RUN = re.compile("\u00b7{2,}")
 
 
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` holds a Chinese character (any CJK block, Ext B-H and 〇 included)."""
+    return _HAS_CJK.search(text) is not None
+
+
 def _is_cjk(char: str) -> bool:
     code = ord(char)
     return (

@@ -46,7 +46,7 @@ def level_frequencies(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[tupl
     out = []
     for field, count in enumerate(n_levels):
         column = levels[:, field]
-        present = column[column >= 0]
+        present = column[column >= 0].astype(np.int64)
         frequencies = np.bincount(present, minlength=count)[:count].astype(np.float64)
         frequencies = np.maximum(frequencies / max(len(present), 1), FLOOR)
         out.append(tuple((frequencies / frequencies.sum()).tolist()))
@@ -60,7 +60,11 @@ def distinct_patterns(levels: np.ndarray, n_levels: Sequence[int]) -> tuple[np.n
     if len(levels) == 0 or float(np.prod(bases.astype(np.float64))) >= 2.0**62:
         return np.unique(levels, axis=0, return_counts=True)
     place = np.concatenate([[1], np.cumprod(bases[:-1])]).astype(np.int64)
-    codes, counts = np.unique((levels + 1) @ place, return_counts=True)
+    packed = np.empty(len(levels), dtype=np.int64)
+    for start in range(0, len(levels), 1 << 22):  # chunks: levels may be int8 and tens of millions of rows
+        part = slice(start, start + (1 << 22))
+        packed[part] = (levels[part].astype(np.int64) + 1) @ place
+    codes, counts = np.unique(packed, return_counts=True)
     patterns = (codes[:, None] // place[None, :]) % bases[None, :] - 1
     return patterns.astype(np.int64), counts
 

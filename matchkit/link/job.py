@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ DICE_CUTS = (0.6, 0.75, 0.9)
 EM_THRESHOLD = 0.5  # posterior P(match) at which a pair is a link when no threshold is given
 FALLBACK_THRESHOLD = 0.85  # mean field similarity, when the plain fallback scores
 RANDOM_PAIRS = 300_000
+CSV_CHUNK_ROWS = 1_000_000
 MIN_SESSION_PAIRS = 50  # a blocking pass with fewer candidates is too small for its own EM session
 Progress = Callable[[str], None]
 
@@ -159,9 +160,10 @@ def field_levels(plan: FieldPlan, left: TokenFrame, right: TokenFrame, lpos: np.
 
 def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, lpos: np.ndarray,
                      rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(levels, similarities), each pairs x fields."""
-    levels = np.empty((len(lpos), len(plans)), dtype=np.int64)
-    similarities = np.empty((len(lpos), len(plans)), dtype=np.float64)
+    """(levels, similarities), each pairs x fields (int8 and float32: at a million records a side the candidates
+    run to tens of millions, and these two tables are most of the job's memory)."""
+    levels = np.empty((len(lpos), len(plans)), dtype=np.int8)
+    similarities = np.empty((len(lpos), len(plans)), dtype=np.float32)
 
     def compare_field(index: int) -> None:
         levels[:, index], similarities[:, index] = field_levels(plans[index], left, right, lpos, rpos)
@@ -275,8 +277,11 @@ def link_files(
         "score": pairs["score"].to_numpy(),
     })
     if candidates_path is not None:
-        _write_csv(pd.DataFrame({"left_id": left_ids[candidates.left], "right_id": right_ids[candidates.right],
-                                 "score": scores}), Path(candidates_path), "candidates output")
+        _write_csv_chunks(Path(candidates_path), "candidates output", (
+            pd.DataFrame({"left_id": left_ids[candidates.left[part]], "right_id": right_ids[candidates.right[part]],
+                          "score": scores[part]})
+            for part in (slice(start, start + CSV_CHUNK_ROWS) for start in range(0, len(scores), CSV_CHUNK_ROWS))
+        ))
     out = Path(output) if output is not None else None
     if out is not None:
         _write_csv(result, out, "pairs output")
@@ -408,10 +413,20 @@ def _links_by_pass(left: TokenFrame, right: TokenFrame, passes: list[BlockingPas
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, label: str) -> None:
+    _write_csv_chunks(path, label, iter([frame]))
+
+
+def _write_csv_chunks(path: Path, label: str, frames: Iterator[pd.DataFrame]) -> None:
+    """CSV written atomically, a frame at a time (tens of millions of candidate rows never sit in one frame)."""
     fd, temp = partial_file(path, label)
-    os.close(fd)
     try:
-        frame.to_csv(temp, index=False, float_format="%.6f")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            header = True
+            for frame in frames:
+                frame.to_csv(handle, index=False, header=header, float_format="%.6f")
+                header = False
+            if header:
+                handle.write("left_id,right_id,score\n")
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

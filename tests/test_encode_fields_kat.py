@@ -123,12 +123,16 @@ FEBRL_ROW_KAT = {
     "date_of_birth_bf": "1215bf029be23061602a61b20a71311c810857e87cf2a3a0e7b941c71569d601",
     "soc_sec_id_tok": "2876a22b1d3fa9ffd31b0c1c7e070d19",
     "soc_sec_id_bf": "9039317c2e63005c82800e84a38865ecc19602581364f394ba1c4022bfb994b2",
+    # blocking keys: one per pass of the shipped schema (a new pass adds a key; the encoding of a pass's key
+    # from its name and parts is frozen by the blocking-token vectors above)
     "_blk_ssid": 5315434875523038711,
-    "_blk_dob": 9092271057294759376,
+    "_blk_dob_given": 6171112483070945910,
+    "_blk_dob_surname": -4411874435853711720,
+    "_blk_dob_postcode": 3596480192282711212,
+    "_blk_names_state": -1702817448098561986,
     "_blk_surname_postcode": 5883305776047776473,
-    "_blk_given_surname": 8152522091717264142,
-    "_blk_given_suburb": -5326004673763982639,
-    "_blk_street_address": -5094431406490497717,
+    "_blk_given_postcode": 8139104642884847402,
+    "_blk_street_address": 7013523405346548036,
 }
 
 

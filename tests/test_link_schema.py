@@ -30,11 +30,13 @@ FEBRL_FIELDS = {  # name -> (type, encodings, bloom_bits, bloom_k, on_invalid)
 }
 FEBRL_PASSES = [
     BlockingKey("ssid", (("soc_sec_id", "exact"),)),
-    BlockingKey("dob", (("date_of_birth", "exact"),)),
+    BlockingKey("dob_given", (("date_of_birth", "exact"), ("given_name", "first:1"))),
+    BlockingKey("dob_surname", (("date_of_birth", "exact"), ("surname", "first:1"))),
+    BlockingKey("dob_postcode", (("date_of_birth", "exact"), ("postcode", "exact"))),
+    BlockingKey("names_state", (("given_name", "soundex"), ("surname", "soundex"), ("state", "exact"))),
     BlockingKey("surname_postcode", (("surname", "soundex"), ("postcode", "exact"))),
-    BlockingKey("given_surname", (("given_name", "soundex"), ("surname", "soundex"))),
-    BlockingKey("given_suburb", (("given_name", "first:3"), ("suburb", "first:3"))),
-    BlockingKey("street_address", (("street_number", "exact"), ("address_1", "first:3"))),
+    BlockingKey("given_postcode", (("given_name", "soundex"), ("postcode", "exact"))),
+    BlockingKey("street_address", (("street_number", "exact"), ("address_1", "first:3"), ("postcode", "first:2"))),
 ]
 
 
@@ -59,8 +61,8 @@ def test_febrl_schema_loads(how, tmp_path):
     assert {c.name: (c.type, c.encodings, c.bloom_bits, c.bloom_k, c.on_invalid) for c in schema.fields} == FEBRL_FIELDS
     assert all(c.salt is None for c in schema.fields)
     assert list(schema.blocking) == FEBRL_PASSES
-    assert schema.blocking[2].describe() == "surname:soundex + postcode:exact"
-    assert schema.blocking[4].describe() == "given_name:first:3 + suburb:first:3"
+    assert schema.blocking[5].describe() == "surname:soundex + postcode:exact"
+    assert schema.blocking[7].describe() == "street_number:exact + address_1:first:3 + postcode:first:2"
     assert len(schema.digest) == 64
 
 

@@ -59,7 +59,8 @@ def test_febrl_schema_loads(how, tmp_path):
     assert schema.column("rec_id").type == "record_id"
     assert schema.column("rec_id").encodings == ()
     assert {c.name: (c.type, c.encodings, c.bloom_bits, c.bloom_k, c.on_invalid) for c in schema.fields} == FEBRL_FIELDS
-    assert all(c.salt is None for c in schema.fields)
+    assert {c.name: c.salt for c in schema.fields if c.salt} == {"given_name": "date_of_birth",
+                                                                 "surname": "date_of_birth"}
     assert list(schema.blocking) == FEBRL_PASSES
     assert schema.blocking[5].describe() == "surname:soundex + postcode:exact"
     assert schema.blocking[7].describe() == "street_number:exact + address_1:first:3 + postcode:first:2"

@@ -29,7 +29,7 @@ per-year tables) and the per-year attacker.
 
 Usage: python benchmarks/bench_attack.py [--people 1000000] [--seed 7] [--link-people 20000]
                                          [--knowledge global year] [--configs ...] [--group-sizes 100 300 1000]
-                                         [--workdir benchmarks/work]
+                                         [--encode-only] [--workdir benchmarks/work]
 Prints a table and writes it as JSON to WORKDIR/attack/. Figures are printed, never asserted.
 """
 
@@ -503,7 +503,8 @@ def format_report(report: Report) -> str:
 
 
 def run(people_count: int, seed: int, link_people: int, levels: tuple[str, ...], configs: tuple[str, ...],
-        group_sizes: tuple[int, ...] = (), log: Callable[[str], None] = print) -> Report:
+        group_sizes: tuple[int, ...] = (), log: Callable[[str], None] = print, *,
+        encode_only: bool = False) -> Report:
     from matchkit.keys import new_key
 
     started = time.perf_counter()
@@ -520,6 +521,8 @@ def run(people_count: int, seed: int, link_people: int, levels: tuple[str, ...],
     report = Report(len(people), seed, machine(), len(people.table.names), baselines(people), normalise_seconds)
     encoded = encode_all(people, key, configs, log)
     report.encode_seconds = {config: encoded[config].seconds for config in configs}
+    if encode_only:
+        return report
     features = attacks.FeatureTable.build(people.table.names.tolist())
     variants = attacks.VariantTable.build(people.table.names.tolist())
     log(f"attacker's tables: {features.n_features} q-gram features")
@@ -545,11 +548,16 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--group-sizes", nargs="*", type=int, default=[100, 300, 1000], metavar="N",
                         help="also attack the date-salted configurations with ~N people per birth date")
+    parser.add_argument("--encode-only", action="store_true", help="only time the encodings (no attacks, no costs)")
     parser.add_argument("--workdir", default=str(HERE / "work"))
     args = parser.parse_args()
     started = time.perf_counter()
     report = run(args.people, args.seed, args.link_people, tuple(args.knowledge), tuple(args.configs),
-                 tuple(args.group_sizes), log=lambda message: print(message, flush=True))
+                 tuple(args.group_sizes), log=lambda message: print(message, flush=True),
+                 encode_only=args.encode_only)
+    if args.encode_only:
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+        return
     print()
     print(format_report(report))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -180,11 +180,10 @@ def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame
 
 
 def compare_threads() -> int:
-    """Threads for field comparison: the usable cores (``MATCHKIT_WORKERS`` overrides), at most 8."""
-    configured = os.environ.get("MATCHKIT_WORKERS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return min(int(configured), 8)
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    """Threads for field comparison: as many as hashing uses workers (``MATCHKIT_WORKERS``, else the cores)."""
+    from matchkit.encode.parallel import default_workers
+
+    return default_workers()
 
 
 def _model(plans: list[FieldPlan], m: list[tuple[float, ...]], u: list[tuple[float, ...]], *,

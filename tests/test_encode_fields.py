@@ -36,6 +36,7 @@ from matchkit.io.readers import Chunk
 from matchkit.keys import SharedKey
 from matchkit.link.compare import dice
 from matchkit.link.tokens import arrow_tokens
+from matchkit.normalize.values import clean_text
 from matchkit.schema import parse_schema
 
 KEY = bytes(range(32))
@@ -132,6 +133,29 @@ def test_normalize_date_rejects_with_a_reason(raw, reason):
 ])
 def test_normalize_id_expectations(raw, expected):
     assert normalize_id(raw) == expected
+
+
+def _normalize_id_without_fast_path(raw):
+    text = clean_text(raw)
+    if text is None:
+        return None, None
+    if len(text) > MAX_FIELD_CHARS:
+        return None, "value_too_long"
+    text = fields._ID_SEPARATORS.sub("", text.removesuffix(".0")).upper()
+    if not text:
+        return None, None
+    if not fields._ID_CHARS.fullmatch(text):
+        return None, "invalid_id"
+    return fields._within_limit(text)
+
+
+@given(st.text(alphabet="0123456789ABCxyzß. -/_é１", max_size=12))
+@example("1234567")
+@example("12.0")
+@example("ABC")
+@example("abc")
+def test_normalize_id_fast_path_changes_nothing(raw):
+    assert normalize_id(raw) == _normalize_id_without_fast_path(raw)
 
 
 @pytest.mark.parametrize("field_type", sorted(NORMALISERS))
@@ -351,7 +375,7 @@ def test_blocking_tokens_depend_on_pass_key_and_part_boundaries():
 
 
 def test_blocking_token_that_would_be_zero_is_remapped(monkeypatch):
-    monkeypatch.setattr(fields.hmac, "digest", lambda key, message, digest: bytes(32))
+    monkeypatch.setattr(fields.KeyedHmac, "digests", lambda self, messages, size=32: [bytes(size) for _ in messages])
     assert blocking_tokens(KEY, "p", [["x", None]]).tolist() == [1, 0]
 
 
@@ -410,6 +434,23 @@ def test_bloom_matches_its_documented_construction(field_type, value, salt, k):
     encoded = BloomEncoder(KEY, field_type, 256, k).encode([value], [salt] if salt else None)
     expected = reference_bloom(KEY, field_type, value, salt, 256, k)
     assert (np.unpackbits(encoded[0], bitorder="little").astype(bool) == expected).all()
+
+
+@given(rows=st.lists(st.tuples(st.sampled_from(["catherine", "jo", "anne marie", "张伟", None]),
+                                st.sampled_from(["19560416", "1956", "", None])), max_size=12),
+       salted=st.booleans(), k=st.sampled_from([4, 16, 20]), bits=st.sampled_from([64, 512]))
+@example(rows=[(None, "1956"), ("jo", None), ("jo", ""), ("jo", "1956"), ("jo", "1956")], salted=True, k=16, bits=512)
+def test_bloom_batch_equals_the_construction_row_by_row(rows, salted, k, bits):
+    """Repeated values, repeated salts, missing values and missing salts in one batch: each row is exactly the filter
+    of its own (value, salt), as the documented construction builds it alone."""
+    values = [value for value, _ in rows]
+    salts = [salt for _, salt in rows] if salted else None
+    encoded = BloomEncoder(KEY, "name", bits, k).encode(values, salts)
+    assert encoded.shape == (len(rows), bits // 8)
+    for index, (value, salt) in enumerate(rows):
+        expected = (np.zeros(bits, dtype=bool) if value is None
+                    else reference_bloom(KEY, "name", value, salt if salted else None, bits, k))
+        assert (np.unpackbits(encoded[index], bitorder="little").astype(bool) == expected).all()
 
 
 @pytest.mark.parametrize("field_type", sorted(NORMALISERS))

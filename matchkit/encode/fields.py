@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from matchkit.encode.keyed import KeyedHmac, encrypt_blocks
 from matchkit.normalize import dates, names
 from matchkit.normalize.values import clean_text
 
@@ -153,6 +154,8 @@ def normalize_id(raw: Any) -> tuple[str | None, str | None]:
         return None, None
     if len(text) > MAX_FIELD_CHARS:
         return None, "value_too_long"
+    if text.isascii() and text.isalnum() and text.upper() == text:
+        return text, None  # already canonical (digits and capitals): the common case, same result as below
     text = _ID_SEPARATORS.sub("", text.removesuffix(".0")).upper()  # an Excel float's ".0" first, then separators
     if not text:
         return None, None
@@ -236,11 +239,19 @@ def blocking_part(field_type: str, transform: str, canonical: str) -> str | None
 
 
 # --- keyed primitives ---------------------------------------------------------------------------------------------
-def exact_tokens(key: bytes, canonicals: Sequence[str | None]) -> list[bytes | None]:
-    """``HMAC-SHA256(key, value)[:16]`` per value, one HMAC per distinct value."""
+def exact_tokens(key: bytes | KeyedHmac, canonicals: Sequence[str | None],
+                 cache: dict[str, bytes] | None = None) -> list[bytes | None]:
+    """``HMAC-SHA256(key, value)[:16]`` per value, one HMAC per distinct value (per run, with a ``cache`` that the
+    caller keeps across chunks)."""
+    mac = key if isinstance(key, KeyedHmac) else KeyedHmac(key)
     codes, uniques = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
     tokens = np.empty(len(uniques) + 1, dtype=object)
-    tokens[:-1] = [hmac.digest(key, value.encode("utf-8"), "sha256")[:TOKEN_BYTES] for value in uniques]
+    if cache is None:
+        tokens[:-1] = mac.digests((value.encode("utf-8") for value in uniques), TOKEN_BYTES)
+    else:
+        new = [value for value in uniques.tolist() if value not in cache]
+        cache.update(zip(new, mac.digests((value.encode("utf-8") for value in new), TOKEN_BYTES)))
+        tokens[:-1] = [cache[value] for value in uniques.tolist()]
     tokens[-1] = None
     return list(tokens[codes])
 
@@ -262,20 +273,16 @@ def blocking_tokens(key: bytes, pass_name: str, parts: Sequence[Sequence[str | N
         uniques_per_part.append((codes, uniques))
     if count and len(parts) > 1 and np.prod([len(u) + 1.0 for _, u in uniques_per_part]) >= 2.0**62:
         combined = pd.factorize(pd.MultiIndex.from_arrays([c for c, _ in uniques_per_part]))[0].astype(np.int64)
-    keyed = np.where(missing, -1, combined)
-    combination, first = np.unique(keyed, return_index=True)
+    combination, _ = pd.factorize(np.where(missing, -1, combined))  # hash-based: no sort
+    first = np.empty(combination.max(initial=-1) + 1, dtype=np.int64)
+    first[combination[::-1]] = np.arange(count - 1, -1, -1)  # the first record of each combination
     present = ~missing[first]
     rows = first[present]
     columns = [uniques[codes[rows]].tolist() for codes, uniques in uniques_per_part]
-    digest = hmac.digest
-    tokens = [
-        int.from_bytes(digest(key, "\x1f".join((pass_name, *values)).encode("utf-8"), "sha256")[:8], "big",
-                       signed=True) or 1  # 0 is reserved for "no key"
-        for values in zip(*columns)
-    ]
-    lookup = np.zeros(len(combination), dtype=np.int64)
-    lookup[present] = tokens
-    return lookup[np.searchsorted(combination, np.where(missing, -1, combined))]
+    tokens = KeyedHmac(key).int64s("\x1f".join((pass_name, *values)).encode("utf-8") for values in zip(*columns))
+    lookup = np.zeros(len(first), dtype=np.int64)
+    lookup[present] = np.where(tokens == 0, 1, tokens)  # 0 is reserved for "no key"
+    return lookup[combination]
 
 
 GRAM_BIGRAM, GRAM_CHAR, GRAM_POSITION = 0, 1, 2  # kinds of q-gram, in bits 60.. of a q-gram code
@@ -357,13 +364,13 @@ class BloomEncoder:
         self.k = k
         self._blocks = -(-k // 8)
         self._cipher = Cipher(algorithms.AES(hmac.digest(key, b"aes", "sha256")), modes.ECB())
-        self._salt_key = hmac.digest(key, b"salt", "sha256")
+        self._salt_hmac = KeyedHmac(hmac.digest(key, b"salt", "sha256"))
         self._salt_tags: dict[str, bytes] = {}
 
     def _salt_tag(self, salt: str) -> bytes:
         tag = self._salt_tags.get(salt)
         if tag is None:
-            tag = hmac.digest(self._salt_key, salt.encode("utf-8"), "sha256")[:6]
+            tag = self._salt_hmac.digest(salt.encode("utf-8"))[:6]
             if len(self._salt_tags) < 1_000_000:
                 self._salt_tags[salt] = tag
         return tag
@@ -371,34 +378,49 @@ class BloomEncoder:
     def positions(self, codes: np.ndarray, salt_tags: np.ndarray) -> np.ndarray:
         """``(n, k)`` bit positions of q-gram codes under 6-byte salt tags (``(n, 6)`` uint8)."""
         count = len(codes)
-        blocks = np.zeros((count, self._blocks, 16), dtype=np.uint8)
+        blocks = np.empty((count, self._blocks, 16), dtype=np.uint8)  # every byte is written below
         blocks[:, :, 0:8] = codes.astype(">i8").view(np.uint8).reshape(count, 1, 8)
         blocks[:, :, 8:14] = salt_tags.reshape(count, 1, 6)
         blocks[:, :, 14:16] = np.arange(self._blocks, dtype=">u2").view(np.uint8).reshape(1, self._blocks, 2)
-        encryptor = self._cipher.encryptor()
-        encrypted = encryptor.update(blocks.tobytes()) + encryptor.finalize()
-        words = np.frombuffer(encrypted, dtype="<u2").reshape(count, self._blocks * 8)[:, : self.k]
-        return (words.astype(np.int64) & (self.bits - 1)).astype(np.int64)
+        words = encrypt_blocks(self._cipher, blocks).view("<u2").reshape(count, self._blocks * 8)[:, : self.k]
+        return words & np.uint16(self.bits - 1)
 
     def encode(self, canonicals: Sequence[str | None], salts: Sequence[str | None] | None = None) -> np.ndarray:
         """Packed filters, ``(n, bits // 8)`` uint8, bit *i* of a filter is bit ``i % 8`` of byte ``i // 8``; all
         zero where the value is None. Records whose salt value is missing are encoded unsalted."""
         count = len(canonicals)
-        keys = np.empty(count, dtype=object)
-        if salts is None:
-            keys[:] = [None if v is None else "\x1e" + v for v in canonicals]
-        else:
-            keys[:] = [None if v is None else f"{s or ''}\x1e{v}" for v, s in zip(canonicals, salts)]
-        codes, uniques = pd.factorize(keys, use_na_sentinel=True)
-        split = [unique.partition("\x1e") for unique in uniques]
-        rows, gram = gram_codes(self.field_type, [value for _, _, value in split])
-        tags = np.frombuffer(b"".join(self._salt_tag(salt) if salt else bytes(6) for salt, _, _ in split),
-                             dtype=np.uint8).reshape(len(split), 6)
-        dense = np.zeros((len(uniques) + 1, self.bits), dtype=bool)  # last row: the empty filter of code -1
+        value_codes, values = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
+        if salts is None or count == 0:
+            salt_codes, salt_values = np.zeros(count, dtype=np.int64), np.array([""], dtype=object)
+        else:  # a missing or empty salt encodes unsalted, like no salt at all
+            salt_codes, salt_values = pd.factorize(np.array([s or "" for s in salts], dtype=object))
+        # each distinct (value, salt) combination is encoded once; q-grams once per distinct value
+        combined = np.where(value_codes < 0, -1, value_codes.astype(np.int64) * len(salt_values) + salt_codes)
+        combinations, codes = np.unique(combined, return_inverse=True)
+        present = combinations >= 0
+        unique_values, unique_salts = combinations[present] // len(salt_values), combinations[present] % len(salt_values)
+        tags = np.frombuffer(b"".join(self._salt_tag(salt) if salt else bytes(6) for salt in salt_values.tolist()),
+                             dtype=np.uint8).reshape(len(salt_values), 6)
+        value_rows, value_grams = gram_codes(self.field_type, values.tolist())
+        # q-grams of each combination: those of its value, repeated per combination holding the value
+        order = np.argsort(value_rows, kind="stable")
+        value_rows, value_grams = value_rows[order], value_grams[order]
+        starts = np.searchsorted(value_rows, np.arange(len(values) + 1))
+        per_value = np.diff(starts)
+        per_combination = per_value[unique_values]
+        rows = np.repeat(np.arange(len(unique_values)), per_combination)
+        offsets = np.arange(len(rows)) - np.repeat(np.cumsum(per_combination) - per_combination, per_combination)
+        gram = value_grams[np.repeat(starts[unique_values], per_combination) + offsets]
+        filled = np.zeros((len(unique_values) + 1) * self.bits, dtype=bool)  # last row: the empty filter
         if len(gram):
-            positions = self.positions(gram, tags[rows])
-            dense[np.repeat(rows, self.k), positions.ravel()] = True
-        return np.packbits(dense, axis=1, bitorder="little")[codes]
+            index_type = np.int32 if len(filled) < 2**31 else np.int64  # half the memory traffic when it fits
+            flat = self.positions(gram, tags[unique_salts[rows]]).astype(index_type)
+            np.add(flat, (rows.astype(index_type) * self.bits)[:, None], out=flat)
+            filled[flat.ravel()] = True
+        packed = np.packbits(filled.reshape(len(unique_values) + 1, self.bits), axis=1, bitorder="little")
+        # a missing value (combination -1, first when present) maps to the last, empty row
+        row_of_combination = np.where(present, np.cumsum(present) - 1, len(unique_values))
+        return packed[row_of_combination[codes]]
 
 
 def popcounts(filters: np.ndarray) -> np.ndarray:

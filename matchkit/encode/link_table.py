@@ -34,10 +34,13 @@ from matchkit.encode.fields import (
     exact_tokens,
     kept_invalid,
 )
-from matchkit.encode.table import Faults, map_unique
+from matchkit.encode.keyed import KeyedHmac
+from matchkit.encode.table import CACHE_LIMIT, Faults, map_unique
 from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
+
+EXACT_CACHE_LIMIT = 200_000  # tokens remembered per field across chunks (~30 MB); repeats skip their HMAC
 
 
 def bloom_column(field: str) -> str:
@@ -68,7 +71,7 @@ class LinkTableEncoder:
             raise ValueError("LinkTableEncoder needs a linkage schema")
         self.schema = schema
         self.encoder = encoder
-        self._exact_keys = {f.name: encoder.subkey(f"field:{f.name}:exact") for f in schema.fields}
+        self._exact_macs = {f.name: KeyedHmac(encoder.subkey(f"field:{f.name}:exact")) for f in schema.fields}
         self._blooms = {
             f.name: BloomEncoder(encoder.subkey(f"field:{f.name}:bloom"), f.type, f.bloom_bits, f.bloom_k)
             for f in schema.fields if "bloom" in f.encodings
@@ -116,7 +119,8 @@ class LinkTableEncoder:
             values = canonical[column.name]
             if "exact" in column.encodings:
                 out[token_column(column.name)] = pa.array(
-                    exact_tokens(self._exact_keys[column.name], values), type=pa.binary(16))
+                    exact_tokens(self._exact_macs[column.name], values, self._cache(f"exact:{column.name}", EXACT_CACHE_LIMIT)),
+                    type=pa.binary(16))
             if "bloom" in column.encodings:
                 salts = self._salts(column, canonical) if column.salt else None
                 packed = self._blooms[column.name].encode(values, salts)
@@ -141,8 +145,11 @@ class LinkTableEncoder:
 
         return map_unique(np.asarray(values, dtype=object), part, self._cache(f"block:{field_name}:{transform}"))
 
-    def _cache(self, name: str) -> dict[str, Any]:
-        return self._caches.setdefault(name, {})
+    def _cache(self, name: str, limit: int = CACHE_LIMIT) -> dict[str, Any]:
+        cache = self._caches.setdefault(name, {})
+        if len(cache) > limit:
+            cache.clear()  # bounded memory on huge files; only speed depends on the cache
+        return cache
 
     def _normalise(self, column: Column, raw: np.ndarray, faults: Faults) -> list[str | None]:
         normaliser = NORMALISERS[column.type]

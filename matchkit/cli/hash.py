@@ -8,8 +8,8 @@ import sys
 from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.cli.options import add_key_option, progress_bar
 from matchkit.keys import load_key
-from matchkit.pipeline import hash_file
 from matchkit.signing import load_signing_key
+from matchkit.workers import warm_up
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    warm_up()  # the worker fork server imports the encoders while this process imports the pipeline
+    from matchkit.pipeline import hash_file
+
     key = load_key(args.key)
     signing_key = load_signing_key(args.sign) if args.sign else None
     bar = progress_bar("hashing")

@@ -10,8 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE
-from matchkit.link.job import EM_THRESHOLD, FALLBACK_THRESHOLD, link_files
+from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     def progress(step: str) -> None:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
+
+    from matchkit.link.job import link_files  # numpy, pandas and pyarrow load only when a command needs them
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,
                         method=args.method, candidates_path=args.candidates, max_block_size=args.max_block_size,

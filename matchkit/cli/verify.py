@@ -11,7 +11,6 @@ import os
 import sys
 
 from matchkit.cli.audit import add_audit_option, audit_log_path
-from matchkit.pipeline import verify_files
 from matchkit.signing import TRUST_ENV_VAR
 
 
@@ -36,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     def progress(step: str) -> None:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
+
+    from matchkit.pipeline import (
+        verify_files,  # numpy, pandas and pyarrow load only when a command needs them
+    )
 
     trust = args.trust or os.environ.get(TRUST_ENV_VAR) or None
     result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress,

@@ -2,16 +2,16 @@
 
 CSV input is split into blocks of whole lines (the parent only finds line ends and counts them); each worker
 decodes, parses and encodes its block, so parsing runs in parallel too and line numbers stay exact. XLSX and
-Parquet are read in the parent and their chunks sent to the workers. The first unit is encoded in this process;
-a small pool of worker processes starts only when a second one exists (a small file is not worth the start-up).
+Parquet are read in the parent and their chunks sent to the workers. A file of one unit is encoded in this process;
+a small pool of worker processes starts only when a second unit exists (a small file is not worth the start-up).
+A CSV file is cut into at least four blocks per worker, so the workers share it evenly and the parent writes early
+blocks while later ones are still being encoded. Workers come from a preloaded fork server (``matchkit.workers``).
 Each worker builds its own ``TableEncoder`` from the key, which travels to it over the pool's pipe, never through a
 file or an argument list. At most ``2 × workers`` units are in flight, so memory stays bounded.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +25,7 @@ from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
 from matchkit.keys import SharedKey
 from matchkit.schema import Schema
+from matchkit.workers import default_workers, pool_context
 
 Faults = list[tuple[int, str, str]]
 Notes = dict[str, int]
@@ -37,15 +38,6 @@ _worker: tuple[AnyTableEncoder, CsvLayout | None] | None = None
 def make_table_encoder(schema: Schema, encoder: Encoder) -> AnyTableEncoder:
     """The chunk encoder a schema needs: a source schema's, or a linkage schema's."""
     return LinkTableEncoder(schema, encoder) if schema.kind == "link" else TableEncoder(schema, encoder)
-
-
-def default_workers() -> int:
-    """``MATCHKIT_WORKERS`` if set, else the usable cores (at most 4)."""
-    configured = os.environ.get("MATCHKIT_WORKERS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cores))
 
 
 def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str,
@@ -78,7 +70,7 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
     units: Iterator[Unit]
     if reader.format == "csv":
         layout = reader.csv_layout()
-        units = reader.csv_blocks()
+        units = reader.csv_blocks(spread=4 * workers if workers > 1 else 1)
     else:
         units = reader.chunks()
     first = _next(units)
@@ -89,7 +81,7 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
         for unit in _chain(first, second, units):
             yield _encode_unit(table_encoder, layout, unit)
         return
-    context = multiprocessing.get_context("forkserver")
+    context = pool_context()
     init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version, layout)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
                              initargs=init_args) as pool:

@@ -129,10 +129,15 @@ class RawReader:
         codec = "utf-8-sig" if self.encoding in ("utf-8", "utf-8-sig") else self.encoding
         return CsvLayout(str(self.path), self.encoding, codec, len(header_fields), positions)
 
-    def csv_blocks(self) -> Iterator[CsvBlock]:
+    def csv_blocks(self, spread: int = 1) -> Iterator[CsvBlock]:
         """The data lines after the header in blocks of whole lines (a quoted value never straddles two blocks),
-        each with the line number of its first line, so blocks can be parsed anywhere, in any order."""
-        target = self.block_bytes or max(1 << 20, self.chunk_rows * 96)
+        each with the line number of its first line, so blocks can be parsed anywhere, in any order.
+
+        Blocks hold about ``chunk_rows`` lines, or less so that the file makes at least ``spread`` blocks (a pool of
+        workers then shares a small file evenly, and the parent writes early blocks while later ones are encoded),
+        but never less than 1 MiB."""
+        largest = max(1 << 20, self.chunk_rows * 96)
+        target = self.block_bytes or min(largest, max(1 << 20, self.path.stat().st_size // max(1, spread)))
         with open(self.path, "rb") as handle:
             pending = b""
             header_done = False

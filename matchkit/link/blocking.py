@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 
 from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, mix_keys
-
-DEFAULT_MAX_BLOCK_SIZE = 1000
+from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
 
 
 @dataclass(frozen=True)

@@ -616,3 +616,22 @@ def test_scan_catches_a_planted_value(toy, linked, tmp_path):
     leaks = find_leaks(artefact_texts(folder, ["born " + person["date_of_birth"]]), secrets)
     assert set(leaks) == {"pairs.csv", "stats.json", "console"}
     assert person["soc_sec_id"] in leaks["pairs.csv"]
+
+
+def test_pairs_csv_quotes_ids_only_when_needed(tmp_path):
+    from matchkit.link.job import _write_csv_chunks
+
+    frames = [pd.DataFrame({"left_id": ["plain", 'with "quote"', "comma,inside"], "right_id": ["r1", "张三", "r 3"],
+                            "score": [1.0, 0.5, float("nan")]}),
+              pd.DataFrame({"left_id": np.array([7], dtype=np.int64), "right_id": np.array([8], dtype=np.int64),
+                            "score": [0.1234564]})]
+    target = tmp_path / "pairs.csv"
+    _write_csv_chunks(target, "pairs output", iter(frames))
+    text = target.read_text(encoding="utf-8")
+    assert text.splitlines() == ["left_id,right_id,score", "plain,r1,1.000000", '"with ""quote""",张三,0.500000',
+                                 '"comma,inside",r 3,', "7,8,0.123456"]
+    with open(target, encoding="utf-8", newline="") as handle:
+        assert list(csv.reader(handle))[3] == ["comma,inside", "r 3", ""]
+    empty = tmp_path / "empty.csv"
+    _write_csv_chunks(empty, "pairs output", iter([]))
+    assert empty.read_text(encoding="utf-8") == "left_id,right_id,score\n"

@@ -136,18 +136,54 @@ def test_base_linkage_schema_is_valid_with_defaults():
 
 
 def test_valid_options_are_kept():
-    schema = parse_schema(doc(surname={"salt": "dob:year", "bloom_bits": 1024, "bloom_k": 20},
-                              city={"salt": "dob", "encodings": ["bloom"]},
+    schema = parse_schema(doc(surname={"salt": "dob", "bloom_bits": 1024, "bloom_k": 20},
+                              city={"salt": "dob:year", "encodings": ["bloom"]},
                               postcode={"on_invalid": "keep", "encodings": ["exact"]}))
     surname = schema.column("surname")
-    assert (surname.salt, surname.bloom_bits, surname.bloom_k) == ("dob:year", 1024, 20)
+    assert (surname.salt, surname.bloom_bits, surname.bloom_k) == ("dob", 1024, 20)
     assert schema.column("city").encodings == ("bloom",)
-    assert schema.column("city").salt == "dob"
+    assert schema.column("city").salt == "dob:year"
     assert schema.column("postcode").on_invalid == "keep"
     for bits in (64, 4096):
         assert parse_schema(doc(ssn={"bloom_bits": bits})).column("ssn").bloom_bits == bits
     for k in (1, 64):
         assert parse_schema(doc(ssn={"bloom_k": k})).column("ssn").bloom_k == k
+
+
+# --- salting names by birth year is refused (SECURITY.md §6: re-identified by pattern mining) --------------------
+NAME_YEAR_SALT_PROBLEM = (
+    "columns.surname.salt: ':year' is refused on a name field: names salted by the birth year alone are "
+    "re-identified by pattern mining (over 90 % of records, SECURITY.md §6); salt by the full date instead, "
+    'salt = "dob"'
+)
+
+
+def test_a_name_field_salted_by_year_is_refused():
+    assert problems_of(doc(surname={"salt": "dob:year"})) == [NAME_YEAR_SALT_PROBLEM]
+
+
+def test_a_name_field_salted_by_year_is_reported_with_the_other_faults():
+    problems = problems_of(doc(surname={"salt": "dob:year", "bloom_k": 0}, city={"salt": "nope"}))
+    assert sorted(problems) == sorted([
+        "columns[1].bloom_k: an integer from 1 to 64",
+        NAME_YEAR_SALT_PROBLEM,
+        "columns.city.salt: must name another field, got 'nope'",
+    ])
+
+
+def test_a_name_field_salted_by_the_full_date_is_accepted():
+    assert parse_schema(doc(surname={"salt": "dob"})).column("surname").salt == "dob"
+
+
+@pytest.mark.parametrize("field", ["city", "ssn", "postcode", "visit"])
+def test_year_salt_is_still_accepted_on_other_field_types(field):
+    """Only name fields were measured broken under a year salt; text, id, number and date fields keep it."""
+    if field in COLUMN_INDEX:
+        document = doc(**{field: {"salt": "dob:year"}})
+    else:  # a second date field
+        document = doc()
+        document["columns"].append({"name": field, "type": "date", "salt": "dob:year"})
+    assert parse_schema(document).column(field).salt == "dob:year"
 
 
 def test_valid_transforms_are_accepted():
@@ -195,6 +231,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
      "columns.surname.salt: field 'city' is itself salted"),
     ("salt year on a non-date", doc(surname={"salt": "postcode:year"}),
      "columns.surname.salt: ':year' needs a date field, 'postcode' is not"),
+    ("salt year on a name", doc(surname={"salt": "dob:year"}),
+     "columns.surname.salt: ':year' is refused on a name field"),
     ("salt with another transform", doc(surname={"salt": "dob:month"}),
      "columns.surname.salt: the only salt transform is ':year'"),
     ("salt without bloom", doc(surname={"salt": "dob", "encodings": ["exact"]}),
@@ -333,6 +371,11 @@ name = "town"
 type = "text"
 salt = "street:year"
 
+[[columns]]
+name = "nickname"
+type = "name"
+salt = "dob:year"
+
 [[blocking]]
 name = "p"
 keys = ["nope", "given:soundx"]
@@ -365,6 +408,7 @@ BAD_TOML_PROBLEMS = [
     "columns.given.salt: only a Bloom-filter encoding takes a salt",  # its encodings fell back to ["exact"]
     "columns.postcode.salt: field 'city' is itself salted",
     "columns.town.salt: ':year' needs a date field, 'street' is not",
+    "columns.nickname.salt: ':year' is refused on a name field",
     "entities.person.id: no column named 'ssn'",
     "entities: a linkage schema (kind = 'link') has fields, not entities",
     "blocking[0].keys: 'nope' does not name a field",

@@ -616,3 +616,22 @@ def test_required_field_with_only_punctuation_is_missing_even_when_invalid_value
 @pytest.mark.parametrize("raw", ["-0", "+0", "0", "-0.0", "0.0"])
 def test_every_spelling_of_zero_is_one_number(raw):
     assert normalize_number(raw) == ("0", None)
+
+
+@given(st.lists(st.sampled_from(["ann", "anne", "bob", None, "ANN"]), max_size=15))
+def test_coded_columns_remap_like_a_plain_list(values):
+    """A coded column (codes into distinct values) mapped value by value equals the plain list mapped row by row."""
+    import pandas as pd
+
+    from matchkit.encode.link_table import Coded
+
+    codes, distinct = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
+    coded = Coded(codes, np.asarray(distinct, dtype=object))
+
+    def first_letter(value):
+        return value[0].lower() if value != "bob" else None  # several values meet, one maps to nothing
+
+    mapped = coded.remap([first_letter(v) for v in coded.values.tolist()])
+    expected = [None if v is None else first_letter(v) for v in values]
+    assert [None if code < 0 else mapped.values[code] for code in mapped.codes.tolist()] == expected
+    assert len(set(mapped.values.tolist())) == len(mapped.values)  # equal results share one code

@@ -250,3 +250,11 @@ def test_month_add_and_months_between_agree(year: int, month: int, n: int) -> No
     assert month_add(shifted, -n) == start
     if n >= 0:
         assert months_between(start, shifted) == n + 1
+
+
+@given(st.text(alphabet="0123456789", min_size=8, max_size=8))
+def test_compact_fast_path_equals_the_general_parser(raw: str) -> None:
+    """An 8-digit string skips the regular expressions; with a separator-free text the general path (here forced by
+    a surrounding space, which cleaning strips) must give the same date or the same reason."""
+    today = dt.date(2026, 11, 21)
+    assert parse_date(raw, today=today) == parse_date(f" {raw} ", today=today)

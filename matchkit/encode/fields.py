@@ -256,18 +256,31 @@ def exact_tokens(key: bytes | KeyedHmac, canonicals: Sequence[str | None],
     return list(tokens[codes])
 
 
+Factorised = tuple[np.ndarray, np.ndarray]  # (code per record, -1 = missing; distinct values)
+
+
+def factorise_part(part: Sequence[str | None]) -> Factorised:
+    """One blocking key part of every record as codes into its distinct values (None: missing)."""
+    codes, uniques = pd.factorize(np.asarray(part, dtype=object), use_na_sentinel=True)
+    return codes, np.asarray(uniques, dtype=object)
+
+
 def blocking_tokens(key: bytes, pass_name: str, parts: Sequence[Sequence[str | None]]) -> np.ndarray:
     """Keyed 64-bit blocking key per record (``parts[j][i]``: part *j* of record *i*); 0 where a part is missing.
 
     ``HMAC-SHA256(key, pass | 0x1f | part0 | 0x1f | part1 ...)``, first 8 bytes as a signed big-endian int64,
     computed once per distinct combination of parts.
     """
-    count = len(parts[0]) if parts else 0
+    return blocking_tokens_of_parts(key, pass_name, [factorise_part(part) for part in parts])
+
+
+def blocking_tokens_of_parts(key: bytes, pass_name: str, parts: Sequence[Factorised]) -> np.ndarray:
+    """:func:`blocking_tokens` of parts already factorised (a part shared by several passes is factorised once)."""
+    count = len(parts[0][0]) if parts else 0
     combined = np.zeros(count, dtype=np.int64)
     missing = np.zeros(count, dtype=bool)
     uniques_per_part = []
-    for part in parts:
-        codes, uniques = pd.factorize(np.asarray(part, dtype=object), use_na_sentinel=True)
+    for codes, uniques in parts:
         missing |= codes < 0
         combined = combined * (len(uniques) + 1) + codes + 1  # mixed radix: distinct combinations stay distinct
         uniques_per_part.append((codes, uniques))
@@ -306,7 +319,10 @@ def gram_codes(field_type: str, canonicals: Sequence[str]) -> tuple[np.ndarray, 
     count = len(canonicals)
     if count == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    cjk = np.fromiter((_has_cjk(v) for v in canonicals), dtype=bool, count=count)
+    if "".join(canonicals).isascii():  # the common case, one C-level check for the whole batch
+        cjk = np.zeros(count, dtype=bool)
+    else:
+        cjk = np.fromiter((_has_cjk(v) for v in canonicals), dtype=bool, count=count)
     spelled = list(canonicals)
     if field_type == "name" and cjk.any():
         for index in np.flatnonzero(cjk).tolist():
@@ -339,9 +355,12 @@ def gram_codes(field_type: str, canonicals: Sequence[str]) -> tuple[np.ndarray, 
 
 def _code_points(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(count, width)`` int64 code points (0-padded) and the length of each value."""
-    lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
-    width = max(int(lengths.max(initial=0)), 1)
-    points = np.asarray(values, dtype=f"<U{width}").view(np.uint32).reshape(len(values), width)
+    text = np.asarray(values, dtype=np.str_) if len(values) else np.zeros(0, dtype="<U1")
+    if text.dtype.itemsize == 0:  # every value empty
+        text = text.astype("<U1")
+    width = text.dtype.itemsize // 4
+    lengths = np.strings.str_len(text).astype(np.int64)
+    points = text.view(np.uint32).reshape(len(values), width)
     return points.astype(np.int64), lengths
 
 
@@ -376,31 +395,44 @@ class BloomEncoder:
         return tag
 
     def positions(self, codes: np.ndarray, salt_tags: np.ndarray) -> np.ndarray:
-        """``(n, k)`` bit positions of q-gram codes under 6-byte salt tags (``(n, 6)`` uint8)."""
+        """``(n, k)`` bit positions of q-gram codes under salt tags (``(n,)`` integers: the 6 tag bytes read as a
+        big-endian number). Each 16-byte block is two big-endian 64-bit words: the code, then tag << 16 | j."""
         count = len(codes)
-        blocks = np.empty((count, self._blocks, 16), dtype=np.uint8)  # every byte is written below
-        blocks[:, :, 0:8] = codes.astype(">i8").view(np.uint8).reshape(count, 1, 8)
-        blocks[:, :, 8:14] = salt_tags.reshape(count, 1, 6)
-        blocks[:, :, 14:16] = np.arange(self._blocks, dtype=">u2").view(np.uint8).reshape(1, self._blocks, 2)
-        words = encrypt_blocks(self._cipher, blocks).view("<u2").reshape(count, self._blocks * 8)[:, : self.k]
+        blocks = np.empty((count, self._blocks, 2), dtype=">u8")
+        blocks[:, :, 0] = codes.astype(np.int64).view(np.uint64)[:, None]
+        blocks[:, :, 1] = (salt_tags.astype(np.uint64) << np.uint64(16))[:, None] | np.arange(self._blocks,
+                                                                                               dtype=np.uint64)
+        encrypted = encrypt_blocks(self._cipher, blocks.view(np.uint8).reshape(-1, 16))
+        words = encrypted.view("<u2").reshape(count, self._blocks * 8)[:, : self.k]
         return words & np.uint16(self.bits - 1)
 
     def encode(self, canonicals: Sequence[str | None], salts: Sequence[str | None] | None = None) -> np.ndarray:
         """Packed filters, ``(n, bits // 8)`` uint8, bit *i* of a filter is bit ``i % 8`` of byte ``i // 8``; all
         zero where the value is None. Records whose salt value is missing are encoded unsalted."""
-        count = len(canonicals)
         value_codes, values = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
-        if salts is None or count == 0:
+        if salts is None:
+            return self.encode_coded(value_codes, np.asarray(values, dtype=object))
+        salt_codes, salt_values = pd.factorize(np.array(salts, dtype=object), use_na_sentinel=True)
+        return self.encode_coded(value_codes, np.asarray(values, dtype=object), salt_codes,
+                                 np.asarray(salt_values, dtype=object))
+
+    def encode_coded(self, value_codes: np.ndarray, values: np.ndarray, salt_codes: np.ndarray | None = None,
+                     salt_values: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`encode` of values given as codes into their distinct values (code -1: none), and salts likewise
+        (code -1 or an empty salt: unsalted)."""
+        count = len(value_codes)
+        if salt_codes is None or salt_values is None or count == 0:
             salt_codes, salt_values = np.zeros(count, dtype=np.int64), np.array([""], dtype=object)
         else:  # a missing or empty salt encodes unsalted, like no salt at all
-            salt_codes, salt_values = pd.factorize(np.array([s or "" for s in salts], dtype=object))
+            salt_values = np.append(salt_values, "")
+            salt_codes = np.where(salt_codes < 0, len(salt_values) - 1, salt_codes)
         # each distinct (value, salt) combination is encoded once; q-grams once per distinct value
         combined = np.where(value_codes < 0, -1, value_codes.astype(np.int64) * len(salt_values) + salt_codes)
         combinations, codes = np.unique(combined, return_inverse=True)
         present = combinations >= 0
         unique_values, unique_salts = combinations[present] // len(salt_values), combinations[present] % len(salt_values)
-        tags = np.frombuffer(b"".join(self._salt_tag(salt) if salt else bytes(6) for salt in salt_values.tolist()),
-                             dtype=np.uint8).reshape(len(salt_values), 6)
+        tags = np.array([int.from_bytes(self._salt_tag(salt), "big") if salt else 0 for salt in salt_values.tolist()],
+                        dtype=np.uint64)
         value_rows, value_grams = gram_codes(self.field_type, values.tolist())
         # q-grams of each combination: those of its value, repeated per combination holding the value
         order = np.argsort(value_rows, kind="stable")

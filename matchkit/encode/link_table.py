@@ -21,21 +21,23 @@ rejects the row.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from matchkit.encode.fields import (
     NORMALISERS,
+    TOKEN_BYTES,
     BloomEncoder,
     blocking_part,
-    blocking_tokens,
-    exact_tokens,
+    blocking_tokens_of_parts,
     kept_invalid,
 )
 from matchkit.encode.keyed import KeyedHmac
-from matchkit.encode.table import CACHE_LIMIT, Faults, map_unique
+from matchkit.encode.table import CACHE_LIMIT, Faults
 from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
@@ -104,7 +106,7 @@ class LinkTableEncoder:
         size = len(chunk)
         faults = Faults(size)
         empty = np.full(size, "", dtype=object)
-        canonical: dict[str, list[str | None]] = {}
+        canonical: dict[str, Coded] = {}
         for column in self.schema.fields:
             canonical[column.name] = self._normalise(column, chunk.columns.get(column.name, empty), faults)
         out: dict[str, Any] = {"_line": pa.array(chunk.lines, type=pa.int64())}
@@ -116,20 +118,23 @@ class LinkTableEncoder:
             faults.add(missing, record_id, "missing_value")
             out[record_id] = pa.array(stripped, type=pa.string())
         for column in self.schema.fields:
-            values = canonical[column.name]
+            coded = canonical[column.name]
             if "exact" in column.encodings:
-                out[token_column(column.name)] = pa.array(
-                    exact_tokens(self._exact_macs[column.name], values, self._cache(f"exact:{column.name}", EXACT_CACHE_LIMIT)),
-                    type=pa.binary(16))
+                out[token_column(column.name)] = self._exact(column.name, coded)
             if "bloom" in column.encodings:
-                salts = self._salts(column, canonical) if column.salt else None
-                packed = self._blooms[column.name].encode(values, salts)
-                present = np.fromiter((v is not None for v in values), dtype=bool, count=size)
-                out[bloom_column(column.name)] = _fixed_binary(packed, present)
+                salt = self._salts(column, canonical) if column.salt else None
+                packed = self._blooms[column.name].encode_coded(coded.codes, coded.values, *(
+                    (salt.codes, salt.values) if salt is not None else (None, None)))
+                out[bloom_column(column.name)] = _fixed_binary(packed, coded.codes >= 0)
+        parts: dict[tuple[str, str], Coded] = {}  # a part shared by several passes is made once
         for blocking_pass in self.schema.blocking:
-            parts = [self._blocking_parts(field_name, transform, canonical[field_name])
-                     for field_name, transform in blocking_pass.parts]
-            keys = blocking_tokens(self._blocking_key, blocking_pass.name, parts)
+            for field_name, transform in blocking_pass.parts:
+                if (field_name, transform) not in parts:
+                    parts[field_name, transform] = (canonical[field_name] if transform == "exact"
+                                                    else self._blocking_parts(field_name, transform,
+                                                                              canonical[field_name]))
+            keys = blocking_tokens_of_parts(self._blocking_key, blocking_pass.name,
+                                            [(parts[p].codes, parts[p].values) for p in blocking_pass.parts])
             out[blocking_column(blocking_pass.name)] = pa.array(keys, type=pa.int64(), mask=keys == 0)
         table = pa.Table.from_arrays([out[f.name] for f in self.arrow_schema], schema=self.arrow_schema)
         rejected = faults.any_mask()
@@ -137,13 +142,27 @@ class LinkTableEncoder:
             table = table.filter(pa.array(~rejected))
         return table, faults.describe(chunk.lines)
 
-    def _blocking_parts(self, field_name: str, transform: str, values: list[str | None]) -> list[str | None]:
+    def _exact(self, field_name: str, coded: Coded) -> pa.Array:
+        """Exact tokens as a fixed-size binary column: one HMAC per distinct value (remembered across chunks), then
+        a gather by code, with no per-record Python object."""
+        cache = self._cache(f"exact:{field_name}", EXACT_CACHE_LIMIT)
+        distinct = coded.values.tolist()
+        new = [value for value in distinct if value not in cache]
+        cache.update(zip(new, self._exact_macs[field_name].digests((v.encode("utf-8") for v in new), TOKEN_BYTES)))
+        table = np.frombuffer(b"".join([*(cache[value] for value in distinct), bytes(TOKEN_BYTES)]),
+                              dtype=np.uint8).reshape(len(distinct) + 1, TOKEN_BYTES)  # last row: no value
+        return _fixed_binary(table[coded.codes], coded.codes >= 0)
+
+    def _blocking_parts(self, field_name: str, transform: str, coded: Coded) -> Coded:
         field_type = self.schema.column(field_name).type
-
-        def part(value: Any) -> str | None:
-            return blocking_part(field_type, transform, value) if isinstance(value, str) else None
-
-        return map_unique(np.asarray(values, dtype=object), part, self._cache(f"block:{field_name}:{transform}"))
+        cache = self._cache(f"block:{field_name}:{transform}")
+        results = []
+        for value in coded.values.tolist():
+            hit = cache.get(value, cache)
+            if hit is cache:
+                hit = cache[value] = blocking_part(field_type, transform, value)
+            results.append(hit)
+        return coded.remap(results)
 
     def _cache(self, name: str, limit: int = CACHE_LIMIT) -> dict[str, Any]:
         cache = self._caches.setdefault(name, {})
@@ -151,34 +170,63 @@ class LinkTableEncoder:
             cache.clear()  # bounded memory on huge files; only speed depends on the cache
         return cache
 
-    def _normalise(self, column: Column, raw: np.ndarray, faults: Faults) -> list[str | None]:
+    def _normalise(self, column: Column, raw: np.ndarray, faults: Faults) -> Coded:
+        """The field's canonical values, coded; invalid values rejected (or kept, ``on_invalid = "keep"``) and
+        missing required values noted as faults. The normaliser runs once per distinct raw value (per run)."""
         normaliser = NORMALISERS[column.type]
-        results = map_unique(raw, normaliser, self._cache(f"norm:{column.type}"))
-        values: list[str | None] = [r[0] for r in results]
-        reasons = np.array([r[1] for r in results], dtype=object)
-        bad = np.fromiter((r is not None for r in reasons.tolist()), dtype=bool, count=len(reasons))
-        if bad.any():
+        raw_codes, raw_values = pd.factorize(raw, use_na_sentinel=False)
+        cache = self._cache(f"norm:{column.type}")
+        results = []
+        for value in raw_values.tolist():
+            hit = cache.get(value, cache)
+            if hit is cache:
+                hit = cache[value] = normaliser(value)
+            results.append(hit)
+        values: list[str | None] = [canonical for canonical, _ in results]
+        reasons = np.array([reason for _, reason in results], dtype=object)
+        bad_value = np.array([reason is not None for _, reason in results], dtype=bool)
+        bad = bad_value[raw_codes]
+        if bad_value.any():
             if column.on_invalid == "keep":
-                for position in np.flatnonzero(bad).tolist():
-                    values[position] = kept_invalid(raw[position])
+                for position in np.flatnonzero(bad_value).tolist():
+                    values[position] = kept_invalid(raw_values[position])
                 self._notes[f"kept_invalid:{column.name}"] += int(bad.sum())
             else:
-                for reason in sorted(set(reasons[bad].tolist())):
-                    faults.add(bad & (reasons == reason), column.name, reason)
+                row_reasons = reasons[raw_codes]
+                for reason in sorted(set(reasons[bad_value].tolist())):
+                    faults.add(bad & (row_reasons == reason), column.name, reason)
+        coded = Coded(raw_codes, np.asarray(raw_values, dtype=object)).remap(values)
         if column.required:
-            missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+            missing = coded.codes < 0
             if column.on_invalid != "keep":
                 missing &= ~bad  # already rejected for being invalid
             faults.add(missing, column.name, "missing_value")
-        return values
+        return coded
 
-    def _salts(self, column: Column, canonical: dict[str, list[str | None]]) -> list[str | None]:
+    def _salts(self, column: Column, canonical: dict[str, Coded]) -> Coded:
         assert column.salt is not None
         salt_field, _, transform = column.salt.partition(":")
-        values = canonical[salt_field]
+        coded = canonical[salt_field]
         if transform == "year":
-            return [v[:4] if v is not None and len(v) >= 4 else None for v in values]
-        return values
+            return coded.remap([v[:4] if len(v) >= 4 else None for v in coded.values.tolist()])
+        return coded
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A column of one chunk as codes into its distinct values: ``values[codes[i]]`` is record *i*'s value, code -1
+    where it has none. Every encoder works on the distinct values and gathers by code, so a value shared by many
+    records costs once and no step loops over records in Python."""
+
+    codes: np.ndarray  # int64 per record, -1 = no value
+    values: np.ndarray  # object array of distinct str
+
+    def remap(self, mapped: list[str | None]) -> Coded:
+        """The column after mapping each distinct value (``mapped[j]`` for ``values[j]``; None = no value); values
+        that map to the same result share one code again."""
+        new_codes, new_values = pd.factorize(np.array(mapped, dtype=object), use_na_sentinel=True)
+        lookup = np.append(new_codes, -1).astype(np.int64)  # code -1 stays -1
+        return Coded(lookup[self.codes], np.asarray(new_values, dtype=object))
 
 
 def _fixed_binary(packed: np.ndarray, present: np.ndarray) -> pa.Array:

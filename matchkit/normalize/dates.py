@@ -86,10 +86,13 @@ def parse_date(raw: Any, *, today: _dt.date | None = None) -> tuple[_dt.date | N
         return None, "empty"
     value = _as_date(raw)
     if value is None:
-        text = _prepare(raw)
-        if text is None:
-            return None, "empty"
-        parts = _date_parts(text)
+        if isinstance(raw, str) and len(raw) == 8 and raw.isascii() and raw.isdigit():
+            parts: tuple[int, int, int] | None = (int(raw[:4]), int(raw[4:6]), int(raw[6:]))  # YYYYMMDD, common
+        else:
+            text = _prepare(raw)
+            if text is None:
+                return None, "empty"
+            parts = _date_parts(text)
         if parts is None:
             return None, "bad_format"
         try:

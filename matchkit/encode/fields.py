@@ -239,21 +239,25 @@ def blocking_part(field_type: str, transform: str, canonical: str) -> str | None
 
 
 # --- keyed primitives ---------------------------------------------------------------------------------------------
-def exact_tokens(key: bytes | KeyedHmac, canonicals: Sequence[str | None],
-                 cache: dict[str, bytes] | None = None) -> list[bytes | None]:
-    """``HMAC-SHA256(key, value)[:16]`` per value, one HMAC per distinct value (per run, with a ``cache`` that the
-    caller keeps across chunks)."""
-    mac = key if isinstance(key, KeyedHmac) else KeyedHmac(key)
+def exact_tokens(key: bytes | KeyedHmac, canonicals: Sequence[str | None]) -> list[bytes | None]:
+    """``HMAC-SHA256(key, value)[:16]`` per value, one HMAC per distinct value."""
     codes, uniques = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
+    table = exact_token_table(key, uniques.tolist())
     tokens = np.empty(len(uniques) + 1, dtype=object)
-    if cache is None:
-        tokens[:-1] = mac.digests((value.encode("utf-8") for value in uniques), TOKEN_BYTES)
-    else:
-        new = [value for value in uniques.tolist() if value not in cache]
-        cache.update(zip(new, mac.digests((value.encode("utf-8") for value in new), TOKEN_BYTES)))
-        tokens[:-1] = [cache[value] for value in uniques.tolist()]
+    tokens[:-1] = [row.tobytes() for row in table[:-1]]
     tokens[-1] = None
     return list(tokens[codes])
+
+
+def exact_token_table(key: bytes | KeyedHmac, distinct: list[str], cache: dict[str, bytes] | None = None) -> np.ndarray:
+    """``(len(distinct) + 1, 16)`` uint8: the exact token of each distinct value, then a zero row (for code -1).
+    With a ``cache`` (kept by the caller across chunks) a value seen before costs no HMAC."""
+    mac = key if isinstance(key, KeyedHmac) else KeyedHmac(key)
+    known: dict[str, bytes] = {} if cache is None else cache
+    new = [value for value in distinct if value not in known]
+    known.update(zip(new, mac.digests((value.encode("utf-8") for value in new), TOKEN_BYTES)))
+    return np.frombuffer(b"".join([*(known[value] for value in distinct), bytes(TOKEN_BYTES)]),
+                         dtype=np.uint8).reshape(len(distinct) + 1, TOKEN_BYTES)
 
 
 Factorised = tuple[np.ndarray, np.ndarray]  # (code per record, -1 = missing; distinct values)

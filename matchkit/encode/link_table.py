@@ -30,14 +30,14 @@ import pyarrow as pa
 
 from matchkit.encode.fields import (
     NORMALISERS,
-    TOKEN_BYTES,
     BloomEncoder,
     blocking_part,
     blocking_tokens_of_parts,
+    exact_token_table,
     kept_invalid,
 )
 from matchkit.encode.keyed import KeyedHmac
-from matchkit.encode.table import CACHE_LIMIT, Faults
+from matchkit.encode.table import CACHE_LIMIT, Faults, cached_map
 from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
@@ -145,24 +145,14 @@ class LinkTableEncoder:
     def _exact(self, field_name: str, coded: Coded) -> pa.Array:
         """Exact tokens as a fixed-size binary column: one HMAC per distinct value (remembered across chunks), then
         a gather by code, with no per-record Python object."""
-        cache = self._cache(f"exact:{field_name}", EXACT_CACHE_LIMIT)
-        distinct = coded.values.tolist()
-        new = [value for value in distinct if value not in cache]
-        cache.update(zip(new, self._exact_macs[field_name].digests((v.encode("utf-8") for v in new), TOKEN_BYTES)))
-        table = np.frombuffer(b"".join([*(cache[value] for value in distinct), bytes(TOKEN_BYTES)]),
-                              dtype=np.uint8).reshape(len(distinct) + 1, TOKEN_BYTES)  # last row: no value
-        return _fixed_binary(table[coded.codes], coded.codes >= 0)
+        table = exact_token_table(self._exact_macs[field_name], coded.values.tolist(),
+                                  self._cache(f"exact:{field_name}", EXACT_CACHE_LIMIT))
+        return _fixed_binary(table[coded.codes], coded.codes >= 0)  # code -1: the zero row, marked null
 
     def _blocking_parts(self, field_name: str, transform: str, coded: Coded) -> Coded:
         field_type = self.schema.column(field_name).type
-        cache = self._cache(f"block:{field_name}:{transform}")
-        results = []
-        for value in coded.values.tolist():
-            hit = cache.get(value, cache)
-            if hit is cache:
-                hit = cache[value] = blocking_part(field_type, transform, value)
-            results.append(hit)
-        return coded.remap(results)
+        return coded.remap(cached_map(coded.values.tolist(), lambda value: blocking_part(field_type, transform, value),
+                                      self._cache(f"block:{field_name}:{transform}")))
 
     def _cache(self, name: str, limit: int = CACHE_LIMIT) -> dict[str, Any]:
         cache = self._caches.setdefault(name, {})
@@ -175,13 +165,7 @@ class LinkTableEncoder:
         missing required values noted as faults. The normaliser runs once per distinct raw value (per run)."""
         normaliser = NORMALISERS[column.type]
         raw_codes, raw_values = pd.factorize(raw, use_na_sentinel=False)
-        cache = self._cache(f"norm:{column.type}")
-        results = []
-        for value in raw_values.tolist():
-            hit = cache.get(value, cache)
-            if hit is cache:
-                hit = cache[value] = normaliser(value)
-            results.append(hit)
+        results = cached_map(raw_values.tolist(), normaliser, self._cache(f"norm:{column.type}"))
         values: list[str | None] = [canonical for canonical, _ in results]
         reasons = np.array([reason for _, reason in results], dtype=object)
         bad_value = np.array([reason is not None for _, reason in results], dtype=bool)

@@ -8,7 +8,7 @@ of the batch and reported once with all its faults. No raw value is ever kept in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -92,6 +92,17 @@ class Faults:
         return out
 
 
+def cached_map(values: Iterable[Any], function: Callable[[Any], Any], cache: dict[Any, Any]) -> list[Any]:
+    """``[function(v) for v in values]``, remembering each result in ``cache`` (the caller bounds its size)."""
+    results = []
+    for value in values:
+        hit = cache.get(value, cache)
+        if hit is cache:
+            hit = cache[value] = function(value)
+        results.append(hit)
+    return results
+
+
 def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, Any] | None = None) -> list[Any]:
     """``[parser(v) for v in raw]``, calling the parser once per distinct value (and once per run with a cache)."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=False)
@@ -100,13 +111,7 @@ def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, A
     else:
         if len(cache) > CACHE_LIMIT:
             cache.clear()
-        results = []
-        for value in uniques:
-            hit = cache.get(value, cache)
-            if hit is cache:
-                hit = parser(value)
-                cache[value] = hit
-            results.append(hit)
+        results = cached_map(uniques, parser, cache)
     lookup = np.empty(len(results), dtype=object)
     lookup[:] = results
     return lookup[codes].tolist()

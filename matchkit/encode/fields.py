@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from matchkit.encode.codes import Factorised, combine_codes, factorize, factorize_ints
 from matchkit.encode.keyed import KeyedHmac, encrypt_blocks
 from matchkit.normalize import dates, names
 from matchkit.normalize.values import clean_text
@@ -241,7 +241,7 @@ def blocking_part(field_type: str, transform: str, canonical: str) -> str | None
 # --- keyed primitives ---------------------------------------------------------------------------------------------
 def exact_tokens(key: bytes | KeyedHmac, canonicals: Sequence[str | None]) -> list[bytes | None]:
     """``HMAC-SHA256(key, value)[:16]`` per value, one HMAC per distinct value."""
-    codes, uniques = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
+    codes, uniques = factorize(canonicals)
     table = exact_token_table(key, uniques.tolist())
     tokens = np.empty(len(uniques) + 1, dtype=object)
     tokens[:-1] = [row.tobytes() for row in table[:-1]]
@@ -260,13 +260,9 @@ def exact_token_table(key: bytes | KeyedHmac, distinct: list[str], cache: dict[s
                          dtype=np.uint8).reshape(len(distinct) + 1, TOKEN_BYTES)
 
 
-Factorised = tuple[np.ndarray, np.ndarray]  # (code per record, -1 = missing; distinct values)
-
-
 def factorise_part(part: Sequence[str | None]) -> Factorised:
     """One blocking key part of every record as codes into its distinct values (None: missing)."""
-    codes, uniques = pd.factorize(np.asarray(part, dtype=object), use_na_sentinel=True)
-    return codes, np.asarray(uniques, dtype=object)
+    return factorize(part)
 
 
 def blocking_tokens(key: bytes, pass_name: str, parts: Sequence[Sequence[str | None]]) -> np.ndarray:
@@ -281,16 +277,12 @@ def blocking_tokens(key: bytes, pass_name: str, parts: Sequence[Sequence[str | N
 def blocking_tokens_of_parts(key: bytes, pass_name: str, parts: Sequence[Factorised]) -> np.ndarray:
     """:func:`blocking_tokens` of parts already factorised (a part shared by several passes is factorised once)."""
     count = len(parts[0][0]) if parts else 0
-    combined = np.zeros(count, dtype=np.int64)
     missing = np.zeros(count, dtype=bool)
-    uniques_per_part = []
-    for codes, uniques in parts:
+    for codes, _ in parts:
         missing |= codes < 0
-        combined = combined * (len(uniques) + 1) + codes + 1  # mixed radix: distinct combinations stay distinct
-        uniques_per_part.append((codes, uniques))
-    if count and len(parts) > 1 and np.prod([len(u) + 1.0 for _, u in uniques_per_part]) >= 2.0**62:
-        combined = pd.factorize(pd.MultiIndex.from_arrays([c for c, _ in uniques_per_part]))[0].astype(np.int64)
-    combination, _ = pd.factorize(np.where(missing, -1, combined))  # hash-based: no sort
+    combined = combine_codes([codes + 1 for codes, _ in parts], [len(uniques) + 1 for _, uniques in parts])
+    combination = factorize_ints(np.where(missing, -1, combined))  # hash-based: no sort
+    uniques_per_part = list(parts)
     first = np.empty(combination.max(initial=-1) + 1, dtype=np.int64)
     first[combination[::-1]] = np.arange(count - 1, -1, -1)  # the first record of each combination
     present = ~missing[first]
@@ -413,12 +405,10 @@ class BloomEncoder:
     def encode(self, canonicals: Sequence[str | None], salts: Sequence[str | None] | None = None) -> np.ndarray:
         """Packed filters, ``(n, bits // 8)`` uint8, bit *i* of a filter is bit ``i % 8`` of byte ``i // 8``; all
         zero where the value is None. Records whose salt value is missing are encoded unsalted."""
-        value_codes, values = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
+        value_codes, values = factorize(canonicals)
         if salts is None:
-            return self.encode_coded(value_codes, np.asarray(values, dtype=object))
-        salt_codes, salt_values = pd.factorize(np.array(salts, dtype=object), use_na_sentinel=True)
-        return self.encode_coded(value_codes, np.asarray(values, dtype=object), salt_codes,
-                                 np.asarray(salt_values, dtype=object))
+            return self.encode_coded(value_codes, values)
+        return self.encode_coded(value_codes, values, *factorize(salts))
 
     def encode_coded(self, value_codes: np.ndarray, values: np.ndarray, salt_codes: np.ndarray | None = None,
                      salt_values: np.ndarray | None = None) -> np.ndarray:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
+from matchkit.encode.codes import factorize
 from matchkit.encode.fields import (
     NORMALISERS,
     BloomEncoder,
@@ -164,7 +164,7 @@ class LinkTableEncoder:
         """The field's canonical values, coded; invalid values rejected (or kept, ``on_invalid = "keep"``) and
         missing required values noted as faults. The normaliser runs once per distinct raw value (per run)."""
         normaliser = NORMALISERS[column.type]
-        raw_codes, raw_values = pd.factorize(raw, use_na_sentinel=False)
+        raw_codes, raw_values = factorize(raw, missing_as_value=True)
         results = cached_map(raw_values.tolist(), normaliser, self._cache(f"norm:{column.type}"))
         values: list[str | None] = [canonical for canonical, _ in results]
         reasons = np.array([reason for _, reason in results], dtype=object)
@@ -208,7 +208,7 @@ class Coded:
     def remap(self, mapped: list[str | None]) -> Coded:
         """The column after mapping each distinct value (``mapped[j]`` for ``values[j]``; None = no value); values
         that map to the same result share one code again."""
-        new_codes, new_values = pd.factorize(np.array(mapped, dtype=object), use_na_sentinel=True)
+        new_codes, new_values = factorize(mapped)
         lookup = np.append(new_codes, -1).astype(np.int64)  # code -1 stays -1
         return Coded(lookup[self.codes], np.asarray(new_values, dtype=object))
 

@@ -7,6 +7,7 @@ of the batch and reported once with all its faults. No raw value is ever kept in
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,10 +15,10 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from matchkit.encode.codes import factorize
 from matchkit.encode.tokens import Encoder, name_variants
 from matchkit.io.readers import Chunk
 from matchkit.normalize import dates, ids, names, values
@@ -105,7 +106,7 @@ def cached_map(values: Iterable[Any], function: Callable[[Any], Any], cache: dic
 
 def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, Any] | None = None) -> list[Any]:
     """``[parser(v) for v in raw]``, calling the parser once per distinct value (and once per run with a cache)."""
-    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    codes, uniques = factorize(raw, missing_as_value=True)
     if cache is None:
         results = [parser(value) for value in uniques]
     else:
@@ -222,29 +223,25 @@ class TableEncoder:
             couple = (event == "marriage") | (event == "divorce")
             faults.add(couple & blank["partner_id"], "partner_id", "missing_value")
         if "enrolment_order" in checks:
-            start = pd.array(clear["enrolled_from"], dtype="Int64")
-            end = pd.array(clear["enrolled_to"], dtype="Int64")
-            reversed_ = np.asarray((end < start).fillna(False), dtype=bool)
-            faults.add(reversed_, "enrolled_to", "period_reversed")
+            start, has_start = _optional_ints(clear["enrolled_from"])
+            end, has_end = _optional_ints(clear["enrolled_to"])
+            faults.add(has_start & has_end & (end < start), "enrolled_to", "period_reversed")
 
     def _check_claim_period(self, clear: dict[str, list[Any]], faults: Faults) -> None:
-        year = pd.array(clear["tax_year"], dtype="Int64")
-        start = pd.array(clear["period_start"], dtype="Int64")
-        end = pd.array(clear["period_end"], dtype="Int64")
-        start = start.fillna(year * 100 + 1) if start.isna().any() else start
-        end = end.fillna(year * 100 + 12) if end.isna().any() else end
-        outside_start = np.asarray(((start // 100) != year).fillna(False), dtype=bool)
-        outside_end = np.asarray(((end // 100) != year).fillna(False), dtype=bool)
-        faults.add(outside_start, "period_start", "period_outside_tax_year")
-        faults.add(outside_end, "period_end", "period_outside_tax_year")
-        faults.add(np.asarray((end < start).fillna(False), dtype=bool), "period_end", "period_reversed")
-        clear["period_start"] = [None if pd.isna(v) else int(v) for v in start]
-        clear["period_end"] = [None if pd.isna(v) else int(v) for v in end]
+        year, has_year = _optional_ints(clear["tax_year"])
+        start, has_start = _optional_ints(clear["period_start"])
+        end, has_end = _optional_ints(clear["period_end"])
+        # a missing period bound means the whole tax year: January or December of it
+        start, has_start = np.where(has_start, start, year * 100 + 1), has_start | has_year
+        end, has_end = np.where(has_end, end, year * 100 + 12), has_end | has_year
+        faults.add(has_start & has_year & (start // 100 != year), "period_start", "period_outside_tax_year")
+        faults.add(has_end & has_year & (end // 100 != year), "period_end", "period_outside_tax_year")
+        faults.add(has_start & has_end & (end < start), "period_end", "period_reversed")
+        clear["period_start"] = [int(v) if present else None for v, present in zip(start.tolist(), has_start.tolist())]
+        clear["period_end"] = [int(v) if present else None for v, present in zip(end.tolist(), has_end.tolist())]
 
     def _check_claim_amount(self, clear: dict[str, list[Any]], faults: Faults) -> None:
-        monthly = pd.array(clear["monthly_amount"], dtype="Float64")
-        annual = pd.array(clear["annual_amount"], dtype="Float64")
-        neither = np.asarray(monthly.isna() & annual.isna(), dtype=bool)
+        neither = ~_present(clear["monthly_amount"]) & ~_present(clear["annual_amount"])
         faults.add(neither, "monthly_amount;annual_amount", "missing_amount")
         deduction = np.array(clear["deduction"], dtype=object)
         needs_stage = deduction == "children_education"
@@ -368,6 +365,18 @@ def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
 
 def _is_none(values: np.ndarray) -> np.ndarray:
     return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
+
+
+def _present(values: list[Any]) -> np.ndarray:
+    """Which cells of a parsed number column hold a number (None and NaN are missing)."""
+    return np.fromiter((v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values), dtype=bool,
+                       count=len(values))
+
+
+def _optional_ints(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(int64 values, present)`` of a parsed integer column (0 where missing)."""
+    present = _present(values)
+    return np.array([int(v) if ok else 0 for v, ok in zip(values, present.tolist())], dtype=np.int64), present
 
 
 def _not_none(values: np.ndarray) -> np.ndarray:

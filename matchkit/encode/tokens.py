@@ -16,9 +16,9 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from matchkit.encode.codes import factorize
 from matchkit.encode.keyed import KeyedHmac, encrypt_blocks
 from matchkit.keys import SharedKey
 
@@ -68,7 +68,7 @@ class Encoder:
 
     def id_tokens(self, canonicals: Sequence[str | None]) -> list[bytes | None]:
         """Exact tokens for many canonical IDs, one HMAC per distinct value (taxpayers and dependants repeat)."""
-        codes, uniques = pd.factorize(np.asarray(canonicals, dtype=object), use_na_sentinel=True)
+        codes, uniques = factorize(canonicals)
         tokens = np.empty(len(uniques) + 1, dtype=object)
         tokens[:-1] = self._person_id.digests((c.encode("utf-8") for c in uniques), TOKEN_BYTES)
         tokens[-1] = None  # code -1: no canonical value

@@ -353,6 +353,51 @@ def test_link_as_a_library_call(toy, linked):
     assert len(result.pairs) == len(linked["pairs"])
 
 
+LINK_PROCESS = """
+import runpy, sys
+sys.argv = ["matchkit", *sys.argv[1:]]
+try:
+    runpy.run_module("matchkit", run_name="__main__")
+except SystemExit as exit:
+    print("PANDAS LOADED" if "pandas" in sys.modules else "NO PANDAS", file=sys.stderr)
+    raise
+"""
+
+
+def test_link_process_runs_without_pandas(toy, linked, education_file, tmp_path):
+    """As real processes, `matchkit hash` and `matchkit link` never load pandas (it is withheld, so pyarrow takes
+    its pandas-free paths), write what the in-process runs wrote, and still refuse a bad file cleanly."""
+    import subprocess
+    import sys
+
+    folder = toy["folder"]
+    hashed = subprocess.run([sys.executable, "-c", LINK_PROCESS, "hash", str(FEBRL), str(folder / "left.csv"), "--key",
+                             str(toy["key"]), "-o", str(tmp_path / "left.parquet"), "--rejects",
+                             str(tmp_path / "left.rejects.csv")], capture_output=True, text=True, check=False, cwd=REPO, timeout=120)
+    assert hashed.returncode == 0, hashed.stderr
+    assert "NO PANDAS" in hashed.stderr
+    assert pq.read_table(tmp_path / "left.parquet").equals(pq.read_table(folder / "left.parquet"))
+    assert (tmp_path / "left.rejects.csv").read_bytes() == (folder / "left.rejects.csv").read_bytes()
+    args = ["link", folder / "left.parquet", folder / "right.parquet", "-o", tmp_path / "pairs.csv", "--one-to-one",
+            "--stats", tmp_path / "stats.json", "--candidates", tmp_path / "candidates.csv"]
+    done = subprocess.run([sys.executable, "-c", LINK_PROCESS, *map(str, args)], capture_output=True, text=True, check=False,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "NO PANDAS" in done.stderr
+    assert (tmp_path / "pairs.csv").read_bytes() == (folder / "pairs.csv").read_bytes()
+    assert (tmp_path / "candidates.csv").read_bytes() == (folder / "candidates.csv").read_bytes()
+    threshold = subprocess.run([sys.executable, "-c", LINK_PROCESS, "link", str(folder / "left.parquet"),
+                                str(folder / "right.parquet"), "-o", str(tmp_path / "t.csv"), "--method",
+                                "threshold"], capture_output=True, text=True, check=False, cwd=REPO, timeout=120)
+    assert threshold.returncode == 0, threshold.stderr
+    assert "NO PANDAS" in threshold.stderr
+    refused = subprocess.run([sys.executable, "-c", LINK_PROCESS, "link", str(education_file),
+                              str(folder / "left.parquet"), "-o", str(tmp_path / "x.csv")],
+                             capture_output=True, text=True, check=False, cwd=REPO, timeout=120)
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr and "not a linkage file" in refused.stderr
+
+
 # --- refusals ---------------------------------------------------------------------------------------------------
 def expect_refusal(args: list[object], *needles: object) -> str:
     code, out, err = run_cli(args)
@@ -621,12 +666,11 @@ def test_scan_catches_a_planted_value(toy, linked, tmp_path):
 def test_pairs_csv_quotes_ids_only_when_needed(tmp_path):
     from matchkit.link.job import _write_csv_chunks
 
-    frames = [pd.DataFrame({"left_id": ["plain", 'with "quote"', "comma,inside"], "right_id": ["r1", "张三", "r 3"],
-                            "score": [1.0, 0.5, float("nan")]}),
-              pd.DataFrame({"left_id": np.array([7], dtype=np.int64), "right_id": np.array([8], dtype=np.int64),
-                            "score": [0.1234564]})]
+    parts = [(np.array(["plain", 'with "quote"', "comma,inside"], dtype=object),
+              np.array(["r1", "张三", "r 3"], dtype=object), np.array([1.0, 0.5, float("nan")])),
+             (np.array([7], dtype=np.int64), np.array([8], dtype=np.int64), np.array([0.1234564]))]
     target = tmp_path / "pairs.csv"
-    _write_csv_chunks(target, "pairs output", iter(frames))
+    _write_csv_chunks(target, "pairs output", iter(parts))
     text = target.read_text(encoding="utf-8")
     assert text.splitlines() == ["left_id,right_id,score", "plain,r1,1.000000", '"with ""quote""",张三,0.500000',
                                  '"comma,inside",r 3,', "7,8,0.123456"]

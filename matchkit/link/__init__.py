@@ -1,16 +1,33 @@
 """Generic record linkage over keyed tokens: blocking -> comparison vectors -> scoring -> selection.
 
-Knows nothing of taxes (never imports :mod:`matchkit.verify`); the tax domain builds on it.
+Knows nothing of taxes (never imports :mod:`matchkit.verify`); the tax domain builds on it. The names below load on
+first use, so ``matchkit link``, which needs only the numpy core, never imports the pandas-based helpers that
+``verify`` uses (``fuzzy``, ``best_per_left``).
 """
 
 from __future__ import annotations
 
-from matchkit.link.blocking import BlockingPass, CandidatePairs, PassStats, SharedKeys, block
-from matchkit.link.compare import COMPARATORS, get_comparator
-from matchkit.link.fuzzy import PERSON_MODEL, PERSON_PASSES, best_links, person_comparison_vectors
-from matchkit.link.scoring import FieldModel, LinkageModel, comparison_levels, match_weights, probability
-from matchkit.link.select import best_per_left, one_to_one
-from matchkit.link.tokens import TokenFrame, prepare_column
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matchkit.link.blocking import BlockingPass, CandidatePairs, PassStats, SharedKeys, block
+    from matchkit.link.compare import COMPARATORS, get_comparator
+    from matchkit.link.fuzzy import PERSON_MODEL, PERSON_PASSES, best_links, person_comparison_vectors
+    from matchkit.link.scoring import FieldModel, LinkageModel, comparison_levels, match_weights, probability
+    from matchkit.link.select import best_per_left, one_to_one
+    from matchkit.link.tokens import TokenFrame, prepare_column
+
+_MODULE_OF = {
+    "BlockingPass": "blocking", "CandidatePairs": "blocking", "PassStats": "blocking", "SharedKeys": "blocking",
+    "block": "blocking",
+    "COMPARATORS": "compare", "get_comparator": "compare",
+    "PERSON_MODEL": "fuzzy", "PERSON_PASSES": "fuzzy", "best_links": "fuzzy", "person_comparison_vectors": "fuzzy",
+    "FieldModel": "scoring", "LinkageModel": "scoring", "comparison_levels": "scoring", "match_weights": "scoring",
+    "probability": "scoring",
+    "best_per_left": "select", "one_to_one": "select",
+    "TokenFrame": "tokens", "prepare_column": "tokens",
+}
 
 __all__ = [
     "COMPARATORS",
@@ -34,3 +51,12 @@ __all__ = [
     "prepare_column",
     "probability",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'matchkit.link' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"matchkit.link.{module}"), name)
+    globals()[name] = value
+    return value

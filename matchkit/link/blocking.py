@@ -1,8 +1,8 @@
 """Blocking: which (left, right) record pairs are worth comparing at all.
 
 A *pass* names a token column and which of its tokens are keys. Two records become a candidate pair in a pass when
-they share a key; the result of several passes is the union of their pairs. Everything is a hash join over int64
-keys (``pandas.merge``): no per-record Python.
+they share a key; the result of several passes is the union of their pairs. Everything is a sort-merge join over
+int64 keys in numpy: no per-record Python, and no pandas (``matchkit link`` runs without it).
 
 Frequent keys are skipped. A key held by more than ``max_block_size`` right-hand records would contribute
 ``left_count x right_count`` pairs while carrying almost no evidence (in Fellegi–Sunter terms its u-probability is
@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, mix_keys
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,40 @@ def pass_keys(frame: TokenFrame, blocking_pass: BlockingPass) -> tuple[np.ndarra
     return np.concatenate(row_parts), np.concatenate(key_parts)
 
 
-def _distinct(rows: np.ndarray, keys: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"row": rows, "key": keys}).drop_duplicates(ignore_index=True)
+def _by_key(rows: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, key) entries sorted by key, each entry once."""
+    if len(rows) < 2 or (rows[1:] > rows[:-1]).all():
+        order = np.argsort(keys)  # one key per row (a scalar column): no entry can repeat; SIMD sort, not stable
+        return rows[order], keys[order]
+    order = np.lexsort((rows, keys))
+    rows, keys = rows[order], keys[order]
+    if len(keys) > 1:
+        first = np.r_[True, (keys[1:] != keys[:-1]) | (rows[1:] != rows[:-1])]
+        rows, keys = rows[first], keys[first]
+    return rows, keys
+
+
+def _groups(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys, where each starts, how many entries each has) of a sorted key array."""
+    if len(sorted_keys) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return sorted_keys, empty, empty
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    return sorted_keys[starts], starts, np.diff(np.r_[starts, len(sorted_keys)])
+
+
+def _member(values: np.ndarray, distinct_sorted: np.ndarray) -> np.ndarray:
+    """Which ``values`` occur in ``distinct_sorted`` (sorted, without repeats)."""
+    if len(distinct_sorted) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(distinct_sorted, values), len(distinct_sorted) - 1)
+    return distinct_sorted[at] == values
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(s, s + c) for s, c in zip(starts, counts)])`` without a loop."""
+    total = int(counts.sum())
+    return np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
 
 
 def block_pass(
@@ -117,23 +152,27 @@ def block_pass(
     empty = np.zeros(0, dtype=np.int64)
     if len(left_keys) == 0 or len(right_keys) == 0:
         return empty, empty, PassStats(0, 0, 0)
-    # The right side is usually far larger: keep only its keys that occur on the left (one hash lookup) before
-    # counting block sizes and joining.
-    wanted = pd.Index(pd.unique(left_keys)).get_indexer(right_keys) >= 0
-    right_table = _distinct(right_rows[wanted], right_keys[wanted])
-    left_table = _distinct(left_rows, left_keys)
-    block_sizes = right_table["key"].value_counts()
-    frequent = block_sizes[block_sizes > max_block_size]
-    skipped_pairs = 0
-    if len(frequent):
-        left_per_key = left_table["key"].value_counts()
-        skipped_pairs = int((frequent * left_per_key.reindex(frequent.index, fill_value=0)).sum())
-        right_table = right_table[~right_table["key"].isin(frequent.index)]
-    joined = left_table.merge(right_table, on="key", suffixes=("_left", "_right"))
-    left_pos = joined["row_left"].to_numpy(dtype=np.int64)
-    right_pos = joined["row_right"].to_numpy(dtype=np.int64)
+    left_rows, left_keys = _by_key(left_rows, left_keys)
+    left_distinct, left_starts, left_counts = _groups(left_keys)
+    # The right side is usually far larger: keep only its keys that occur on the left before counting block sizes
+    # and joining (sorted first: a binary search for keys in ascending order is far kinder to the cache).
+    right_rows, right_keys = _by_key(right_rows, right_keys)
+    wanted = _member(right_keys, left_distinct)
+    right_rows, right_keys = right_rows[wanted], right_keys[wanted]
+    right_distinct, right_starts, right_counts = _groups(right_keys)
+    on_left = np.searchsorted(left_distinct, right_distinct)  # every right key kept is a left key
+    frequent = right_counts > max_block_size
+    skipped_pairs = int((right_counts[frequent] * left_counts[on_left[frequent]]).sum())
+    joined = ~frequent
+    on_left, right_starts, right_counts = on_left[joined], right_starts[joined], right_counts[joined]
+    left_starts, left_counts = left_starts[on_left], left_counts[on_left]
+    # every left entry of a joined key meets every right entry of that key
+    left_entries = _ranges(left_starts, left_counts)
+    partners = np.repeat(right_counts, left_counts)
+    left_pos = np.repeat(left_rows[left_entries], partners)
+    right_pos = right_rows[_ranges(np.repeat(right_starts, left_counts), partners)]
     distinct = len(sorted_unique(left_pos * max(len(right), 1) + right_pos))
-    return left_pos, right_pos, PassStats(distinct, len(frequent), skipped_pairs)
+    return left_pos, right_pos, PassStats(distinct, int(frequent.sum()), skipped_pairs)
 
 
 class SharedKeys:
@@ -149,7 +188,7 @@ class SharedKeys:
     def __init__(self, left: pd.DataFrame | TokenFrame, passes: Sequence[BlockingPass]) -> None:
         left_frame = TokenFrame.of(left)
         self.passes = tuple(passes)
-        self._keys = {p.name: pd.Index(pd.unique(pass_keys(left_frame, p)[1])) for p in self.passes}
+        self._keys = {p.name: sorted_unique(pass_keys(left_frame, p)[1]) for p in self.passes}
 
     def kept(self, right: pd.DataFrame | TokenFrame) -> np.ndarray:
         """Boolean mask over ``right``: the records sharing a key with some left record in some pass."""
@@ -160,7 +199,7 @@ class SharedKeys:
             if len(keys) == 0:
                 continue
             rows, right_keys = pass_keys(right_frame, blocking_pass)
-            hit[rows[keys.get_indexer(right_keys) >= 0]] = True
+            hit[rows[_member(right_keys, keys)]] = True
         return hit
 
 

@@ -222,6 +222,7 @@ def best_links(
     )
     query_positions = chosen.index.to_numpy()
     person_positions = chosen["right"].to_numpy()
+    assert person_frame.frame is not None, "persons must carry their id_tok column"
     id_tokens = person_frame.frame["id_tok"].iloc[person_positions].to_numpy(dtype=object)
     result = pd.DataFrame(
         {

@@ -27,10 +27,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
@@ -40,11 +39,14 @@ from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
 from matchkit.link.em import FLOOR, estimate, level_frequencies
-from matchkit.link.scoring import FieldModel, LinkageModel, match_weights, probability
-from matchkit.link.select import one_to_one as greedy_one_to_one
+from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
+from matchkit.link.select import one_to_one_rows
 from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_tokens
 from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
 from matchkit.workers import default_workers
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Dice cut-points of the agreement levels of a Bloom-filter field (levels 0..3), and exact agreement on top.
 DICE_CUTS = (0.6, 0.75, 0.9)
@@ -71,9 +73,18 @@ class FieldPlan:
 
 @dataclass
 class LinkResult:
-    pairs: pd.DataFrame  # left_id, right_id, score
+    left_ids: np.ndarray  # per link, ordered by left record, then score (best first), then right record
+    right_ids: np.ndarray
+    scores: np.ndarray
     output: Path | None
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        """The links as a DataFrame ``left_id, right_id, score`` (imports pandas; the job itself does not)."""
+        import pandas as pd
+
+        return pd.DataFrame({"left_id": self.left_ids, "right_id": self.right_ids, "score": self.scores})
 
 
 def _is_link_file(hashed: HashedFile) -> None:
@@ -188,8 +199,8 @@ def compare_threads() -> int:
 
 def _model(plans: list[FieldPlan], m: list[tuple[float, ...]], u: list[tuple[float, ...]], *,
            prior: float) -> LinkageModel:
-    def reader(name: str) -> Callable[[pd.DataFrame], np.ndarray]:
-        return lambda frame: frame[name].to_numpy()
+    def reader(name: str) -> Callable[[Table], np.ndarray]:
+        return lambda table: np.asarray(table[name])
 
     fields = [FieldModel(name=plan.name, levels=tuple(str(level) for level in range(len(m_f))), m=m_f, u=u_f,
                          level_of=reader(plan.name)) for plan, m_f, u_f in zip(plans, m, u)]
@@ -265,28 +276,24 @@ def link_files(
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
     stats["threshold"] = threshold
 
-    keep = scores >= threshold
-    pairs = pd.DataFrame({"left": candidates.left[keep], "right": candidates.right[keep], "score": scores[keep]})
+    keep = np.flatnonzero(scores >= threshold)
     if one_to_one:
-        pairs = greedy_one_to_one(pairs)
-    pairs = pairs.sort_values(["left", "score", "right"], ascending=[True, False, True], kind="mergesort")
-    stats["links"] = len(pairs)
-    stats["links_found_by_pass"] = _links_by_pass(left, right, passes, pairs)
-    result = pd.DataFrame({
-        "left_id": left_ids[pairs["left"].to_numpy()],
-        "right_id": right_ids[pairs["right"].to_numpy()],
-        "score": pairs["score"].to_numpy(),
-    })
+        keep = keep[one_to_one_rows(candidates.left[keep], candidates.right[keep], scores[keep])]
+    lpos, rpos, kept_scores = candidates.left[keep], candidates.right[keep], scores[keep]
+    order = np.lexsort((rpos, -kept_scores, lpos))  # by left record, best score first, then right record
+    lpos, rpos, kept_scores = lpos[order], rpos[order], kept_scores[order]
+    stats["links"] = len(lpos)
+    stats["links_found_by_pass"] = {p.name: int(shares_key(left, right, p, lpos, rpos).sum()) for p in passes}
+    result = LinkResult(left_ids[lpos], right_ids[rpos], kept_scores, None, stats)
     if candidates_path is not None:
         _write_csv_chunks(Path(candidates_path), "candidates output", (
-            pd.DataFrame({"left_id": left_ids[candidates.left[part]], "right_id": right_ids[candidates.right[part]],
-                          "score": scores[part]})
+            (left_ids[candidates.left[part]], right_ids[candidates.right[part]], scores[part])
             for part in (slice(start, start + CSV_CHUNK_ROWS) for start in range(0, len(scores), CSV_CHUNK_ROWS))
         ))
-    out = Path(output) if output is not None else None
-    if out is not None:
-        _write_csv(result, out, "pairs output")
-    return LinkResult(result, out, stats)
+    if output is not None:
+        result.output = Path(output)
+        _write_csv_chunks(result.output, "pairs output", iter([(result.left_ids, result.right_ids, result.scores)]))
+    return result
 
 
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
@@ -299,8 +306,7 @@ def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidat
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
                                seed=seed, stats=stats)
         if model is not None:
-            frame = pd.DataFrame({plan.name: levels[:, i] for i, plan in enumerate(plans)})
-            return probability(match_weights(frame, model)), "em"
+            return probability(match_weights(_level_table(plans, levels), model)), "em"
         if method == "em":
             raise MatchkitError("the Fellegi-Sunter model could not be estimated from these files (EM did not "
                                 "converge or does not separate matches); use --method threshold")
@@ -383,8 +389,7 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
         return None  # some field was never estimated: no trustworthy model
     m = [tuple((total / weight).tolist()) for total, weight in zip(m_sum, m_weight)]
     model = _model(plans, m, u, prior=min(len(left), len(right)) / max(len(left) * len(right), 1))
-    frame = pd.DataFrame({plan.name: levels[:, i] for i, plan in enumerate(plans)})
-    bayes = match_weights(frame, model) - model.prior_weight
+    bayes = match_weights(_level_table(plans, levels), model) - model.prior_weight
     all_pairs = float(len(left)) * float(len(right))
     prior = model.prior
     for _ in range(50):  # prior = expected links / all pairs (a contraction: converges in a few steps)
@@ -407,27 +412,21 @@ def shares_key(left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass,
     return lcol.valid[lpos] & rcol.valid[rpos] & (lcol.keys[lpos] == rcol.keys[rpos])
 
 
-def _links_by_pass(left: TokenFrame, right: TokenFrame, passes: list[BlockingPass],
-                   pairs: pd.DataFrame) -> dict[str, int]:
-    """For each pass, how many of the final links share its key (how much each pass contributes)."""
-    lpos, rpos = pairs["left"].to_numpy(), pairs["right"].to_numpy()
-    return {p.name: int(shares_key(left, right, p, lpos, rpos).sum()) for p in passes}
+def _level_table(plans: list[FieldPlan], levels: np.ndarray) -> dict[str, np.ndarray]:
+    return {plan.name: levels[:, index] for index, plan in enumerate(plans)}
 
 
-def _write_csv(frame: pd.DataFrame, path: Path, label: str) -> None:
-    _write_csv_chunks(path, label, iter([frame]))
-
-
-def _write_csv_chunks(path: Path, label: str, frames: Iterator[pd.DataFrame]) -> None:
-    """CSV written atomically, a frame at a time (tens of millions of candidate rows never sit in one frame)."""
+def _write_csv_chunks(path: Path, label: str, parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """``left_id,right_id,score`` CSV written atomically, a part at a time (tens of millions of candidate rows
+    never sit in one list of Python objects)."""
     fd, temp = partial_file(path, label)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")  # quotes an id only when it needs it, like pandas
             writer.writerow(["left_id", "right_id", "score"])
-            for frame in frames:
-                scores = ["" if math.isnan(score) else f"{score:.6f}" for score in frame["score"].tolist()]
-                writer.writerows(zip(frame["left_id"].tolist(), frame["right_id"].tolist(), scores))
+            for left_ids, right_ids, scores in parts:
+                texts = ["" if math.isnan(score) else f"{score:.6f}" for score in scores.tolist()]
+                writer.writerows(zip(left_ids.tolist(), right_ids.tolist(), texts))
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -17,11 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-LevelFunction = Callable[[pd.DataFrame], np.ndarray]
+if TYPE_CHECKING:
+    import pandas as pd
+
+Table = Mapping[str, Any]  # columns by name: a pandas DataFrame, or a dict of numpy arrays (``matchkit link``)
+LevelFunction = Callable[[Table], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,8 @@ def level_from_thresholds(column: str, thresholds: Sequence[float]) -> LevelFunc
     """Level = number of ``thresholds`` (ascending) the similarity reaches; NaN -> -1."""
     cuts = np.asarray(thresholds, dtype=np.float64)
 
-    def level_of(vectors: pd.DataFrame) -> np.ndarray:
-        similarity = vectors[column].to_numpy(dtype=np.float64)
+    def level_of(vectors: Table) -> np.ndarray:
+        similarity = np.asarray(vectors[column], dtype=np.float64)
         levels = np.searchsorted(cuts, similarity, side="right").astype(np.int64)
         levels[np.isnan(similarity)] = -1
         return levels
@@ -80,14 +84,16 @@ def level_from_thresholds(column: str, thresholds: Sequence[float]) -> LevelFunc
 
 def comparison_levels(vectors: pd.DataFrame, model: LinkageModel) -> pd.DataFrame:
     """Integer level per field and pair (-1: not comparable)."""
+    import pandas as pd  # only verify's DataFrame path comes here; ``matchkit link`` runs without pandas
+
     return pd.DataFrame({f.name: f.level_of(vectors) for f in model.fields}, index=vectors.index)
 
 
-def match_weights(levels: pd.DataFrame, model: LinkageModel) -> np.ndarray:
+def match_weights(levels: Table, model: LinkageModel) -> np.ndarray:
     """logit(prior) + sum over fields of ln(m/u) at each pair's level (0 for a missing field)."""
-    total = np.full(len(levels), model.prior_weight, dtype=np.float64)
-    for field_model in model.fields:
-        level = levels[field_model.name].to_numpy(dtype=np.int64)
+    by_field = [np.asarray(levels[field_model.name], dtype=np.int64) for field_model in model.fields]
+    total = np.full(len(by_field[0]) if by_field else len(levels), model.prior_weight, dtype=np.float64)
+    for field_model, level in zip(model.fields, by_field):
         weights = np.append(field_model.weights, 0.0)  # index -1 -> the appended 0
         total += weights[np.where(level < 0, len(weights) - 1, level)]
     return total

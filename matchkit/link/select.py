@@ -2,20 +2,27 @@
 
 - :func:`best_per_left`: each left record's best eligible right record, its runner-up and whether the two are too
   close to choose between (ambiguous).
-- :func:`one_to_one`: a greedy one-to-one assignment by score (each record used at most once).
+- :func:`one_to_one`: a greedy one-to-one assignment by score (each record used at most once); its numpy core
+  :func:`one_to_one_rows` is what ``matchkit link`` uses, without pandas.
 Both are vectorised over pairs; ``one_to_one`` loops over rounds (few), never over pairs.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def best_per_left(left: np.ndarray, right: np.ndarray, weight: np.ndarray, *, margin: float) -> pd.DataFrame:
     """Per distinct ``left``: the best ``right`` by weight (ties broken by the lower right position, so the result
     is deterministic), the runner-up weight, the number of candidates, and ``ambiguous`` when the runner-up's weight
     is within ``margin`` of the best. Indexed by left position."""
+    import pandas as pd  # verify's path; ``matchkit link`` runs without pandas
+
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
     weight = np.asarray(weight, dtype=np.float64)
@@ -55,28 +62,24 @@ def one_to_one(
     record), which gives the same assignment as the sequential greedy under a strict total order on pairs; ties
     are broken by (left, right) so the result is deterministic. Returns the kept rows of ``pairs``.
     """
-    remaining = pairs.reset_index(drop=True)
+    chosen = one_to_one_rows(pairs[left].to_numpy(), pairs[right].to_numpy(), pairs[score].to_numpy())
+    return pairs.iloc[chosen]
+
+
+def one_to_one_rows(left: np.ndarray, right: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """:func:`one_to_one` on arrays (one entry per pair): the positions of the kept pairs, ascending."""
+    left, right = np.asarray(left), np.asarray(right)
+    # best first: score descending, then left, then right (a stable sort, so equal pairs keep their order)
+    by_rank = np.lexsort((right, left, -np.asarray(score, dtype=np.float64)))
+    active = np.ones(len(left), dtype=bool)
     kept: list[np.ndarray] = []
-    order_key = np.arange(len(remaining))
-    ranked = remaining.assign(_row=order_key).sort_values(
-        [score, left, right], ascending=[False, True, True], kind="mergesort"
-    )
-    rank = np.empty(len(ranked), dtype=np.int64)
-    rank[ranked["_row"].to_numpy()] = np.arange(len(ranked))  # lower rank = better, a strict total order
-    active = np.ones(len(remaining), dtype=bool)
-    left_values = remaining[left].to_numpy()
-    right_values = remaining[right].to_numpy()
     while active.any():
-        rows = np.flatnonzero(active)
-        frame = pd.DataFrame(
-            {"row": rows, "rank": rank[rows], "l": left_values[rows], "r": right_values[rows]}
-        )
-        best_of_left = frame.loc[frame.groupby("l", sort=False)["rank"].idxmin(), "row"].to_numpy()
-        best_of_right = frame.loc[frame.groupby("r", sort=False)["rank"].idxmin(), "row"].to_numpy()
+        ranked = by_rank[active[by_rank]]  # the active pairs, best first
+        best_of_left = ranked[np.unique(left[ranked], return_index=True)[1]]  # first = best of its record
+        best_of_right = ranked[np.unique(right[ranked], return_index=True)[1]]
         mutual = np.intersect1d(best_of_left, best_of_right)
         kept.append(mutual)
-        used_left = np.isin(left_values, left_values[mutual])
-        used_right = np.isin(right_values, right_values[mutual])
+        used_left = np.isin(left, left[mutual])
+        used_right = np.isin(right, right[mutual])
         active &= ~(used_left | used_right)
-    chosen = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
-    return pairs.iloc[chosen]
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)

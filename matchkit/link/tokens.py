@@ -1,7 +1,8 @@
 """Token columns in the flat numpy form that blocking and comparison work on.
 
-A hashed file reaches pandas as object columns (``bytes`` per cell, or a list/array of int64 per cell) or as
-``pd.ArrowDtype`` columns. Both go through pyarrow once and come out as:
+Token columns come from Arrow (a hashed file read by pyarrow, :func:`arrow_tokens`) or from pandas (object columns of
+``bytes`` or int64 lists per cell, or ``pd.ArrowDtype`` columns, :func:`prepare_column`). Both go through pyarrow
+once and come out as:
 
 - :class:`ScalarTokens`: one token per row, as an ``(n, words)`` int64 matrix (16-byte tokens are two words) plus a
   validity mask. ``keys`` is the first word: a 64-bit view of the first 8 bytes, used as the blocking key (tokens
@@ -9,18 +10,22 @@ A hashed file reaches pandas as object columns (``bytes`` per cell, or a list/ar
   comparators, working on the whole token, then reject).
 - :class:`ListTokens`: a list of int64 tokens per row, Arrow style: ``offsets`` (n + 1) into ``values``.
 
-:class:`TokenFrame` wraps a DataFrame and prepares each column once, on first use, so blocking and every comparator
-share the conversion (it is the only O(rows) Python-object work in the pipeline).
+:class:`TokenFrame` holds prepared columns, or wraps a DataFrame and prepares each column once, on first use, so
+blocking and every comparator share the conversion (it is the only O(rows) Python-object work in the pipeline).
+This module never imports pandas itself: ``matchkit link`` runs without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: the usual multiplicative hash constant
 
@@ -187,27 +192,28 @@ def arrow_tokens(array: pa.Array | pa.ChunkedArray) -> TokenColumn:
 
 @dataclass
 class TokenFrame:
-    """A DataFrame whose token columns are prepared lazily and cached."""
+    """Token columns by name: already prepared, or those of a DataFrame, prepared lazily and cached."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
     _columns: dict[str, TokenColumn] = field(default_factory=dict, repr=False)
+    _length: int = 0
 
     @classmethod
     def from_columns(cls, length: int, columns: dict[str, TokenColumn]) -> TokenFrame:
         """A frame of already prepared token columns (no pandas columns behind them)."""
-        return cls(pd.DataFrame(index=pd.RangeIndex(length)), dict(columns))
+        return cls(None, dict(columns), length)
 
     @classmethod
     def of(cls, data: pd.DataFrame | TokenFrame) -> TokenFrame:
         return data if isinstance(data, TokenFrame) else cls(data)
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return self._length if self.frame is None else len(self.frame)
 
     def column(self, name: str) -> TokenColumn:
         prepared = self._columns.get(name)
         if prepared is None:
-            if name not in self.frame.columns:
+            if self.frame is None or name not in self.frame.columns:
                 raise KeyError(f"missing token column {name!r}")
             prepared = prepare_column(self.frame[name])
             self._columns[name] = prepared

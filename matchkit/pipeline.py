@@ -99,7 +99,8 @@ def _hash_file(
     encoder = Encoder(key, purpose or schema.purpose, ENCODING_VERSION)
     table_encoder = make_table_encoder(schema, encoder)
     record_ids = RecordIdChecker(schema.record_id)
-    writer = HashedFileWriter(output, table_encoder.arrow_schema)
+    writer = HashedFileWriter(output, table_encoder.arrow_schema,
+                              unique=[schema.record_id] if schema.kind == "link" and schema.record_id else [])
     try:
         rejects_writer = _RejectsWriter(Path(rejects_path)) if rejects_path else None
     except BaseException:

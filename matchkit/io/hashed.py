@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -76,12 +77,16 @@ class _HashingSink:
 class HashedFileWriter:
     """Streams record batches into ``path`` atomically; ``close(manifest)`` seals the digest into the footer."""
 
-    def __init__(self, path: str | Path, schema: pa.Schema) -> None:
+    def __init__(self, path: str | Path, schema: pa.Schema, *, unique: Sequence[str] = ()) -> None:
+        """``unique``: columns whose values (nearly) never repeat, such as a record id."""
         self.path = Path(path)
         fd, self._temp = partial_file(self.path, "output", ManifestError)
         self._handle = os.fdopen(fd, "wb")
         self._sink = _HashingSink(self._handle)
-        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
+        # Dictionary pages pay off only where values repeat (tokens and filters of common names, dates, places);
+        # integer columns here are line numbers and keyed 64-bit blocking keys, as unique as a record id.
+        repeating = [f.name for f in schema if f.name not in unique and not pa.types.is_integer(f.type)]
+        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd", use_dictionary=repeating)
         self.rows = 0
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:

@@ -91,9 +91,10 @@ def comparison_levels(vectors: pd.DataFrame, model: LinkageModel) -> pd.DataFram
 
 def match_weights(levels: Table, model: LinkageModel) -> np.ndarray:
     """logit(prior) + sum over fields of ln(m/u) at each pair's level (0 for a missing field)."""
-    by_field = [np.asarray(levels[field_model.name], dtype=np.int64) for field_model in model.fields]
-    total = np.full(len(by_field[0]) if by_field else len(levels), model.prior_weight, dtype=np.float64)
-    for field_model, level in zip(model.fields, by_field):
+    count = len(levels[model.fields[0].name]) if model.fields else len(levels)
+    total = np.full(count, model.prior_weight, dtype=np.float64)
+    for field_model in model.fields:  # one field's levels at a time: tens of millions of pairs at scale
+        level = np.asarray(levels[field_model.name])
         weights = np.append(field_model.weights, 0.0)  # index -1 -> the appended 0
         total += weights[np.where(level < 0, len(weights) - 1, level)]
     return total

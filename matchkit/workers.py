@@ -51,16 +51,18 @@ class _WithholdPandas:
     @staticmethod
     def find_spec(name: str, path: object = None, target: object = None) -> None:
         if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is not used in matchkit's encoding workers")
+            raise ImportError("pandas is withheld in this process: matchkit's hash and link run without it")
 
 
 def withhold_pandas() -> None:
-    """Make this process run as if pandas were not installed (for encoding workers only).
+    """Make this process run as if pandas were not installed: for processes that never need it, the encoding
+    workers and the ``hash`` and ``link`` commands (never a library caller's process).
 
     pyarrow imports pandas, if it can, on its first conversion (``pa.array``, ``to_numpy``): 0.15–0.2 s of CPU per
-    process that a worker, which never touches a pandas object, would otherwise pay on its first chunk. Without
-    pandas pyarrow takes its pandas-free paths, a configuration it supports. Nothing that runs in a worker imports
-    pandas (``tests/test_parallel.py`` runs every kind of input through workers). No effect if pandas is loaded.
+    process that never touches a pandas object. Without pandas pyarrow takes its pandas-free paths, a configuration
+    it supports. Subprocess tests prove those commands never load pandas and write the same output
+    (``tests/test_parallel.py``: every schema and input format; ``tests/test_link_job.py``). No effect if pandas is
+    already loaded.
     """
     import sys
 
@@ -87,16 +89,14 @@ def keep_freed_memory() -> None:
     Only glibc has ``mallopt``; elsewhere nothing changes.
     """
     import ctypes
-    import ctypes.util
+    import platform
 
-    name = ctypes.util.find_library("c")
-    if not name:
+    if platform.libc_ver()[0] != "glibc":
         return
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this interpreter runs on
     except (OSError, AttributeError):
-        return  # not glibc
+        return
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     for parameter, value in ((_M_MMAP_THRESHOLD, _HEAP_BLOCK_BYTES), (_M_TRIM_THRESHOLD, _KEPT_FREE_BYTES),
                              (_M_TOP_PAD, _KEPT_FREE_BYTES)):

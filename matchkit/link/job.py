@@ -39,17 +39,16 @@ from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
 from matchkit.link.em import FLOOR, estimate, level_frequencies
+from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_rows, record_rows
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
-from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, arrow_tokens
+from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, WordPieces, arrow_tokens, word_pieces
 from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
 from matchkit.workers import default_workers
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# Dice cut-points of the agreement levels of a Bloom-filter field (levels 0..3), and exact agreement on top.
-DICE_CUTS = (0.6, 0.75, 0.9)
 RANDOM_PAIRS = 100_000  # u of the Dice levels; measured: 300,000 gave the same links at 100k x 100k
 CSV_CHUNK_ROWS = 1_000_000
 MIN_SESSION_PAIRS = 50  # a blocking pass with fewer candidates is too small for its own EM session
@@ -139,42 +138,69 @@ def plan_passes(left: HashedFile, right: HashedFile) -> list[BlockingPass]:
             for name in common]
 
 
-def _load(hashed: HashedFile, plans: list[FieldPlan], passes: list[BlockingPass]) -> tuple[TokenFrame, np.ndarray]:
-    columns = [p.column for p in passes] + [c for plan in plans for c in (plan.exact, plan.bloom) if c]
+@dataclass
+class _Side:
+    """One loaded file: blocking keys and exact tokens as token columns, Bloom filters still as Arrow columns
+    (they go straight into the record rows, or become token columns if the rows cannot take them), and ids."""
+
+    frame: TokenFrame
+    filters: dict[str, pa.ChunkedArray]
+    ids: np.ndarray
+
+
+def _load(hashed: HashedFile, plans: list[FieldPlan], passes: list[BlockingPass]) -> _Side:
+    tokens = [p.column for p in passes] + [plan.exact for plan in plans if plan.exact]
+    filters = [plan.bloom for plan in plans if plan.bloom]
     record_id = hashed.manifest.get("record_id")
     id_column = record_id or "_line"
-    table = hashed.read([id_column, *columns])
-    prepared: dict[str, TokenColumn] = {name: arrow_tokens(table.column(name)) for name in columns}
+    table = hashed.read([id_column, *tokens, *filters])
+    prepared: dict[str, TokenColumn] = {name: arrow_tokens(table.column(name)) for name in tokens}
     ids = table.column(id_column)
     ids_array = ids.to_numpy() if pa.types.is_integer(ids.type) else np.asarray(ids.to_pylist(), dtype=object)
-    return TokenFrame.from_columns(table.num_rows, prepared), ids_array
+    return _Side(TokenFrame.from_columns(table.num_rows, prepared), {name: table.column(name) for name in filters},
+                 ids_array)
 
 
 def field_levels(plan: FieldPlan, left: TokenFrame, right: TokenFrame, lpos: np.ndarray,
                  rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(level, similarity) per pair for one field; level -1 and similarity NaN where a side has no value."""
+    """(level, similarity) per pair for one field, column by column; level -1 and similarity NaN where a side has
+    no value. The reference for :func:`matchkit.link.rows.compare_rows`."""
     exact = (exact_token(left.column(plan.exact), right.column(plan.exact), lpos, rpos)
              if plan.exact else None)
-    if plan.bloom is None:
-        assert exact is not None
-        level = np.where(np.isnan(exact), -1, exact).astype(np.int64)
-        return level, exact
-    similarity = dice(left.column(plan.bloom), right.column(plan.bloom), lpos, rpos)
-    level = np.searchsorted(np.asarray(DICE_CUTS), similarity, side="right").astype(np.int64)
-    if exact is not None:
-        agree = exact == 1
-        level[agree] = len(DICE_CUTS) + 1
-        similarity = np.where(agree, 1.0, similarity)
-    else:
-        level[similarity >= 0.999] = len(DICE_CUTS) + 1
-    level[np.isnan(similarity)] = -1
-    return level, similarity
+    similarity = dice(left.column(plan.bloom), right.column(plan.bloom), lpos, rpos) if plan.bloom else None
+    return agreement_levels(exact, similarity)
+
+
+def comparison_rows(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame,
+                    left_filters: dict[str, pa.ChunkedArray] | None = None,
+                    right_filters: dict[str, pa.ChunkedArray] | None = None) -> tuple[RecordRows, RecordRows] | None:
+    """Both sides' compared columns as record rows (:mod:`matchkit.link.rows`). Bloom filters come from the
+    frames, or from Arrow columns (``*_filters``, by name) copied once, straight into the rows. None when a column
+    does not fit that layout: then the Arrow filters are added to the frames as token columns, for the
+    column-by-column path."""
+    fields = [(plan.exact, plan.bloom) for plan in plans]
+    names = [name for field in fields for name in field if name is not None]
+    sides: list[dict[str, WordPieces]] = []
+    for frame, filters in ((left, left_filters or {}), (right, right_filters or {})):
+        columns = {name: word_pieces(filters[name] if name in filters else frame.column(name)) for name in names}
+        sides.append({name: pieces for name, pieces in columns.items() if pieces is not None})
+    fits = all(len(side) == len(names) for side in sides)
+    rows = record_rows(fields, sides[0], sides[1]) if fits else None
+    if rows is None:
+        for frame, filters in ((left, left_filters or {}), (right, right_filters or {})):
+            for name, array in filters.items():
+                frame.add(name, arrow_tokens(array))
+    return rows
 
 
 def comparison_table(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, lpos: np.ndarray,
-                     rpos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     rpos: np.ndarray, rows: tuple[RecordRows, RecordRows] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """(levels, similarities), each pairs x fields (int8 and float32: at a million records a side the candidates
-    run to tens of millions, and these two tables are most of the job's memory)."""
+    run to tens of millions, and these two tables are most of the job's memory). With ``rows`` (from
+    :func:`comparison_rows`) a pair is two record-row reads; without, each field is compared column by column."""
+    if rows is not None:
+        return compare_rows(rows[0], rows[1], lpos, rpos, threads=compare_threads())
     levels = np.empty((len(lpos), len(plans)), dtype=np.int8)
     similarities = np.empty((len(lpos), len(plans)), dtype=np.float32)
 
@@ -246,8 +272,10 @@ def link_files(
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:  # Parquet decoding and numpy conversion release the GIL
-        (left, left_ids), (right, right_ids) = pool.map(lambda hashed: _load(hashed, plans, passes),
-                                                        (left_file, right_file))
+        left_side, right_side = pool.map(lambda hashed: _load(hashed, plans, passes), (left_file, right_file))
+    left, right, left_ids, right_ids = left_side.frame, right_side.frame, left_side.ids, right_side.ids
+    rows = comparison_rows(plans, left, right, left_side.filters, right_side.filters)
+    del left_side, right_side  # the Arrow filter columns: the rows hold a copy now
     stats.update(left_records=len(left), right_records=len(right), load_seconds=time.perf_counter() - started)
     say(f"loaded {len(left):,} x {len(right):,} records")
 
@@ -263,14 +291,14 @@ def link_files(
     say(f"{candidates.total:,} candidate pairs from {len(passes)} blocking passes")
 
     started = time.perf_counter()
-    levels, similarities = comparison_table(plans, left, right, candidates.left, candidates.right)
+    levels, similarities = comparison_table(plans, left, right, candidates.left, candidates.right, rows)
     seconds = time.perf_counter() - started
     stats.update(compare_seconds=seconds,
                  comparisons_per_second=candidates.total * len(plans) / seconds if seconds > 0 else None)
 
     started = time.perf_counter()
     scores, used = _score(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
-                          stats)
+                          stats, rows)
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
@@ -298,13 +326,14 @@ def link_files(
 
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
            levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
-           random_pairs: int, seed: int, stats: dict[str, Any]) -> tuple[np.ndarray, str]:
+           random_pairs: int, seed: int, stats: dict[str, Any],
+           rows: tuple[RecordRows, RecordRows] | None = None) -> tuple[np.ndarray, str]:
     if method == "em" and not len(levels):
         raise MatchkitError("no candidate pairs: the Fellegi-Sunter model cannot be estimated (and there is "
                             "nothing to link)")
     if method != "threshold" and len(levels):
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
-                               seed=seed, stats=stats)
+                               seed=seed, stats=stats, rows=rows)
         if model is not None:
             return probability(match_weights(_level_table(plans, levels), model)), "em"
         if method == "em":
@@ -316,7 +345,7 @@ def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidat
 
 
 def u_probabilities(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, *, random_pairs: int,
-                    seed: int) -> list[tuple[float, ...]]:
+                    seed: int, rows: tuple[RecordRows, RecordRows] | None = None) -> list[tuple[float, ...]]:
     """P(level | non-match) per field: level frequencies over uniformly random pairs, except exact agreement,
     whose probability ``sum_v p_left(v) p_right(v)`` is computed exactly from the two files' token counts (a
     sample would see too few exact agreements of a near-unique field to estimate it)."""
@@ -324,7 +353,7 @@ def u_probabilities(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame,
     sample = min(random_pairs, len(left) * len(right))
     lpos, rpos = rng.integers(0, len(left), sample), rng.integers(0, len(right), sample)
     order = np.argsort(lpos, kind="stable")  # the same pairs, in left order: gathers walk memory forwards
-    random_levels, _ = comparison_table(plans, left, right, lpos[order], rpos[order])
+    random_levels, _ = comparison_table(plans, left, right, lpos[order], rpos[order], rows)
     sampled = level_frequencies(random_levels, [plan.n_levels for plan in plans])
     out = []
     for index, plan in enumerate(plans):
@@ -349,7 +378,8 @@ def _exact_agreement(left: TokenColumn, right: TokenColumn) -> float:
 
 def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
                    levels: np.ndarray, passes: list[BlockingPass], *, random_pairs: int = RANDOM_PAIRS,
-                   seed: int = 0, stats: dict[str, Any] | None = None) -> LinkageModel | None:
+                   seed: int = 0, stats: dict[str, Any] | None = None,
+                   rows: tuple[RecordRows, RecordRows] | None = None) -> LinkageModel | None:
     """The Fellegi–Sunter model, estimated without labels; None when it cannot be trusted.
 
     Blocked candidates are not a random sample: a non-matching pair found by the date-of-birth pass agrees on the
@@ -361,7 +391,7 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     of links among the candidates divided by all pairs.
     """
     n_levels = [plan.n_levels for plan in plans]
-    u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed)
+    u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed, rows=rows)
     m_sum = [np.zeros(count) for count in n_levels]
     m_weight = np.zeros(len(plans))
     sessions: dict[str, Any] = {}

@@ -97,6 +97,43 @@ class ListTokens:
 TokenColumn = ScalarTokens | ListTokens
 
 
+@dataclass(frozen=True)
+class WordPieces:
+    """A column of fixed-width values as rows of uint64 words, held in consecutive pieces of rows (the chunks of
+    an Arrow column, viewed without a copy), with a validity mask over all rows. A null row's words are whatever
+    the file holds: whoever compares them masks nulls."""
+
+    pieces: tuple[np.ndarray, ...]  # each (rows, width) uint64
+    valid: np.ndarray
+    width: int
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+
+def word_pieces(column: TokenColumn | pa.Array | pa.ChunkedArray) -> WordPieces | None:
+    """The column as :class:`WordPieces`: a token column's words as they are, an Arrow fixed-size binary column
+    (width a multiple of 8 bytes) chunk by chunk without a copy; None for anything else."""
+    if isinstance(column, ScalarTokens):
+        return WordPieces((column.words.view(np.uint64),), column.valid, int(column.words.shape[1]))
+    if isinstance(column, ListTokens):
+        return None
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not pa.types.is_fixed_size_binary(column.type) or column.type.byte_width % 8 or not column.type.byte_width:
+        return None
+    width = column.type.byte_width // 8
+    pieces, valid = [], []
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        words = np.frombuffer(chunk.buffers()[1], dtype=np.uint64, count=(chunk.offset + len(chunk)) * width)
+        pieces.append(words[chunk.offset * width :].reshape(len(chunk), width))
+        valid.append(np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+    if not pieces:
+        return WordPieces((np.zeros((0, width), dtype=np.uint64),), np.zeros(0, dtype=bool), width)
+    return WordPieces(tuple(pieces), np.concatenate(valid), width)
+
+
 def mix_keys(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Combine two int64 key arrays into one 64-bit key (a blocking key on the pair; collisions only add pairs)."""
     with np.errstate(over="ignore"):
@@ -209,6 +246,10 @@ class TokenFrame:
 
     def __len__(self) -> int:
         return self._length if self.frame is None else len(self.frame)
+
+    def add(self, name: str, column: TokenColumn) -> None:
+        """Add (or replace) a prepared column."""
+        self._columns[name] = column
 
     def column(self, name: str) -> TokenColumn:
         prepared = self._columns.get(name)

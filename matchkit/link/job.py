@@ -7,8 +7,10 @@ Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback use
    in common, a file not signed by a trusted agency when trust is configured.
 2. **Block** (:func:`matchkit.link.blocking.block`) on every common ``[[blocking]]`` pass's keyed token and take
    the union; the candidate count per pass is reported.
-3. **Compare** every candidate pair field by field: exact tokens, and Dice similarity of the Bloom filters
-   (:func:`matchkit.link.compare.dice`, numpy popcount); each field's similarity becomes an agreement *level*.
+3. **Compare** every candidate pair field by field: exact tokens, and Dice similarity of the Bloom filters (numpy
+   popcount); each field's similarity becomes an agreement *level*. Both files' compared columns are first laid out
+   as record rows (:mod:`matchkit.link.rows`: a pair is two row reads); :func:`field_levels` is the column-by-column
+   reference (:func:`matchkit.link.compare.dice`) and the fallback.
 4. **Score** with a Fellegi–Sunter model (:mod:`matchkit.link.scoring`) whose u comes from random pairs and whose
    m and prior come from EM over the candidates (:mod:`matchkit.link.em`); the score is the posterior match
    probability. When EM does not converge or does not separate, the plain fallback scores a pair by its mean

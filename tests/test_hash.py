@@ -17,6 +17,8 @@ from matchkit.keys import load_key
 from matchkit.pipeline import hash_file
 from tests.conftest import make_id
 
+REPO = Path(__file__).resolve().parents[1]
+
 CHILD = make_id("32040220150305123")
 PARENT = make_id("32040219850611004")
 HEADER_ZH = ["学生证件号码", "学生姓名", "出生日期", "教育阶段", "入学年月", "离校年月"]
@@ -196,3 +198,22 @@ def test_key_info_never_prints_secret(tmp_path, key_file, capsys):
 
     assert code == 0 and load_key(key_file).key_id in out and load_key(key_file).fingerprint in out
     assert base64.b64encode(secret).decode() not in out and secret.hex() not in out
+
+
+class _Terminal(io.StringIO):
+    """Standard error as an interactive terminal, where `matchkit hash` draws a progress bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_hash_on_a_terminal_draws_a_progress_bar(tmp_path, key_file, monkeypatch):
+    """On a terminal the command shows a tqdm bar (its truth value is undefined before it knows a total, so the
+    command must test it against None) and still hashes every row; the bar shows counts, never a value."""
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    source = REPO / "sample_data" / "education.csv"
+    code = main(["hash", "education", str(source), "--key", str(key_file), "-o", str(tmp_path / "edu.parquet")])
+    assert code == 0, terminal.getvalue()
+    assert "hashing" in terminal.getvalue()
+    assert open_hashed(tmp_path / "edu.parquet").manifest["rows_in"] == 157

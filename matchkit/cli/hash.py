@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
 
     key = load_key(args.key)
     signing_key = load_signing_key(args.sign) if args.sign else None
-    bar = progress_bar("hashing")
+    bar = progress_bar("hashing")  # a tqdm bar has no truth value before it knows its total: test for None
     try:
         result = hash_file(args.source, args.input, key, args.output, rejects_path=args.rejects,
-                           encoding=args.encoding, purpose=args.purpose, progress=bar.update if bar else None,
+                           encoding=args.encoding, purpose=args.purpose,
+                           progress=bar.update if bar is not None else None,
                            signing_key=signing_key, audit_log=audit_log_path(args))
     finally:
-        if bar:
+        if bar is not None:
             bar.close()
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_hashed} hashed + {result.rows_rejected} rejected")
     print(f"wrote {result.output} (source {result.manifest['source']}, encoding {result.manifest['encoding_version']}"

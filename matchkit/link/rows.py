@@ -71,8 +71,8 @@ class RecordRows:
 def record_rows(fields: Sequence[tuple[str | None, str | None]], left: Mapping[str, WordPieces],
                 right: Mapping[str, WordPieces]) -> tuple[RecordRows, RecordRows] | None:
     """Both sides' rows for ``fields`` (``(exact column, Bloom column)`` per field, the columns by name on each
-    side), or None when a column differs in width between the sides: then the column-by-column path compares
-    them (and says why)."""
+    side), or None when a column differs in width between the sides or the validity bits do not fit one word:
+    then the caller compares column by column."""
     slots: list[FieldSlots] = []
     position, bit = 0, 0
     for exact_name, bloom_name in fields:

@@ -214,13 +214,8 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         if kind == "link":
             allowed = {"name", "type", "aliases", "required", "encodings", "bloom_bits", "bloom_k", "salt",
                        "on_invalid"}
-        unknown = set(entry) - allowed
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
-        col_name = entry.get("name")
-        if not isinstance(col_name, str) or not col_name.isidentifier():
-            problems.append(f"{where}.name: required, letters/digits/underscore")
-            col_name = f"<column {index}>"
+        _check_keys(entry, allowed, where, problems)
+        col_name = _identifier(entry, where, problems) or f"<column {index}>"
         col_type = entry.get("type")
         if col_type not in column_types:
             problems.append(f"{where}.type: unknown type {col_type!r}; one of {sorted(column_types)}")
@@ -259,10 +254,8 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a table")
             continue
-        unknown = set(entry) - {"id", "id_type", "name", "birth_date", "fuzzy", "invalid_id", "required",
-                                "keep_birth_month"}
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
+        _check_keys(entry, {"id", "id_type", "name", "birth_date", "fuzzy", "invalid_id", "required",
+                            "keep_birth_month"}, where, problems)
         expected_types = {"id": "id", "id_type": "id_type", "name": "name", "birth_date": "birth_date"}
         for role, expected in expected_types.items():
             column_name = entry.get(role)
@@ -385,13 +378,8 @@ def _parse_blocking(raw: Any, by_name: dict[str, Column], problems: list[str]) -
         if not isinstance(entry, dict):
             problems.append(f"{where}: must be a table")
             continue
-        unknown = set(entry) - {"name", "keys"}
-        if unknown:
-            problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name.isidentifier():
-            problems.append(f"{where}.name: required, letters/digits/underscore")
-            name = f"pass{index}"
+        _check_keys(entry, {"name", "keys"}, where, problems)
+        name = _identifier(entry, where, problems) or f"pass{index}"
         keys = entry.get("keys")
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
             problems.append(f"{where}.keys: a non-empty list like [\"surname:soundex\", \"date_of_birth:year\"]")
@@ -422,3 +410,18 @@ def _parse_blocking(raw: Any, by_name: dict[str, Column], problems: list[str]) -
     if len({p.name for p in passes}) != len(passes):
         problems.append("blocking: pass names must be unique")
     return tuple(passes)
+
+
+def _check_keys(entry: dict[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
+    unknown = set(entry) - allowed
+    if unknown:
+        problems.append(f"{where}: unknown key(s) {sorted(unknown)}")
+
+
+def _identifier(entry: dict[str, Any], where: str, problems: list[str]) -> str | None:
+    """The entry's ``name`` if it is an identifier, else None with the problem noted."""
+    name = entry.get("name")
+    if isinstance(name, str) and name.isidentifier():
+        return name
+    problems.append(f"{where}.name: required, letters/digits/underscore")
+    return None

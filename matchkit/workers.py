@@ -101,3 +101,10 @@ def keep_freed_memory() -> None:
     for parameter, value in ((_M_MMAP_THRESHOLD, _HEAP_BLOCK_BYTES), (_M_TRIM_THRESHOLD, _KEPT_FREE_BYTES),
                              (_M_TOP_PAD, _KEPT_FREE_BYTES)):
         mallopt(parameter, value)
+
+
+def lean_process() -> None:
+    """Set up a process that only hashes or links (the ``hash`` and ``link`` commands and each encoding worker):
+    pandas withheld (:func:`withhold_pandas`) and freed memory kept for reuse (:func:`keep_freed_memory`)."""
+    withhold_pandas()
+    keep_freed_memory()

@@ -9,7 +9,7 @@ from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.cli.options import add_key_option, progress_bar
 from matchkit.keys import load_key
 from matchkit.signing import load_signing_key
-from matchkit.workers import keep_freed_memory, warm_up, withhold_pandas
+from matchkit.workers import lean_process, warm_up
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    withhold_pandas()  # hashing is numpy and pyarrow only; pyarrow would otherwise import pandas (~0.2 s)
-    keep_freed_memory()
+    lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
     warm_up()  # the worker fork server imports the encoders while this process imports the pipeline
     from matchkit.pipeline import hash_file
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
-from matchkit.workers import keep_freed_memory, withhold_pandas
+from matchkit.workers import lean_process
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    withhold_pandas()  # the link job is numpy and pyarrow only; pyarrow would otherwise import pandas (~0.2 s)
-    keep_freed_memory()
+    lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
     from matchkit.link.job import link_files  # numpy and pyarrow load only when a command needs them
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,

@@ -85,11 +85,9 @@ def _letters_and_spaces(text: str, *, keep_digits: bool) -> str:
 def normalize_name(raw: Any) -> tuple[str | None, str | None]:
     """Person name: Chinese names as :func:`matchkit.normalize.names.normalize_name` (simplified, no spaces);
     other scripts case-folded letters, punctuation and hyphens become one space (``Mary-Jane`` = ``mary jane``)."""
-    text = clean_text(raw)
+    text, reason = _cleaned(raw)
     if text is None:
-        return None, None
-    if len(text) > MAX_FIELD_CHARS:
-        return None, "value_too_long"
+        return None, reason
     if _has_cjk(text):
         problem = names.name_problem(text)
         if problem == "empty":
@@ -101,6 +99,14 @@ def normalize_name(raw: Any) -> tuple[str | None, str | None]:
     return _within_limit(unicodedata.normalize("NFC", folded))
 
 
+def _cleaned(raw: Any) -> tuple[str | None, str | None]:
+    """The cell's text (:func:`clean_text`), or (None, None) for an empty cell, or (None, ``value_too_long``)."""
+    text = clean_text(raw)
+    if text is not None and len(text) > MAX_FIELD_CHARS:
+        return None, "value_too_long"
+    return text, None
+
+
 def _within_limit(canonical: str | None) -> tuple[str | None, str | None]:
     """Checked after folding too: case folding can lengthen a value (``ß`` -> ``ss``)."""
     if canonical and len(canonical) > MAX_FIELD_CHARS:
@@ -110,11 +116,9 @@ def _within_limit(canonical: str | None) -> tuple[str | None, str | None]:
 
 def normalize_text(raw: Any) -> tuple[str | None, str | None]:
     """Free text (address, place): NFKC, case-folded, punctuation to single spaces, letters and digits kept."""
-    text = clean_text(raw)
+    text, reason = _cleaned(raw)
     if text is None:
-        return None, None
-    if len(text) > MAX_FIELD_CHARS:
-        return None, "value_too_long"
+        return None, reason
     return _within_limit(_letters_and_spaces(text, keep_digits=True))
 
 
@@ -149,11 +153,9 @@ def normalize_date(raw: Any) -> tuple[str | None, str | None]:
 
 def normalize_id(raw: Any) -> tuple[str | None, str | None]:
     """A generic identifier: NFKC, upper case, spaces, hyphens, slashes and dots removed; letters and digits only."""
-    text = clean_text(raw)
+    text, reason = _cleaned(raw)
     if text is None:
-        return None, None
-    if len(text) > MAX_FIELD_CHARS:
-        return None, "value_too_long"
+        return None, reason
     if text.isascii() and text.isalnum() and text.upper() == text:
         return text, None  # already canonical (digits and capitals): the common case, same result as below
     text = _ID_SEPARATORS.sub("", text.removesuffix(".0")).upper()  # an Excel float's ".0" first, then separators

@@ -25,7 +25,7 @@ from matchkit.encode.tokens import Encoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
 from matchkit.keys import SharedKey
 from matchkit.schema import Schema
-from matchkit.workers import default_workers, keep_freed_memory, pool_context, withhold_pandas
+from matchkit.workers import default_workers, lean_process, pool_context
 
 Faults = list[tuple[int, str, str]]
 Notes = dict[str, int]
@@ -43,8 +43,7 @@ def make_table_encoder(schema: Schema, encoder: Encoder) -> AnyTableEncoder:
 def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str,
                  layout: CsvLayout | None) -> None:
     global _worker
-    withhold_pandas()
-    keep_freed_memory()
+    lean_process()
     _worker = (make_table_encoder(schema, Encoder(key, purpose, encoding_version)), layout)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from matchkit.link.compare import set_bits_per_row
 from matchkit.link.tokens import WordPieces
 
 # Dice cut-points of the agreement levels of a Bloom-filter field (levels 0..3), and exact agreement on top.
@@ -126,7 +127,7 @@ def _fill(fields: Sequence[tuple[str | None, str | None]], columns: Mapping[str,
                 target[begin:end][null] = 0
         for slot in slots:
             if slot.bloom is not None:
-                words[begin:end, slot.popcount] = _set_bits(words[begin:end, slot.bloom[0] : slot.bloom[1]])
+                words[begin:end, slot.popcount] = set_bits_per_row(words[begin:end, slot.bloom[0] : slot.bloom[1]])
         words[begin:end, validity] = valid_bits[begin:end]
     return RecordRows(words, slots, validity)
 
@@ -139,14 +140,6 @@ def _copy_rows(column: WordPieces, starts: np.ndarray, begin: int, end: int, tar
         target[begin:stop] = column.pieces[piece][begin - starts[piece] : stop - starts[piece]]
         begin = stop
         piece += 1
-
-
-def _set_bits(words: np.ndarray) -> np.ndarray:
-    """Set bits per row, by column sums (numpy's reduction over a short row axis is several times slower)."""
-    total = np.zeros(len(words), dtype=np.uint64)
-    for column in range(words.shape[1]):
-        total += np.bitwise_count(words[:, column])
-    return total
 
 
 def compare_rows(left: RecordRows, right: RecordRows, lpos: np.ndarray, rpos: np.ndarray, *,

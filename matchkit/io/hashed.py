@@ -95,10 +95,13 @@ class HashedFileWriter:
             self._writer.write_table(table)
             self.rows += table.num_rows
 
-    def close(self, manifest: dict[str, Any], *, signing_key: SigningKey | None = None) -> dict[str, Any]:
-        """Seal the digest into the manifest, write the footer, sign the whole file if a key is given, publish."""
+    def close(self, manifest: dict[str, Any], *, signing_key: SigningKey | None = None,
+              meta_key: bytes = MANIFEST_KEY) -> dict[str, Any]:
+        """Seal the digest into the manifest, write the footer, sign the whole file if a key is given, publish.
+        ``meta_key``: the footer key of the manifest (keyless artefacts use their own, so that no other reader
+        takes them for hashed files)."""
         manifest = dict(manifest, content_digest=self._sink.seal())
-        metadata = {MANIFEST_KEY: json.dumps(manifest, sort_keys=True).encode()}
+        metadata = {meta_key: json.dumps(manifest, sort_keys=True).encode()}
         if signing_key is not None:
             metadata[SIGNATURE_META_KEY] = signature_placeholder(signing_key)
         self._writer.add_key_value_metadata(metadata)

@@ -1,0 +1,452 @@
+"""Sealed tables: write (full or delta), read, merge.
+
+A sealed table is a Parquet file with a JSON manifest (footer key ``matchkit.sealed``), its data digest and an
+optional signature, as hashed files have. It holds three kinds of record (column ``kind``):
+
+* ``ROW`` (0): ``row_id`` (12 bytes, stable: HMAC under an agency-only key of the row's content identity),
+  ``seal`` (which seal run wrote it), ``blob`` = nonce || ChaCha20-Poly1305(row key, content, AD = format ||
+  source || row id). The content is JSON: the row's clear attributes and, for each person of the row, the content
+  values ``z`` of its tokens (never the OPRF output ``y``, never a token). The row key is random per row.
+* ``ENTRY`` (1): ``tag`` (16 bytes) and ``blob`` = (row id || person slot || 000 || row key) XOR pad, where
+  ``(tag, pad) = HMAC-SHA512(y, "entry" || seal id || i)`` and ``i`` counts the occurrences of evidence ``y`` in that
+  seal run (0, 1, 2, ...): a person in several rows gets unrelated tags, so the table does not show group sizes; an
+  opener probes ``i = 0, 1, ...`` until a tag is absent. Entries do not say which row they open.
+* ``REMOVED`` (2, deltas only): the ``row_id`` of a row removed since the previous table.
+
+Rows are ordered by row id and entries by tag, never by input order. The manifest's ``chain`` lists the seal ids of
+the full table and of every delta merged into it; a delta names the chain it applies to, so ``merge`` refuses a
+gap, a reordering, another key (public-key fingerprint) or another source. Removing a row leaves its entries in
+place (they open nothing; re-sealing in full drops them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from matchkit import __version__
+from matchkit.audit import audited
+from matchkit.encode.tokens import ENCODING_VERSION
+from matchkit.io.hashed import HashedFileWriter, data_digest
+from matchkit.keyless.common import (
+    EvaluationKey,
+    KeylessError,
+    OprfKey,
+    content_value,
+    entry_tag_and_pad,
+    now,
+    xor,
+)
+from matchkit.keyless.evidence import Person, persons_of, token_columns
+from matchkit.keyless.reading import encode_input
+from matchkit.schema import Schema
+from matchkit.security import oprf
+from matchkit.signing import SigningKey
+
+SEALED_META_KEY = b"matchkit.sealed"
+SEALED_FORMAT = "matchkit-sealed"
+SEALED_FORMAT_VERSION = 1
+ROW, ENTRY, REMOVED = 0, 1, 2
+ROW_ID_BYTES = 12
+ROW_KEY_BYTES = 32
+NONCE_BYTES = 12
+_AD_PREFIX = b"matchkit-sealed/v1|"
+TABLE_SCHEMA = pa.schema([
+    pa.field("kind", pa.int8(), nullable=False),
+    pa.field("row_id", pa.binary(ROW_ID_BYTES)),
+    pa.field("seal", pa.int16()),
+    pa.field("tag", pa.binary(16)),
+    pa.field("blob", pa.binary()),
+])
+
+
+def row_ad(source: str, row_id: bytes) -> bytes:
+    return _AD_PREFIX + source.encode("utf-8") + b"|" + row_id
+
+
+@dataclass
+class SealedTable:
+    """A sealed table read into memory (the opener's and merger's view)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    rows: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # row id -> (seal, blob)
+    entry_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S16"))  # sorted
+    entry_seals: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    entry_blobs: list[bytes] = field(default_factory=list)
+    removed: list[bytes] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return str(self.manifest["source"])
+
+    @property
+    def chain(self) -> list[str]:
+        return list(self.manifest["chain"])
+
+
+@dataclass(frozen=True)
+class SealResult:
+    output: Path
+    rejects: Path | None
+    rows_in: int
+    rows_sealed: int
+    rows_rejected: int
+    rows_added: int
+    rows_removed: int
+    entries: int
+    manifest: dict[str, Any]
+
+
+# --- reading --------------------------------------------------------------------------------------------------------
+def open_sealed(path: str | Path, *, check_digest: bool = True) -> SealedTable:
+    """Read a sealed table (full, delta or merged), refusing anything damaged or not a sealed table."""
+    from matchkit.keyless.common import manifest_of
+
+    target = Path(path)
+    manifest = manifest_of(target, SEALED_META_KEY, SEALED_FORMAT, "sealed table (from 'matchkit seal')")
+    if manifest.get("format_version") != SEALED_FORMAT_VERSION:
+        raise KeylessError(f"sealed table format version {manifest.get('format_version')!r} is not supported",
+                           path=target)
+    if check_digest and data_digest(target) != manifest.get("content_digest"):
+        raise KeylessError("content does not match its manifest digest: the table was altered or truncated",
+                           path=target)
+    try:
+        table = pq.read_table(target)
+    except Exception as exc:  # a damaged file can fail in any decoder
+        raise KeylessError("sealed table cannot be read (corrupt?)", path=target) from exc
+    kinds = table.column("kind").to_numpy()
+    sealed = SealedTable(target, manifest)
+    row_mask = kinds == ROW
+    if row_mask.any():
+        rows = table.filter(pa.array(row_mask))
+        sealed.rows = {rid: (int(s), blob) for rid, s, blob in zip(rows.column("row_id").to_pylist(),
+                                                                    rows.column("seal").to_pylist(),
+                                                                    rows.column("blob").to_pylist())}
+    entry_mask = kinds == ENTRY
+    if entry_mask.any():
+        entries = table.filter(pa.array(entry_mask))
+        tags = np.array(entries.column("tag").to_pylist(), dtype="S16")
+        order = np.argsort(tags, kind="stable")
+        sealed.entry_tags = tags[order]
+        sealed.entry_seals = entries.column("seal").to_numpy().astype(np.int16)[order]
+        blobs = entries.column("blob").to_pylist()
+        sealed.entry_blobs = [blobs[i] for i in order.tolist()]
+    removed_mask = kinds == REMOVED
+    if removed_mask.any():
+        sealed.removed = table.filter(pa.array(removed_mask)).column("row_id").to_pylist()
+    return sealed
+
+
+# --- row content ----------------------------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def clear_columns(arrow_schema: pa.Schema, schema: Schema) -> list[str]:
+    """Columns of the hashed layout kept in clear inside a row (everything but ``_line`` and the token columns)."""
+    tokens = {c for entity in schema.entities for c in token_columns(entity.name)}
+    return [f.name for f in arrow_schema if f.name != "_line" and f.name not in tokens]
+
+
+def _identity(clear: dict[str, Any], persons: Sequence[Person]) -> bytes:
+    """The canonical bytes of what a row says (not where it stands in the file): its stable identity."""
+    body = {"c": clear, "p": [[p.id_tok.hex() if p.id_tok else None, list(p.near) if p.near else None,
+                               list(p.names) if p.names else None, p.dob.hex() if p.dob else None]
+                              for p in persons]}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _person_content(person: Person, z_of: dict[bytes, bytes]) -> dict[str, Any]:
+    def z(x: bytes | None) -> str | None:
+        return None if x is None else z_of[x].hex()
+
+    near, names = person.near_inputs(), person.name_inputs()
+    return {"id": z(person.id_input()), "nr": [z(x) for x in near] if near is not None else None,
+            "nm": [z(x) for x in names] if names is not None else None, "db": z(person.dob_input())}
+
+
+# --- sealing --------------------------------------------------------------------------------------------------------
+def seal_file(
+    source: str | Path | Schema,
+    input_path: str | Path,
+    key: OprfKey,
+    output: str | Path,
+    *,
+    tax_year: int,
+    purpose: str | None = None,
+    rejects_path: str | Path | None = None,
+    encoding: str = "auto",
+    previous: str | Path | None = None,
+    signing_key: SigningKey | None = None,
+    audit_log: str | Path | None = None,
+    workers: int | None = None,
+) -> SealResult:
+    """Seal one raw extract in full, or (``previous``) as the delta against a previous full or merged table."""
+    with audited(audit_log, "seal") as record:
+        record.add_input(input_path)
+        if previous is not None:
+            record.add_input(previous)
+        result = _seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose,
+                            rejects_path=rejects_path, encoding=encoding, previous=previous,
+                            signing_key=signing_key, workers=workers)
+        record.add_output(result.output, rows=result.rows_sealed)
+        record.add_output(result.rejects, rows=result.rows_rejected)
+        record.details.update(key_id=result.manifest["key_id"], key_fingerprint=result.manifest["key_fingerprint"],
+                              source=result.manifest["source"], purpose=result.manifest["purpose"],
+                              tax_year=result.manifest["tax_year"], table_kind=result.manifest["table_kind"],
+                              rows_in=result.rows_in, rows_sealed=result.rows_sealed,
+                              rows_rejected=result.rows_rejected, rows_added=result.rows_added,
+                              rows_removed=result.rows_removed)
+        if signing_key is not None:
+            record.details.update(signer=signing_key.signer, signer_key_id=signing_key.key_id)
+    return result
+
+
+def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey, output: str | Path, *,
+               tax_year: int, purpose: str | None, rejects_path: str | Path | None, encoding: str,
+               previous: str | Path | None, signing_key: SigningKey | None, workers: int | None) -> SealResult:
+    from matchkit.schema import load_schema
+
+    schema = source if isinstance(source, Schema) else load_schema(source)
+    if schema.name == "claims":
+        raise KeylessError("claims are not sealed: the tax bureau lists them with 'matchkit request'")
+    purpose = purpose or schema.purpose
+    refusal = key.serves(purpose, tax_year)
+    if refusal:
+        raise KeylessError(refusal)
+    ekey = key.evaluation_key(purpose, tax_year)
+    prev: SealedTable | None = None
+    if previous is not None:
+        prev = open_sealed(previous)
+        _check_same_table(prev, schema, ekey, purpose, tax_year)
+        if prev.manifest.get("table_kind") == "delta":
+            raise KeylessError("--previous must be a full or merged table (the whole previous state), not a delta;"
+                               " merge the deltas first with 'matchkit seal --merge'", path=prev.path)
+    encoded = encode_input(schema, input_path, purpose=purpose, rejects_path=rejects_path, encoding=encoding,
+                           workers=workers)
+    table = encoded.table
+    clear_names = clear_columns(encoded.arrow_schema, schema)
+    clear_values = {name: table.column(name).to_pylist() for name in clear_names}
+    lines = table.column("_line").to_pylist()
+    entity_names = [entity.name for entity in schema.entities]
+    persons = {name: persons_of(table, name) for name in entity_names}
+
+    # stable row ids (a repeated identical row gets its occurrence number)
+    id_key = ekey.row_id_key
+    seen: dict[bytes, int] = {}
+    row_ids: list[bytes] = []
+    clear_rows: list[dict[str, Any]] = []
+    for position in range(table.num_rows):
+        clear = {name: _json_value(clear_values[name][position]) for name in clear_names}
+        clear_rows.append(clear)
+        identity = _identity(clear, [persons[name][position] for name in entity_names])
+        occurrence = seen.get(identity, 0)
+        seen[identity] = occurrence + 1
+        row_ids.append(hmac.new(id_key, identity + b"|" + str(occurrence).encode(), hashlib.sha256)
+                       .digest()[:ROW_ID_BYTES])
+
+    if prev is not None:
+        latest = set(row_ids)
+        keep = [i for i, rid in enumerate(row_ids) if rid not in prev.rows]
+        removed = sorted(rid for rid in prev.rows if rid not in latest)
+        chain = [*prev.chain]
+        base_chain: list[str] | None = list(prev.chain)
+    else:
+        keep = list(range(len(row_ids)))
+        removed = []
+        chain = []
+        base_chain = None
+    seal_id = secrets.token_bytes(16)
+    chain.append(seal_id.hex())
+    seal_index = len(chain) - 1
+
+    # every distinct OPRF input of the kept rows, evaluated once on every core
+    inputs: dict[bytes, None] = {}
+    evidence: dict[tuple[str, int], list[bytes]] = {}
+    for name in entity_names:
+        for position in keep:
+            person = persons[name][position]
+            for x in person.content_inputs():
+                inputs[x] = None
+            ev = person.evidence_inputs()
+            evidence[(name, position)] = ev
+            for x in ev:
+                inputs[x] = None
+    ordered = list(inputs)
+    outputs = oprf.evaluate_many(ekey.secret, ordered, workers)
+    y_of = dict(zip(ordered, outputs))
+    z_of = {x: content_value(y) for x, y in y_of.items()}
+
+    # rows and entries
+    occurrences: dict[bytes, int] = {}
+    row_records: list[tuple[bytes, bytes]] = []
+    entry_records: list[tuple[bytes, bytes]] = []
+    for position in keep:
+        row_id = row_ids[position]
+        row_key = secrets.token_bytes(ROW_KEY_BYTES)
+        content = {"l": lines[position], "c": clear_rows[position],
+                   "p": {name: _person_content(persons[name][position], z_of) for name in entity_names}}
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        blob = nonce + ChaCha20Poly1305(row_key).encrypt(
+            nonce, json.dumps(content, separators=(",", ":")).encode("utf-8"), row_ad(schema.name, row_id))
+        row_records.append((row_id, blob))
+        for slot, name in enumerate(entity_names):
+            payload = row_id + bytes([slot]) + b"\x00\x00\x00" + row_key
+            for x in evidence[(name, position)]:
+                index = occurrences.get(x, 0)
+                occurrences[x] = index + 1
+                tag, pad = entry_tag_and_pad(y_of[x], seal_id, index)
+                entry_records.append((tag, xor(payload, pad)))
+    row_records.sort()
+    entry_records.sort()
+
+    kind = "delta" if prev is not None else "full"
+    manifest = _manifest(schema, ekey, purpose, tax_year, kind, chain, base_chain)
+    manifest.update(rows=len(row_records), entries=len(entry_records), removed=len(removed),
+                    rows_in=encoded.rows_in, rows_sealed=table.num_rows, rows_rejected=encoded.rows_rejected,
+                    input_name=encoded.input_name, input_format=encoded.input_format,
+                    input_encoding=encoded.input_encoding)
+    manifest = write_sealed(output, manifest, rows=[(rid, seal_index, blob) for rid, blob in row_records],
+                            entries=[(tag, seal_index, blob) for tag, blob in entry_records], removed=removed,
+                            signing_key=signing_key)
+    return SealResult(Path(output), Path(rejects_path) if rejects_path else None, encoded.rows_in, table.num_rows,
+                      encoded.rows_rejected, len(row_records), len(removed), len(entry_records), manifest)
+
+
+def _manifest(schema: Schema, ekey: EvaluationKey, purpose: str, tax_year: int, kind: str, chain: list[str],
+              base_chain: list[str] | None) -> dict[str, Any]:
+    manifest: dict[str, Any] = {
+        "format": SEALED_FORMAT, "format_version": SEALED_FORMAT_VERSION, "table_kind": kind,
+        "source": schema.name, "schema_version": schema.version, "schema_digest": schema.digest,
+        "encoding_version": ENCODING_VERSION, "purpose": purpose, "tax_year": tax_year,
+        "key_id": ekey.key_id, "key_fingerprint": ekey.fingerprint, "oprf": "RFC9497 OPRF(ristretto255, SHA-512)",
+        "aead": "ChaCha20-Poly1305", "chain": chain, "tool_version": __version__, "created": now(),
+    }
+    if base_chain is not None:
+        manifest["base_chain"] = base_chain
+    return manifest
+
+
+def write_sealed(output: str | Path, manifest: dict[str, Any], *, rows: list[tuple[bytes, int, bytes]],
+                 entries: list[tuple[bytes, int, bytes]], removed: list[bytes],
+                 signing_key: SigningKey | None = None) -> dict[str, Any]:
+    """Write rows (sorted by id), then removals, then entries (sorted by tag); atomic, digested, optionally signed."""
+    writer = HashedFileWriter(output, TABLE_SCHEMA, unique=["row_id", "tag", "blob"])
+    try:
+        step = 1 << 16
+        for start in range(0, len(rows), step):
+            part = rows[start:start + step]
+            writer.write(pa.table({"kind": pa.array([ROW] * len(part), pa.int8()),
+                                   "row_id": pa.array([r[0] for r in part], pa.binary(ROW_ID_BYTES)),
+                                   "seal": pa.array([r[1] for r in part], pa.int16()),
+                                   "tag": pa.nulls(len(part), pa.binary(16)),
+                                   "blob": pa.array([r[2] for r in part], pa.binary())}, schema=TABLE_SCHEMA))
+        if removed:
+            writer.write(pa.table({"kind": pa.array([REMOVED] * len(removed), pa.int8()),
+                                   "row_id": pa.array(removed, pa.binary(ROW_ID_BYTES)),
+                                   "seal": pa.nulls(len(removed), pa.int16()),
+                                   "tag": pa.nulls(len(removed), pa.binary(16)),
+                                   "blob": pa.nulls(len(removed), pa.binary())}, schema=TABLE_SCHEMA))
+        for start in range(0, len(entries), step):
+            part = entries[start:start + step]
+            writer.write(pa.table({"kind": pa.array([ENTRY] * len(part), pa.int8()),
+                                   "row_id": pa.nulls(len(part), pa.binary(ROW_ID_BYTES)),
+                                   "seal": pa.array([e[1] for e in part], pa.int16()),
+                                   "tag": pa.array([e[0] for e in part], pa.binary(16)),
+                                   "blob": pa.array([e[2] for e in part], pa.binary())}, schema=TABLE_SCHEMA))
+        return _close_sealed(writer, manifest, signing_key)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _close_sealed(writer: HashedFileWriter, manifest: dict[str, Any], signing_key: SigningKey | None
+                  ) -> dict[str, Any]:
+    return writer.close(manifest, signing_key=signing_key, meta_key=SEALED_META_KEY)
+
+
+def _check_same_table(other: SealedTable, schema: Schema, ekey: EvaluationKey, purpose: str, tax_year: int) -> None:
+    checks = (("source", schema.name, "source"), ("key_fingerprint", ekey.fingerprint, "agency key"),
+              ("purpose", purpose, "purpose"), ("tax_year", tax_year, "tax year"),
+              ("schema_digest", schema.digest, "schema"))
+    for field_name, expected, label in checks:
+        if other.manifest.get(field_name) != expected:
+            raise KeylessError(f"was sealed with another {label} ({other.manifest.get(field_name)!r}, this run "
+                               f"{expected!r})", path=other.path)
+
+
+# --- merging --------------------------------------------------------------------------------------------------------
+def merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *,
+                 signing_key: SigningKey | None = None, audit_log: str | Path | None = None) -> dict[str, Any]:
+    """Apply deltas to a full (or merged) base, in order; refuse a gap, a reordering, another key or source."""
+    with audited(audit_log, "seal-merge") as record:
+        for path in [base, *deltas]:
+            record.add_input(path)
+        manifest = _merge_tables(base, deltas, output, signing_key=signing_key)
+        record.add_output(output, rows=manifest["rows"])
+        record.details.update(key_id=manifest["key_id"], key_fingerprint=manifest["key_fingerprint"],
+                              source=manifest["source"], chain_length=len(manifest["chain"]))
+    return manifest
+
+
+def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *,
+                  signing_key: SigningKey | None) -> dict[str, Any]:
+    table = open_sealed(base)
+    if table.manifest.get("table_kind") == "delta":
+        raise KeylessError("the base of a merge must be a full or merged table, not a delta", path=table.path)
+    rows = dict(table.rows)
+    entries = list(zip(table.entry_tags.tolist(), table.entry_seals.tolist(), table.entry_blobs))
+    chain = table.chain
+    same = ("source", "key_fingerprint", "purpose", "tax_year", "schema_digest", "encoding_version")
+    for path in deltas:
+        delta = open_sealed(path)
+        if delta.manifest.get("table_kind") != "delta":
+            raise KeylessError("is not a delta (made by 'matchkit seal --previous')", path=delta.path)
+        for field_name in same:
+            if delta.manifest.get(field_name) != table.manifest.get(field_name):
+                raise KeylessError(
+                    f"has {field_name} {delta.manifest.get(field_name)!r} but the base has "
+                    f"{table.manifest.get(field_name)!r}: a delta applies only to its own agency's table of the "
+                    "same source", path=delta.path)
+        base_chain = delta.manifest.get("base_chain")
+        if base_chain != chain:
+            if isinstance(base_chain, list) and len(base_chain) > len(chain) and base_chain[:len(chain)] == chain:
+                problem = "a delta is missing before it (gap)"
+            elif isinstance(base_chain, list) and len(base_chain) < len(chain):
+                problem = "it is older than the table it is applied to (reordered or applied twice)"
+            else:
+                problem = "it was made against another table"
+            raise KeylessError(f"does not apply here: {problem}; deltas must be merged in the order they were "
+                               "sealed", path=delta.path)
+        for rid in delta.removed:
+            rows.pop(rid, None)
+        rows.update(delta.rows)
+        entries.extend(zip(delta.entry_tags.tolist(), delta.entry_seals.tolist(), delta.entry_blobs))
+        chain = list(delta.manifest["chain"])
+    manifest = dict(table.manifest)
+    for drop in ("content_digest", "base_chain"):
+        manifest.pop(drop, None)
+    manifest.update(table_kind="merged", chain=chain, rows=len(rows), entries=len(entries), removed=0,
+                    created=now(), tool_version=__version__)
+    for count in ("rows_in", "rows_sealed", "rows_rejected", "input_name", "input_format", "input_encoding"):
+        manifest.pop(count, None)
+    row_list = sorted((rid, seal, blob) for rid, (seal, blob) in rows.items())
+    entries.sort(key=lambda e: e[0])
+    return write_sealed(output, manifest, rows=row_list, entries=entries, removed=[], signing_key=signing_key)

@@ -36,6 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     signing.add_argument("--signer", default=None,
                          help="the agency's name as shown to verify operators (default: the file name's stem)")
     signing.set_defaults(func=run_new_signing)
+    oprf = actions.add_parser(
+        "new-oprf", help="write an agency's own OPRF key for the keyless mode (mode 0600; never shared)",
+        description="Write a new OPRF key for one agency (SPEC §7). It seals the agency's tables and answers the tax "
+        "bureau's requests; it is never shared with anyone.")
+    oprf.add_argument("-o", "--output", required=True, metavar="AGENCY.oprf", help="where to write the key file")
+    oprf.add_argument("--purpose", action="append", default=None, metavar="PURPOSE",
+                      help="a purpose the key serves (repeatable; default: iit-special-deduction)")
+    oprf.add_argument("--years", default="2019-2099", metavar="FIRST-LAST",
+                      help="the tax years the key serves (default 2019-2099)")
+    oprf.set_defaults(func=run_new_oprf)
     info = actions.add_parser("info", help="print the key id and fingerprint (never the secret)",
                               description="Print a key file's id and fingerprint (shared key, signing key or "
                               ".pub public key); never the secret.")
@@ -59,6 +69,21 @@ def run_new_signing(args: argparse.Namespace) -> int:
     print(f"wrote signing key {key.key_id} for '{signer}' to {private_path} (mode 0600)")
     print(f"wrote public key to {public_path}: copy it into the verify operators' trust folder")
     print(f"fingerprint {key.public.fingerprint}")
+    return 0
+
+
+def run_new_oprf(args: argparse.Namespace) -> int:
+    from matchkit.errors import MatchkitError
+    from matchkit.jobs.keyless import new_oprf_key_job
+    from matchkit.keys import DEFAULT_PURPOSE
+
+    first, sep, last = args.years.partition("-")
+    if not sep or not first.strip().isdigit() or not last.strip().isdigit():
+        raise MatchkitError("--years expects FIRST-LAST, e.g. 2019-2030")
+    key = new_oprf_key_job(args.output, purposes=args.purpose or [DEFAULT_PURPOSE],
+                           years=(int(first), int(last)))
+    print(f"wrote OPRF key {key.key_id} to {args.output} (mode 0600); it never leaves the agency")
+    print(f"serves {', '.join(key.purposes)}, tax years {key.years[0]}-{key.years[1]}")
     return 0
 
 

@@ -40,7 +40,14 @@ from matchkit.encode.table import TableEncoder
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.keyless.answer import ANSWER_FORMAT, ANSWER_META_KEY, read_elements
-from matchkit.keyless.common import PUBLIC_ENCODING_KEY, KeylessError, content_value, entry_tag_and_pad, now, xor
+from matchkit.keyless.common import (
+    PUBLIC_ENCODING_KEY,
+    KeylessError,
+    content_value,
+    entry_tag_and_pad,
+    now,
+    xor,
+)
 from matchkit.keyless.evidence import token_columns
 from matchkit.keyless.request import RequestState, load_state, local_int
 from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad

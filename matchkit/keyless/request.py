@@ -93,7 +93,7 @@ def request_file(claims_input: str | Path, output: str | Path, state_path: str |
     encoded = encode_input("claims", claims_input, purpose=purpose, rejects_path=rejects_path, encoding=encoding,
                            workers=workers)
     table = encoded.table
-    years = sorted(set(v for v in table.column("tax_year").to_pylist() if v is not None))
+    years = sorted({v for v in table.column("tax_year").to_pylist() if v is not None})
     if tax_year is None:
         if len(years) > 1:
             raise KeylessError(f"the claims cover several tax years ({', '.join(map(str, years))}); a request is for "

@@ -393,6 +393,11 @@ def _check_same_table(other: SealedTable, schema: Schema, ekey: EvaluationKey, p
 
 
 # --- merging --------------------------------------------------------------------------------------------------------
+def _tags(table: SealedTable) -> list[bytes]:
+    """The entry tags as 16-byte strings (numpy's fixed-width bytes drop trailing zero bytes on the way out)."""
+    return [tag.ljust(16, b"\x00") for tag in table.entry_tags.tolist()]
+
+
 def merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *,
                  signing_key: SigningKey | None = None, audit_log: str | Path | None = None) -> dict[str, Any]:
     """Apply deltas to a full (or merged) base, in order; refuse a gap, a reordering, another key or source."""
@@ -412,7 +417,7 @@ def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | 
     if table.manifest.get("table_kind") == "delta":
         raise KeylessError("the base of a merge must be a full or merged table, not a delta", path=table.path)
     rows = dict(table.rows)
-    entries = list(zip(table.entry_tags.tolist(), table.entry_seals.tolist(), table.entry_blobs))
+    entries = list(zip(_tags(table), table.entry_seals.tolist(), table.entry_blobs))
     chain = table.chain
     same = ("source", "key_fingerprint", "purpose", "tax_year", "schema_digest", "encoding_version")
     for path in deltas:
@@ -438,7 +443,7 @@ def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | 
         for rid in delta.removed:
             rows.pop(rid, None)
         rows.update(delta.rows)
-        entries.extend(zip(delta.entry_tags.tolist(), delta.entry_seals.tolist(), delta.entry_blobs))
+        entries.extend(zip(_tags(delta), delta.entry_seals.tolist(), delta.entry_blobs))
         chain = list(delta.manifest["chain"])
     manifest = dict(table.manifest)
     for drop in ("content_digest", "base_chain"):

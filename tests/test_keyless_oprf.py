@@ -81,5 +81,7 @@ def test_batches_match_single_calls() -> None:
     assert oprf.evaluate_many(secret, inputs, workers=1) == [oprf.evaluate(secret, x) for x in inputs]
     pairs = oprf.blind_many(inputs, workers=1)
     evaluated = oprf.blind_evaluate_many(secret, [e for _, e in pairs], workers=1)
-    outputs = oprf.finalize_many(inputs, [b for b, _ in pairs], evaluated, workers=1)
+    assert None not in evaluated
+    outputs = oprf.finalize_many(inputs, [b for b, _ in pairs], [e for e in evaluated if e], workers=1)
+    assert oprf.blind_evaluate_many(secret, [b"\xff" * 32], workers=1) == [None]
     assert outputs == [oprf.evaluate(secret, x) for x in inputs]

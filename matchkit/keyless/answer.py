@@ -75,13 +75,14 @@ def answer_file(request: str | Path, key: OprfKey, output: str | Path, *, max_el
         _, elements = read_elements(path, REQUEST_META_KEY, REQUEST_FORMAT, "request")
         if max_elements is not None and len(elements) > max_elements:
             raise KeylessError(f"request holds {len(elements)} elements, over the limit of {max_elements}", path=path)
-        valid = oprf.valid_many(elements, workers)
-        if not all(valid):
-            first = valid.index(False)
-            raise KeylessError(f"element {first + 1} of {len(elements)} is not a valid ristretto255 encoding "
-                               f"({valid.count(False)} malformed in all); refused, nothing evaluated", path=path)
         ekey = key.evaluation_key(purpose, year)
-        evaluated = oprf.blind_evaluate_many(ekey.secret, elements, workers)
+        results = oprf.blind_evaluate_many(ekey.secret, elements, workers)  # None: not a valid element
+        evaluated = [e for e in results if e is not None]
+        if len(evaluated) != len(results):
+            first = results.index(None)
+            raise KeylessError(f"element {first + 1} of {len(elements)} is not a valid ristretto255 encoding "
+                               f"({len(results) - len(evaluated)} malformed in all); refused, no answer written",
+                               path=path)
         answer_manifest = {
             "format": ANSWER_FORMAT, "format_version": FORMAT_VERSION, "request_id": manifest["request_id"],
             "request_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "purpose": purpose, "tax_year": year,

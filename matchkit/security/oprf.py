@@ -20,6 +20,7 @@ Batch helpers (``*_many``) spread large batches over processes (:func:`parallel_
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -162,10 +163,27 @@ def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], wor
     size = max(1, min(_CHUNK_ITEMS, -(-count // (4 * workers))))
     chunks = [list(items[i:i + size]) for i in range(0, count, size)]
     out: list[R] = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=pool_context()) as pool:
+    pool = _POOLS.get(workers)
+    if pool is None:  # one pool per process and size, reused by every batch (a pool start costs ~0.1-1 s)
+        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+    try:
         for part in pool.map(function, chunks):
             out.extend(part)
+    except BaseException:
+        _POOLS.pop(workers, None)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     return out
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+@atexit.register
+def _shutdown_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.clear()
 
 
 def _evaluate_chunk(args: list[tuple[bytes, bytes]]) -> list[bytes]:
@@ -186,12 +204,13 @@ def blind_many(inputs: Sequence[bytes], workers: int | None = None) -> list[tupl
     return parallel_map(_blind_chunk, list(inputs), workers)
 
 
-def _blind_evaluate_chunk(args: list[tuple[bytes, bytes]]) -> list[bytes]:
-    return [blind_evaluate(secret, element) for secret, element in args]
+def _blind_evaluate_chunk(args: list[tuple[bytes, bytes]]) -> list[bytes | None]:
+    return [blind_evaluate(secret, element) if is_valid_element(element) else None for secret, element in args]
 
 
-def blind_evaluate_many(secret: bytes, elements: Sequence[bytes], workers: int | None = None) -> list[bytes]:
-    """``BlindEvaluate`` over many checked elements, on every core."""
+def blind_evaluate_many(secret: bytes, elements: Sequence[bytes], workers: int | None = None) -> list[bytes | None]:
+    """``BlindEvaluate`` over many elements, on every core; None for an element that is not a valid encoding (the
+    caller refuses the whole request then)."""
     return parallel_map(_blind_evaluate_chunk, [(secret, e) for e in elements], workers)
 
 

@@ -320,6 +320,7 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
     kind = "delta" if prev is not None else "full"
     manifest = _manifest(schema, ekey, purpose, tax_year, kind, chain, base_chain)
     manifest.update(rows=len(row_records), entries=len(entry_records), removed=len(removed),
+                    oprf_evaluations=len(ordered),
                     rows_in=encoded.rows_in, rows_sealed=table.num_rows, rows_rejected=encoded.rows_rejected,
                     input_name=encoded.input_name, input_format=encoded.input_format,
                     input_encoding=encoded.input_encoding)

@@ -3,9 +3,9 @@
 1. Floor: the bare ristretto255 operations (rbcl / libsodium) on every worker core — one-way map from 64 uniform
    bytes (HashToGroup's group part), scalar multiplication, scalar inversion — and from them the floor of each stage:
    seal  = Evaluate   (HashToGroup + 1 scalar mult) per distinct OPRF input,
-   request = Blind    (HashToGroup + 1 scalar mult) per element,
+   request = Blind    (HashToGroup + 1 scalar mult + the blind's inversion, kept for Finalize) per element,
    answer = BlindEvaluate (validity check + 1 scalar mult) per element,
-   open  = Finalize   (1 inversion + 1 scalar mult) per element per agency.
+   open  = Finalize   (validity check + 1 scalar mult by the stored inverse) per element per agency.
 2. The whole flow on a ``matchkit synth`` population (``--claims N``), each stage a real CLI command, timed with
    the peak RSS of its process tree: seal of every extract, request, answer per agency, open, verify.
 
@@ -68,9 +68,9 @@ def floor(workers: int, count: int) -> dict[str, float]:
             rates[kind] = workers * count / (time.perf_counter() - started)
     cost = {k: 1.0 / v for k, v in rates.items()}
     rates["seal_evaluate"] = 1.0 / (cost["map"] + cost["smul"])
-    rates["request_blind"] = 1.0 / (cost["map"] + cost["smul"])
+    rates["request_blind"] = 1.0 / (cost["map"] + cost["smul"] + cost["invert"])
     rates["answer_blind_evaluate"] = 1.0 / (cost["valid"] + cost["smul"])
-    rates["open_finalize"] = 1.0 / (cost["invert"] + cost["smul"])
+    rates["open_finalize"] = 1.0 / (cost["valid"] + cost["smul"])
     return rates
 
 

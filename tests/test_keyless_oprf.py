@@ -85,3 +85,16 @@ def test_batches_match_single_calls() -> None:
     outputs = oprf.finalize_many(inputs, [b for b, _ in pairs], [e for e in evaluated if e], workers=1)
     assert oprf.blind_evaluate_many(secret, [b"\xff" * 32], workers=1) == [None]
     assert outputs == [oprf.evaluate(secret, x) for x in inputs]
+
+
+def test_finalize_with_the_inverse_blind_equals_finalize() -> None:
+    secret, _ = oprf.derive_key_pair(SEED, KEY_INFO)
+    for input_hex, _, evaluated_hex, output_hex in VECTORS:
+        inverse = oprf.unblind_scalar(BLIND)
+        out = oprf.finalize_unblinded(bytes.fromhex(input_hex), inverse, bytes.fromhex(evaluated_hex))
+        assert out.hex() == output_hex
+    inputs = [b"a", b"b", b"c"]
+    pairs = oprf.blind_many_inverse(inputs, workers=1)
+    evaluated = [oprf.blind_evaluate(secret, e) for _, e in pairs]
+    assert oprf.finalize_unblinded_many(inputs, [b for b, _ in pairs], evaluated, workers=1) == [
+        oprf.evaluate(secret, x) for x in inputs]

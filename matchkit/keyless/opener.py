@@ -124,7 +124,7 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
                                "release", path=table.path)
         prepared.append((name, schema, table, evaluated))
     for name, schema, table, evaluated in prepared:
-        outputs = oprf.finalize_many(state.inputs, state.blinds, evaluated, workers)
+        outputs = oprf.finalize_unblinded_many(state.inputs, state.blinds, evaluated, workers)
         opened = _open_table(state, schema, table, outputs)
         target = out / f"{name}.parquet"
         manifest = _hashed_manifest(schema, info, fingerprint, rows=opened.num_rows)

@@ -59,7 +59,7 @@ class RequestState:
     info: dict[str, Any]
     secret: bytes
     inputs: list[bytes]
-    blinds: list[bytes]
+    blinds: list[bytes]  # the inverse of each element's blind
     evidence: np.ndarray  # bool per element: probe it as evidence
     content: np.ndarray  # bool per element: a token of the claims (maps z -> L)
     claims: pa.Table
@@ -127,7 +127,7 @@ def request_file(claims_input: str | Path, output: str | Path, state_path: str |
     order = list(range(len(inputs)))
     secrets.SystemRandom().shuffle(order)
     inputs = [inputs[i] for i in order]
-    pairs = oprf.blind_many(inputs, workers)
+    pairs = oprf.blind_many_inverse(inputs, workers)  # the state keeps 1/blind: Finalize needs only that
     blinds = [b for b, _ in pairs]
     elements = [e for _, e in pairs]
 
@@ -143,7 +143,7 @@ def request_file(claims_input: str | Path, output: str | Path, state_path: str |
             "rows_in": encoded.rows_in, "rows_rejected": encoded.rows_rejected, "rows_other_years": other_years,
             "created": manifest["created"]}
     element_table = pa.table({
-        "input": pa.array(inputs, pa.binary()), "blind": pa.array(blinds, pa.binary(oprf.SCALAR_BYTES)),
+        "input": pa.array(inputs, pa.binary()), "unblind": pa.array(blinds, pa.binary(oprf.SCALAR_BYTES)),
         "evidence": pa.array([x in evidence for x in inputs], pa.bool_()),
         "content": pa.array([x in content for x in inputs], pa.bool_()),
     })
@@ -218,6 +218,6 @@ def load_state(path: str | Path) -> RequestState:
         raise KeylessError("not a request state written by 'matchkit request'", path=source)
     secret = base64.b64decode(info["secret"])
     return RequestState(source, info, secret, elements.column("input").to_pylist(),
-                        elements.column("blind").to_pylist(),
+                        elements.column("unblind").to_pylist(),
                         np.asarray(elements.column("evidence").to_numpy(zero_copy_only=False), dtype=bool),
                         np.asarray(elements.column("content").to_numpy(zero_copy_only=False), dtype=bool), claims)

@@ -133,6 +133,18 @@ def finalize(input_: bytes, blind_scalar: bytes, evaluated_element: bytes) -> by
     return _finalize_hash(input_, unblinded)
 
 
+def unblind_scalar(blind_scalar: bytes) -> bytes:
+    """``1 / blind``: what :func:`finalize_unblinded` needs (computed once per request, not once per answer)."""
+    return rbcl.crypto_core_ristretto255_scalar_invert(blind_scalar)
+
+
+def finalize_unblinded(input_: bytes, inverse_blind: bytes, evaluated_element: bytes) -> bytes:
+    """``Finalize`` with the blind's inverse already computed: equal to :func:`finalize`."""
+    if not is_valid_element(evaluated_element):
+        raise OprfError("the answer holds an element that is not a valid ristretto255 encoding")
+    return _finalize_hash(input_, rbcl.crypto_scalarmult_ristretto255(inverse_blind, evaluated_element))
+
+
 def evaluate(secret: bytes, input_: bytes) -> bytes:
     """The server's direct ``Evaluate(skS, input)``: equal to the client's ``Finalize`` of the blind flow."""
     element = hash_to_group(input_)
@@ -202,6 +214,29 @@ def _blind_chunk(inputs: list[bytes]) -> list[tuple[bytes, bytes]]:
 def blind_many(inputs: Sequence[bytes], workers: int | None = None) -> list[tuple[bytes, bytes]]:
     """Fresh random blinds for many inputs, on every core: ``[(blind, blindedElement)]``."""
     return parallel_map(_blind_chunk, list(inputs), workers)
+
+
+def _blind_inverse_chunk(inputs: list[bytes]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for x in inputs:
+        scalar, element = blind(x)
+        out.append((unblind_scalar(scalar), element))
+    return out
+
+
+def blind_many_inverse(inputs: Sequence[bytes], workers: int | None = None) -> list[tuple[bytes, bytes]]:
+    """Like :func:`blind_many` but returns ``(1 / blind, blindedElement)``: the client keeps only the inverse."""
+    return parallel_map(_blind_inverse_chunk, list(inputs), workers)
+
+
+def _finalize_unblinded_chunk(args: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
+    return [finalize_unblinded(x, b, e) for x, b, e in args]
+
+
+def finalize_unblinded_many(inputs: Sequence[bytes], inverse_blinds: Sequence[bytes], evaluated: Sequence[bytes],
+                            workers: int | None = None) -> list[bytes]:
+    """:func:`finalize_unblinded` over many elements, on every core."""
+    return parallel_map(_finalize_unblinded_chunk, list(zip(inputs, inverse_blinds, evaluated)), workers)
 
 
 def _blind_evaluate_chunk(args: list[tuple[bytes, bytes]]) -> list[bytes | None]:

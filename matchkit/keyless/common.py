@@ -145,13 +145,28 @@ _ENTRY_LABEL = KEYLESS_VERSION + b"|entry|"
 
 def content_value(y: bytes) -> bytes:
     """``z``: what stands for a token inside an encrypted row (never ``y``: ``y`` would open that person's rows)."""
-    return hmac.new(y, _CONTENT_LABEL, hashlib.sha512).digest()[:CONTENT_BYTES]
+    return hmac.digest(y, _CONTENT_LABEL, "sha512")[:CONTENT_BYTES]
 
 
 def entry_tag_and_pad(y: bytes, seal_id: bytes, index: int) -> tuple[bytes, bytes]:
     """The lookup tag (16 bytes) and the 48-byte pad of the ``index``-th entry of evidence ``y`` in seal ``seal_id``."""
-    out = hmac.new(y, _ENTRY_LABEL + seal_id + struct.pack(">I", index), hashlib.sha512).digest()
+    out = hmac.digest(y, _ENTRY_LABEL + seal_id + struct.pack(">I", index), "sha512")
     return out[:16], out[16:64]
+
+
+def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+    out = []
+    for secret, seal_id, x, count in args:
+        y = oprf.evaluate(secret, x)
+        out.append((content_value(y), [entry_tag_and_pad(y, seal_id, i) for i in range(count)]))
+    return out
+
+
+def seal_values_many(secret: bytes, seal_id: bytes, inputs: list[tuple[bytes, int]], workers: int | None = None
+                     ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+    """For each (OPRF input, occurrences): its content value ``z`` and the (tag, pad) of each occurrence, all
+    derived in the worker processes (``y`` never leaves them)."""
+    return oprf.parallel_map(_seal_chunk, [(secret, seal_id, x, count) for x, count in inputs], workers)
 
 
 def xor(a: bytes, b: bytes) -> bytes:

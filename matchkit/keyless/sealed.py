@@ -44,15 +44,12 @@ from matchkit.keyless.common import (
     EvaluationKey,
     KeylessError,
     OprfKey,
-    content_value,
-    entry_tag_and_pad,
     now,
-    xor,
+    seal_values_many,
 )
 from matchkit.keyless.evidence import Person, persons_of, token_columns
 from matchkit.keyless.reading import encode_input
 from matchkit.schema import Schema
-from matchkit.security import oprf
 from matchkit.signing import SigningKey
 
 SEALED_META_KEY = b"matchkit.sealed"
@@ -277,25 +274,27 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
     chain.append(seal_id.hex())
     seal_index = len(chain) - 1
 
-    # every distinct OPRF input of the kept rows, evaluated once on every core
-    inputs: dict[bytes, None] = {}
+    # every distinct OPRF input of the kept rows, evaluated once on every core, with the content value z and the
+    # (tag, pad) of each of its occurrences as evidence, derived in the workers
+    occurrences: dict[bytes, int] = {}
     evidence: dict[tuple[str, int], list[bytes]] = {}
     for name in entity_names:
         for position in keep:
             person = persons[name][position]
             for x in person.content_inputs():
-                inputs[x] = None
+                occurrences.setdefault(x, 0)
             ev = person.evidence_inputs()
             evidence[(name, position)] = ev
             for x in ev:
-                inputs[x] = None
-    ordered = list(inputs)
-    outputs = oprf.evaluate_many(ekey.secret, ordered, workers)
-    y_of = dict(zip(ordered, outputs))
-    z_of = {x: content_value(y) for x, y in y_of.items()}
+                occurrences[x] = occurrences.get(x, 0) + 1
+    ordered = list(occurrences.items())
+    values = seal_values_many(ekey.secret, seal_id, ordered, workers)
+    z_of = {x: z for (x, _), (z, _) in zip(ordered, values)}
+    pads_of = {x: entries for (x, _), (_, entries) in zip(ordered, values)}
+    del values
 
     # rows and entries
-    occurrences: dict[bytes, int] = {}
+    used: dict[bytes, int] = {}
     row_records: list[tuple[bytes, bytes]] = []
     entry_records: list[tuple[bytes, bytes]] = []
     for position in keep:
@@ -308,12 +307,12 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
             nonce, json.dumps(content, separators=(",", ":")).encode("utf-8"), row_ad(schema.name, row_id))
         row_records.append((row_id, blob))
         for slot, name in enumerate(entity_names):
-            payload = row_id + bytes([slot]) + b"\x00\x00\x00" + row_key
+            payload = int.from_bytes(row_id + bytes([slot]) + b"\x00\x00\x00" + row_key, "big")
             for x in evidence[(name, position)]:
-                index = occurrences.get(x, 0)
-                occurrences[x] = index + 1
-                tag, pad = entry_tag_and_pad(y_of[x], seal_id, index)
-                entry_records.append((tag, xor(payload, pad)))
+                index = used.get(x, 0)
+                used[x] = index + 1
+                tag, pad = pads_of[x][index]
+                entry_records.append((tag, (payload ^ int.from_bytes(pad, "big")).to_bytes(48, "big")))
     row_records.sort()
     entry_records.sort()
 

@@ -106,6 +106,15 @@ def run_info(args: argparse.Namespace) -> int:
         if kind == SIGNING_KEY_FORMAT:
             print(f"public key  {public_key_path(args.keyfile)}")
         return 0
+    if kind == "matchkit-oprf-key":
+        from matchkit.keyless.common import load_oprf_key
+
+        oprf_key = load_oprf_key(args.keyfile)
+        print(f"OPRF key    {oprf_key.key_id} (keyless mode; never shared)")
+        print(f"serves      {', '.join(oprf_key.purposes)}, tax years {oprf_key.years[0]}-{oprf_key.years[1]}")
+        print("fingerprint one per (purpose, tax year): printed by 'seal' and stored in each table and answer")
+        print(f"created     {oprf_key.created or 'unknown'}")
+        return 0
     key = load_key(args.keyfile)
     print(f"key id      {key.key_id}")
     print(f"fingerprint {key.fingerprint}")

@@ -196,7 +196,7 @@ def _open_table(state: RequestState, schema: Schema, table: SealedTable, outputs
     evidence_ys = [y for y, is_ev in zip(outputs, state.evidence.tolist()) if is_ev]
     keys: dict[bytes, dict[bytes, set[int]]] = {}
     for position, pad in _probe(table, evidence_ys):
-        payload = xor(table.entry_blobs[position], pad)
+        payload = xor(table.entry_blobs[position].tobytes(), pad)
         if payload[ROW_ID_BYTES + 1:16] != b"\x00\x00\x00":
             continue
         row_id, slot, row_key = payload[:ROW_ID_BYTES], payload[ROW_ID_BYTES], payload[16:48]

@@ -58,6 +58,7 @@ SEALED_FORMAT_VERSION = 1
 ROW, ENTRY, REMOVED = 0, 1, 2
 ROW_ID_BYTES = 12
 ROW_KEY_BYTES = 32
+ENTRY_BLOB_BYTES = 48
 NONCE_BYTES = 12
 _AD_PREFIX = b"matchkit-sealed/v1|"
 TABLE_SCHEMA = pa.schema([
@@ -82,7 +83,7 @@ class SealedTable:
     rows: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)  # row id -> (seal, blob)
     entry_tags: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="S16"))  # sorted
     entry_seals: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
-    entry_blobs: list[bytes] = field(default_factory=list)
+    entry_blobs: np.ndarray = field(default_factory=lambda: np.zeros((0, ENTRY_BLOB_BYTES), dtype=np.uint8))
     removed: list[bytes] = field(default_factory=list)
 
     @property
@@ -135,16 +136,43 @@ def open_sealed(path: str | Path, *, check_digest: bool = True) -> SealedTable:
     entry_mask = kinds == ENTRY
     if entry_mask.any():
         entries = table.filter(pa.array(entry_mask))
-        tags = np.array(entries.column("tag").to_pylist(), dtype="S16")
-        order = np.argsort(tags, kind="stable")
-        sealed.entry_tags = tags[order]
-        sealed.entry_seals = entries.column("seal").to_numpy().astype(np.int16)[order]
-        blobs = entries.column("blob").to_pylist()
-        sealed.entry_blobs = [blobs[i] for i in order.tolist()]
+        tags = _fixed_bytes(entries.column("tag"), 16, target)
+        blobs = _fixed_bytes(entries.column("blob"), ENTRY_BLOB_BYTES, target)
+        seals = entries.column("seal").to_numpy().astype(np.int16)
+        order = _tag_order(tags)
+        sealed.entry_tags = np.ascontiguousarray(tags[order]).view("S16").ravel()
+        sealed.entry_seals = seals[order]
+        sealed.entry_blobs = blobs[order]
     removed_mask = kinds == REMOVED
     if removed_mask.any():
         sealed.removed = table.filter(pa.array(removed_mask)).column("row_id").to_pylist()
     return sealed
+
+
+def _fixed_bytes(column: pa.ChunkedArray, width: int, path: Path) -> np.ndarray:
+    """A binary column whose every value has ``width`` bytes, as an ``(n, width)`` uint8 array (no Python object
+    per value)."""
+    array = column.combine_chunks()
+    if array.null_count:
+        raise KeylessError("sealed table has an entry without its tag or key (damaged?)", path=path)
+    if pa.types.is_fixed_size_binary(array.type):
+        data = array.buffers()[1]
+        raw = np.frombuffer(data, dtype=np.uint8)[array.offset * width:(array.offset + len(array)) * width]
+        return raw.reshape(-1, width)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array) + 1]
+    if len(array) and not (np.diff(offsets) == width).all():
+        raise KeylessError("sealed table has an entry of the wrong size (damaged?)", path=path)
+    raw = np.frombuffer(array.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0]) if len(offsets) else 0
+    return raw[start:start + len(array) * width].reshape(-1, width)
+
+
+def _tag_order(tags: np.ndarray) -> np.ndarray:
+    """Row order sorting ``(n, 16)`` uint8 tags bytewise (as two big-endian 64-bit words)."""
+    if len(tags) == 0:
+        return np.zeros(0, dtype=np.int64)
+    words = np.ascontiguousarray(tags).view(">u8").reshape(-1, 2)
+    return np.lexsort((words[:, 1], words[:, 0]))
 
 
 # --- row content ----------------------------------------------------------------------------------------------------
@@ -296,7 +324,7 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
     # rows and entries
     used: dict[bytes, int] = {}
     row_records: list[tuple[bytes, bytes]] = []
-    entry_records: list[tuple[bytes, bytes]] = []
+    entry_tags, entry_blobs = bytearray(), bytearray()
     for position in keep:
         row_id = row_ids[position]
         row_key = secrets.token_bytes(ROW_KEY_BYTES)
@@ -312,22 +340,26 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
                 index = used.get(x, 0)
                 used[x] = index + 1
                 tag, pad = pads_of[x][index]
-                entry_records.append((tag, (payload ^ int.from_bytes(pad, "big")).to_bytes(48, "big")))
+                entry_tags += tag
+                entry_blobs += (payload ^ int.from_bytes(pad, "big")).to_bytes(ENTRY_BLOB_BYTES, "big")
+    del pads_of
     row_records.sort()
-    entry_records.sort()
+    entries = Entries(np.frombuffer(bytes(entry_tags), dtype=np.uint8).reshape(-1, 16),
+                      np.full(len(entry_tags) // 16, seal_index, dtype=np.int16),
+                      np.frombuffer(bytes(entry_blobs), dtype=np.uint8).reshape(-1, ENTRY_BLOB_BYTES))
+    del entry_tags, entry_blobs
 
     kind = "delta" if prev is not None else "full"
     manifest = _manifest(schema, ekey, purpose, tax_year, kind, chain, base_chain)
-    manifest.update(rows=len(row_records), entries=len(entry_records), removed=len(removed),
+    manifest.update(rows=len(row_records), entries=len(entries), removed=len(removed),
                     oprf_evaluations=len(ordered),
                     rows_in=encoded.rows_in, rows_sealed=table.num_rows, rows_rejected=encoded.rows_rejected,
                     input_name=encoded.input_name, input_format=encoded.input_format,
                     input_encoding=encoded.input_encoding)
     manifest = write_sealed(output, manifest, rows=[(rid, seal_index, blob) for rid, blob in row_records],
-                            entries=[(tag, seal_index, blob) for tag, blob in entry_records], removed=removed,
-                            signing_key=signing_key)
+                            entries=entries, removed=removed, signing_key=signing_key)
     return SealResult(Path(output), Path(rejects_path) if rejects_path else None, encoded.rows_in, table.num_rows,
-                      encoded.rows_rejected, len(row_records), len(removed), len(entry_records), manifest)
+                      encoded.rows_rejected, len(row_records), len(removed), len(entries), manifest)
 
 
 def _manifest(schema: Schema, ekey: EvaluationKey, purpose: str, tax_year: int, kind: str, chain: list[str],
@@ -344,8 +376,25 @@ def _manifest(schema: Schema, ekey: EvaluationKey, purpose: str, tax_year: int, 
     return manifest
 
 
+@dataclass
+class Entries:
+    """Entries as arrays: ``tags`` (n, 16) and ``blobs`` (n, 48) uint8, ``seals`` (n,) int16 — no Python object
+    per entry (a table has ~20 per person)."""
+
+    tags: np.ndarray
+    seals: np.ndarray
+    blobs: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seals)
+
+    def sorted(self) -> Entries:
+        order = _tag_order(self.tags)
+        return Entries(self.tags[order], self.seals[order], self.blobs[order])
+
+
 def write_sealed(output: str | Path, manifest: dict[str, Any], *, rows: list[tuple[bytes, int, bytes]],
-                 entries: list[tuple[bytes, int, bytes]], removed: list[bytes],
+                 entries: Entries, removed: list[bytes],
                  signing_key: SigningKey | None = None) -> dict[str, Any]:
     """Write rows (sorted by id), then removals, then entries (sorted by tag); atomic, digested, optionally signed."""
     writer = HashedFileWriter(output, TABLE_SCHEMA, unique=["row_id", "tag", "blob"])
@@ -364,13 +413,21 @@ def write_sealed(output: str | Path, manifest: dict[str, Any], *, rows: list[tup
                                    "seal": pa.nulls(len(removed), pa.int16()),
                                    "tag": pa.nulls(len(removed), pa.binary(16)),
                                    "blob": pa.nulls(len(removed), pa.binary())}, schema=TABLE_SCHEMA))
+        entries = entries.sorted()
+        step = 1 << 20
         for start in range(0, len(entries), step):
-            part = entries[start:start + step]
-            writer.write(pa.table({"kind": pa.array([ENTRY] * len(part), pa.int8()),
-                                   "row_id": pa.nulls(len(part), pa.binary(ROW_ID_BYTES)),
-                                   "seal": pa.array([e[1] for e in part], pa.int16()),
-                                   "tag": pa.array([e[0] for e in part], pa.binary(16)),
-                                   "blob": pa.array([e[2] for e in part], pa.binary())}, schema=TABLE_SCHEMA))
+            tags = np.ascontiguousarray(entries.tags[start:start + step])
+            blobs = np.ascontiguousarray(entries.blobs[start:start + step])
+            count = len(tags)
+            offsets = (np.arange(count + 1, dtype=np.int32) * ENTRY_BLOB_BYTES)
+            writer.write(pa.table({
+                "kind": pa.array(np.full(count, ENTRY, dtype=np.int8)),
+                "row_id": pa.nulls(count, pa.binary(ROW_ID_BYTES)),
+                "seal": pa.array(entries.seals[start:start + step].astype(np.int16)),
+                "tag": pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), count, [None, pa.py_buffer(tags)]),
+                "blob": pa.BinaryArray.from_buffers(pa.binary(), count,
+                                                    [None, pa.py_buffer(offsets), pa.py_buffer(blobs)]),
+            }, schema=TABLE_SCHEMA))
         return _close_sealed(writer, manifest, signing_key)
     except BaseException:
         writer.abort()
@@ -393,9 +450,9 @@ def _check_same_table(other: SealedTable, schema: Schema, ekey: EvaluationKey, p
 
 
 # --- merging --------------------------------------------------------------------------------------------------------
-def _tags(table: SealedTable) -> list[bytes]:
-    """The entry tags as 16-byte strings (numpy's fixed-width bytes drop trailing zero bytes on the way out)."""
-    return [tag.ljust(16, b"\x00") for tag in table.entry_tags.tolist()]
+def _entries_of(table: SealedTable) -> Entries:
+    tags = np.frombuffer(table.entry_tags.tobytes(), dtype=np.uint8).reshape(-1, 16)
+    return Entries(tags, table.entry_seals, table.entry_blobs)
 
 
 def merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *,
@@ -417,7 +474,7 @@ def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | 
     if table.manifest.get("table_kind") == "delta":
         raise KeylessError("the base of a merge must be a full or merged table, not a delta", path=table.path)
     rows = dict(table.rows)
-    entries = list(zip(_tags(table), table.entry_seals.tolist(), table.entry_blobs))
+    parts = [_entries_of(table)]
     chain = table.chain
     same = ("source", "key_fingerprint", "purpose", "tax_year", "schema_digest", "encoding_version")
     for path in deltas:
@@ -443,15 +500,16 @@ def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | 
         for rid in delta.removed:
             rows.pop(rid, None)
         rows.update(delta.rows)
-        entries.extend(zip(_tags(delta), delta.entry_seals.tolist(), delta.entry_blobs))
+        parts.append(_entries_of(delta))
         chain = list(delta.manifest["chain"])
     manifest = dict(table.manifest)
     for drop in ("content_digest", "base_chain"):
         manifest.pop(drop, None)
+    entries = Entries(np.concatenate([p.tags for p in parts]), np.concatenate([p.seals for p in parts]),
+                      np.concatenate([p.blobs for p in parts]))
     manifest.update(table_kind="merged", chain=chain, rows=len(rows), entries=len(entries), removed=0,
                     created=now(), tool_version=__version__)
     for count in ("rows_in", "rows_sealed", "rows_rejected", "input_name", "input_format", "input_encoding"):
         manifest.pop(count, None)
     row_list = sorted((rid, seal, blob) for rid, (seal, blob) in rows.items())
-    entries.sort(key=lambda e: e[0])
     return write_sealed(output, manifest, rows=row_list, entries=entries, removed=[], signing_key=signing_key)

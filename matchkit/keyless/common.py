@@ -154,18 +154,21 @@ def entry_tag_and_pad(y: bytes, seal_id: bytes, index: int) -> tuple[bytes, byte
     return out[:16], out[16:64]
 
 
-def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
+def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, bytes]]:
     out = []
     for secret, seal_id, x, count in args:
         y = oprf.evaluate(secret, x)
-        out.append((content_value(y), [entry_tag_and_pad(y, seal_id, i) for i in range(count)]))
+        label = _ENTRY_LABEL + seal_id
+        out.append((content_value(y),
+                    b"".join(hmac.digest(y, label + struct.pack(">I", i), "sha512") for i in range(count))))
     return out
 
 
 def seal_values_many(secret: bytes, seal_id: bytes, inputs: list[tuple[bytes, int]], workers: int | None = None
-                     ) -> list[tuple[bytes, list[tuple[bytes, bytes]]]]:
-    """For each (OPRF input, occurrences): its content value ``z`` and the (tag, pad) of each occurrence, all
-    derived in the worker processes (``y`` never leaves them)."""
+                     ) -> list[tuple[bytes, bytes]]:
+    """For each (OPRF input, occurrences): its content value ``z`` and, concatenated, the 64 bytes ``tag || pad``
+    of each occurrence (see :func:`entry_tag_and_pad`), all derived in the worker processes (``y`` never leaves
+    them). One bytes object per input, not one per entry: the parent holds them all at once."""
     return oprf.parallel_map(_seal_chunk, [(secret, seal_id, x, count) for x, count in inputs], workers)
 
 

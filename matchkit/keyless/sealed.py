@@ -305,17 +305,15 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
     # every distinct OPRF input of the kept rows, evaluated once on every core, with the content value z and the
     # (tag, pad) of each of its occurrences as evidence, derived in the workers
     occurrences: dict[bytes, int] = {}
-    evidence: dict[tuple[str, int], list[bytes]] = {}
     for name in entity_names:
         for position in keep:
             person = persons[name][position]
             for x in person.content_inputs():
                 occurrences.setdefault(x, 0)
-            ev = person.evidence_inputs()
-            evidence[(name, position)] = ev
-            for x in ev:
+            for x in person.evidence_inputs():  # recomputed below rather than kept: memory
                 occurrences[x] = occurrences.get(x, 0) + 1
     ordered = list(occurrences.items())
+    del occurrences
     values = seal_values_many(ekey.secret, seal_id, ordered, workers)
     z_of = {x: z for (x, _), (z, _) in zip(ordered, values)}
     pads_of = {x: entries for (x, _), (_, entries) in zip(ordered, values)}
@@ -336,12 +334,13 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
         row_records.append((row_id, blob))
         for slot, name in enumerate(entity_names):
             payload = int.from_bytes(row_id + bytes([slot]) + b"\x00\x00\x00" + row_key, "big")
-            for x in evidence[(name, position)]:
+            for x in persons[name][position].evidence_inputs():
                 index = used.get(x, 0)
                 used[x] = index + 1
-                tag, pad = pads_of[x][index]
-                entry_tags += tag
-                entry_blobs += (payload ^ int.from_bytes(pad, "big")).to_bytes(ENTRY_BLOB_BYTES, "big")
+                derived = pads_of[x]
+                entry_tags += derived[64 * index:64 * index + 16]
+                pad = int.from_bytes(derived[64 * index + 16:64 * index + 64], "big")
+                entry_blobs += (payload ^ pad).to_bytes(ENTRY_BLOB_BYTES, "big")
     del pads_of
     row_records.sort()
     entries = Entries(np.frombuffer(bytes(entry_tags), dtype=np.uint8).reshape(-1, 16),

@@ -124,8 +124,13 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
                                "release", path=table.path)
         prepared.append((name, schema, table, evaluated))
     for name, schema, table, evaluated in prepared:
-        outputs = oprf.finalize_unblinded_many(state.inputs, state.blinds, evaluated, workers)
-        opened = _open_table(state, schema, table, outputs)
+        seals = tuple(bytes.fromhex(seal) for seal in table.chain)
+        derived = oprf.parallel_map(_finalize_chunk, [
+            (x, inverse, element, content, evidence, seals)
+            for x, inverse, element, content, evidence in zip(state.inputs, state.blinds, evaluated,
+                                                              state.content.tolist(), state.evidence.tolist())
+        ], workers)
+        opened = _open_table(state, schema, table, derived)
         target = out / f"{name}.parquet"
         manifest = _hashed_manifest(schema, info, fingerprint, rows=opened.num_rows)
         manifest["keyless"] = {"table": table.path.name, "table_rows": len(table.rows), "rows_opened":
@@ -158,8 +163,24 @@ def _check_pair(state: RequestState, table: SealedTable, answer: dict[str, Any],
                                f"for {state.info[field_name]!r}", path=table.path)
 
 
-def _probe(table: SealedTable, ys: list[bytes]) -> list[tuple[int, bytes]]:
-    """(entry position, pad) of every entry opened by one of ``ys``: per seal, i = 0, 1, ... until absent."""
+Derived = tuple[bytes, bytes | None, list[tuple[bytes, bytes]] | None]
+
+
+def _finalize_chunk(args: list[tuple[bytes, bytes, bytes, bool, bool, tuple[bytes, ...]]]) -> list[Derived]:
+    """In a worker: ``y = Finalize``, its content value (content elements) and its first probe per seal (evidence
+    elements: most probes end there, so the parent computes almost no tag itself)."""
+    out: list[Derived] = []
+    for x, inverse, element, content, evidence, seals in args:
+        y = oprf.finalize_unblinded(x, inverse, element)
+        out.append((y, content_value(y) if content else None,
+                    [entry_tag_and_pad(y, seal, 0) for seal in seals] if evidence else None))
+    return out
+
+
+def _probe(table: SealedTable, ys: list[bytes], first: list[list[tuple[bytes, bytes]]] | None = None
+           ) -> list[tuple[int, bytes]]:
+    """(entry position, pad) of every entry opened by one of ``ys``: per seal, i = 0, 1, ... until absent.
+    ``first[k][s]``: the (tag, pad) of ``ys[k]`` at i = 0 in seal s, when already derived."""
     found: list[tuple[int, bytes]] = []
     tags = table.entry_tags
     if len(tags) == 0:
@@ -169,7 +190,10 @@ def _probe(table: SealedTable, ys: list[bytes]) -> list[tuple[int, bytes]]:
         active = list(range(len(ys)))
         index = 0
         while active:
-            pairs = [entry_tag_and_pad(ys[k], seal_id, index) for k in active]
+            if index == 0 and first is not None:
+                pairs = [first[k][seal_index] for k in active]
+            else:
+                pairs = [entry_tag_and_pad(ys[k], seal_id, index) for k in active]
             probe = np.array([t for t, _ in pairs], dtype="S16")
             pos = np.searchsorted(tags, probe)
             pos_clipped = np.minimum(pos, len(tags) - 1)
@@ -185,17 +209,17 @@ def _probe(table: SealedTable, ys: list[bytes]) -> list[tuple[int, bytes]]:
     return found
 
 
-def _open_table(state: RequestState, schema: Schema, table: SealedTable, outputs: list[bytes]) -> pa.Table:
+def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived: list[Derived]) -> pa.Table:
     secret = state.secret
     from matchkit.keyless.request import local_token
 
     z_map: dict[bytes, bytes] = {}
-    for x, y, is_content in zip(state.inputs, outputs, state.content.tolist()):
-        if is_content:
-            z_map[content_value(y)] = local_token(secret, x)
-    evidence_ys = [y for y, is_ev in zip(outputs, state.evidence.tolist()) if is_ev]
+    for x, (_, z, _) in zip(state.inputs, derived):
+        if z is not None:
+            z_map[z] = local_token(secret, x)
+    evidence = [(y, first) for y, _, first in derived if first is not None]
     keys: dict[bytes, dict[bytes, set[int]]] = {}
-    for position, pad in _probe(table, evidence_ys):
+    for position, pad in _probe(table, [y for y, _ in evidence], [first for _, first in evidence]):
         payload = xor(table.entry_blobs[position].tobytes(), pad)
         if payload[ROW_ID_BYTES + 1:16] != b"\x00\x00\x00":
             continue

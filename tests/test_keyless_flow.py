@@ -252,3 +252,15 @@ def test_open_refuses_unsigned_and_mismatched_inputs(flows: dict, tmp_path: Path
     code, text = run(["open", "--state", kl / "state.zip", "--answer", f"only_child={tmp_path / 'oc.answer.parquet'}",
                       "--table", f"only_child={tmp_path / 'oc.parquet'}", "-o", tmp_path / "o4"])
     assert code == 0, text
+
+
+def test_every_input_row_is_sealed_or_rejected(flows: dict) -> None:
+    for source in EXTRACTS:
+        manifest = json.loads(pq.read_metadata(flows["kl"] / f"{source}.table.parquet").metadata[b"matchkit.sealed"])
+        rejects = pd.read_csv(flows["kl"] / f"{source}.rejects.csv", dtype=str)
+        assert list(rejects.columns) == ["line", "column", "reason"]
+        assert manifest["rows_in"] == manifest["rows_sealed"] + manifest["rows_rejected"]
+        assert manifest["rows_rejected"] == len(rejects)
+        assert manifest["rows"] == manifest["rows_sealed"]
+        hashed = json.loads(pq.read_metadata(flows["shared"] / f"{source}.parquet").metadata[b"matchkit.manifest"])
+        assert (manifest["rows_sealed"], manifest["rows_rejected"]) == (hashed["rows_hashed"], hashed["rows_rejected"])

@@ -137,7 +137,7 @@ FEBRL_ROW_KAT = {
 
 
 def test_febrl_row_kat(encoder):
-    """One raw FEBRL row, normalised and encoded per configs/schemas/febrl.toml (names salted with the date of
+    """One raw FEBRL row, normalised and encoded per the built-in febrl schema (names salted with the date of
     birth): every output cell is frozen."""
     table_encoder = LinkTableEncoder(load_schema("febrl"), encoder)
     chunk = Chunk({name: np.array([value], dtype=object) for name, value in FEBRL_ROW.items()}, np.array([2]))

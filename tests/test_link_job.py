@@ -23,7 +23,7 @@ from matchkit.encode.fields import normalize_date, normalize_id, normalize_name,
 from matchkit.keys import new_key, write_key
 
 REPO = Path(__file__).resolve().parents[1]
-FEBRL = REPO / "configs" / "schemas" / "febrl.toml"
+FEBRL = REPO / "matchkit" / "data" / "schemas" / "febrl.toml"
 HEADER = ["rec_id", "given_name", "surname", "street_number", "address_1", "address_2", "suburb", "postcode",
           "state", "date_of_birth", "soc_sec_id"]
 TRUE_PAIRS = 100

@@ -44,7 +44,7 @@ from matchkit.workers import pool_context
 from tests.conftest import make_id
 
 REPO = Path(__file__).resolve().parents[1]
-FEBRL = REPO / "configs" / "schemas" / "febrl.toml"
+FEBRL = REPO / "matchkit" / "data" / "schemas" / "febrl.toml"
 KEY = SharedKey("mk-test", bytes(range(32)))
 BUILT_IN = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
 SOURCES = ("febrl", *BUILT_IN)

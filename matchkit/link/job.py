@@ -92,7 +92,7 @@ def _is_link_file(hashed: HashedFile) -> None:
     if hashed.manifest.get("kind") != "link":
         raise ManifestError(
             f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit link' takes files hashed with a "
-            "linkage schema (kind = \"link\", e.g. configs/schemas/febrl.toml)", path=hashed.path)
+            "linkage schema (kind = \"link\", e.g. the built-in febrl: matchkit schema show febrl)", path=hashed.path)
 
 
 def plan_fields(left: HashedFile, right: HashedFile) -> list[FieldPlan]:

@@ -35,6 +35,10 @@ class InputFileError(MatchkitError):
     """An input data file cannot be used as a whole (encoding, format, missing columns, empty)."""
 
 
+class EmptyInputError(InputFileError):
+    """An input file has a header but no data rows (refused unless the caller says an empty extract is expected)."""
+
+
 class ManifestError(MatchkitError):
     """A hashed file is not a matchkit file, is damaged, or does not fit with the other files of the run."""
 

@@ -19,7 +19,7 @@ from matchkit.encode.link_table import field_spec
 from matchkit.encode.parallel import encode_chunks, make_table_encoder
 from matchkit.encode.table import RecordIdChecker
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
-from matchkit.errors import MatchkitError
+from matchkit.errors import EmptyInputError, MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
@@ -54,13 +54,15 @@ def hash_file(
     progress: ProgressCallback | None = None,
     signing_key: SigningKey | None = None,
     audit_log: str | Path | None = None,
+    allow_empty: bool = False,
 ) -> HashResult:
     """Hash one raw extract into a Parquet file with a manifest; write the rejects CSV if a path is given.
 
     Every row read is accounted for: ``rows_in == rows_hashed + rows_rejected``. Raises ``MatchkitError`` for a
     file, key or schema that cannot be used at all; row-level faults never stop the run. With ``signing_key`` the
     whole output file is signed (``matchkit.signing``); with ``audit_log`` the run appends one line to that log
-    (``matchkit.audit``), whether it succeeds or not.
+    (``matchkit.audit``), whether it succeeds or not. An input with no data rows (a header only, an empty sheet or
+    Parquet file) raises ``EmptyInputError`` and writes nothing, unless ``allow_empty`` (then an empty hashed file).
     """
     with audited(audit_log, "hash") as record:
         record.add_input(input_path)
@@ -70,7 +72,7 @@ def hash_file(
             record.details.update(signer=signing_key.signer, signer_key_id=signing_key.key_id)
         result = _hash_file(source, input_path, key, output, rejects_path=rejects_path, encoding=encoding,
                             purpose=purpose, chunk_rows=chunk_rows, workers=workers, progress=progress,
-                            signing_key=signing_key)
+                            signing_key=signing_key, allow_empty=allow_empty)
         record.add_output(result.output, rows=result.rows_hashed)
         record.add_output(result.rejects, rows=result.rows_rejected)
         record.details.update(rows_in=result.rows_in, rows_hashed=result.rows_hashed,
@@ -92,6 +94,7 @@ def _hash_file(
     workers: int | None,
     progress: ProgressCallback | None,
     signing_key: SigningKey | None,
+    allow_empty: bool,
 ) -> HashResult:
     schema = source if isinstance(source, Schema) else load_schema(source)
     output = Path(output)
@@ -123,6 +126,10 @@ def _hash_file(
                 rejects_writer.write(all_faults)
             if progress:
                 progress(chunk_rows_read)
+        if rows_in == 0 and not allow_empty:
+            raise EmptyInputError("no data rows (only a header, or an empty sheet or table): refused, as an empty "
+                                  "extract is usually a failed export; pass --allow-empty if it is expected",
+                                  path=input_path)
         if rows_in != rows_hashed + rows_rejected:  # pragma: no cover - an internal invariant
             raise MatchkitError("row accounting failed (internal error): please report")
         manifest = {

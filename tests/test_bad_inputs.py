@@ -2,8 +2,9 @@
 traceback, never a raw value in any message, rejects file or output.
 
 File-level faults (the whole file, key, schema or hashed file cannot be used) exit 1 with a message naming the
-file and what is wrong, and leave no output behind. A header-only file is *not* a fault: 0 rows in = 0 hashed +
-0 rejected, exit 0, an empty hashed file with its manifest. Row-level faults reject that row with its line number,
+file and what is wrong, and leave no output behind. A header-only file (no data rows) is refused too, unless
+``--allow-empty`` says it is expected: then 0 rows in = 0 hashed + 0 rejected, exit 0, an empty hashed file with its
+manifest. Row-level faults reject that row with its line number,
 column and reason, and the run goes on (exit 0).
 """
 
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.errors import IncompatibleFilesError
+from matchkit.errors import EmptyInputError, IncompatibleFilesError, InputFileError
 from matchkit.io.hashed import HashedFile, HashedFileWriter, check_compatible, open_hashed
 from matchkit.keys import load_key, new_key, write_key
 from matchkit.pipeline import hash_file
@@ -405,25 +406,59 @@ def test_file_level_fault_exits_1_naming_the_file(tmp_path, capsys, case):
     assert leftovers(tmp_path) == []
 
 
-# --- header-only files: not an error, explicitly ---------------------------------------------------------------------
+# --- header-only files: refused unless --allow-empty -----------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
-def test_header_only_file_is_zero_rows_not_an_error(tmp_path, key_file, capsys, fmt):
+def _header_only(tmp_path: Path, fmt: str) -> Path:
     if fmt == "xlsx":
-        source = _xlsx(tmp_path, "in.xlsx", EDU_HEADER, [])
-    elif fmt == "parquet":
+        return _xlsx(tmp_path, "in.xlsx", EDU_HEADER, [])
+    if fmt == "parquet":
         source = tmp_path / "in.parquet"
         pd.DataFrame({c: pd.Series([], dtype="string") for c in EDU_HEADER}).to_parquet(source, index=False)
-    else:
-        source = _write(tmp_path, "in.csv", (",".join(EDU_HEADER) + ("\r\n" if fmt == "csv_crlf" else "\n")).encode())
+        return source
+    return _write(tmp_path, "in.csv", (",".join(EDU_HEADER) + ("\r\n" if fmt == "csv_crlf" else "\n")).encode())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
+def test_header_only_file_is_refused_by_name(tmp_path, key_file, capsys, fmt):
+    source = _header_only(tmp_path, fmt)
     code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet",
                               "--rejects", tmp_path / "r.csv"], capsys)
+    assert code == 1, (out, err)
+    assert err.startswith("matchkit: error: ") and "Traceback" not in err
+    assert f"{source}: no data rows" in err and "--allow-empty" in err
+    assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "r.csv").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_header_only_file_is_refused_by_the_library(tmp_path, key_file):
+    source = _header_only(tmp_path, "csv")
+    with pytest.raises(EmptyInputError) as info:
+        hash_file("education", source, load_key(key_file), tmp_path / "o.parquet")
+    assert isinstance(info.value, InputFileError) and info.value.path == str(source)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "shared.key"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
+def test_header_only_file_with_allow_empty_is_zero_rows(tmp_path, key_file, capsys, fmt):
+    source = _header_only(tmp_path, fmt)
+    code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet",
+                              "--rejects", tmp_path / "r.csv", "--allow-empty"], capsys)
     assert code == 0, err
     assert "0 rows in = 0 hashed + 0 rejected" in out
     manifest = open_hashed(tmp_path / "o.parquet").manifest
     assert (manifest["rows_in"], manifest["rows_hashed"], manifest["rows_rejected"]) == (0, 0, 0)
     assert pq.read_table(tmp_path / "o.parquet").num_rows == 0
     assert (tmp_path / "r.csv").read_text(encoding="utf-8").strip() == "line,column,reason"
+    result = hash_file("education", source, load_key(key_file), tmp_path / "lib.parquet", allow_empty=True)
+    assert result.rows_in == 0 and open_hashed(result.output).manifest["rows_in"] == 0
+
+
+def test_every_row_rejected_is_not_an_empty_input(tmp_path, key_file, capsys):
+    """Rows that are all rejected are data rows: the run succeeds and the rejects say why."""
+    source = _write(tmp_path, "in.csv", csv_bytes(EDU_HEADER, [["not-an-id", "x", "", "compulsory", "2021-09", ""]]))
+    code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet"], capsys)
+    assert code == 0, err
+    assert "1 rows in = 0 hashed + 1 rejected" in out
 
 
 def test_nul_byte_far_down_a_text_file_is_refused_with_its_line(tmp_path, key_file, capsys):

@@ -305,7 +305,7 @@ def test_method_em(toy, linked):
 def test_header_only_file_links_to_nothing(toy, tmp_path):
     write_csv(tmp_path / "empty.csv", [])
     code, out, err = run_cli(["hash", FEBRL, tmp_path / "empty.csv", "--key", toy["key"], "-o",
-                              tmp_path / "empty.parquet"])
+                              tmp_path / "empty.parquet", "--allow-empty"])
     assert code == 0, err
     assert "0 rows in = 0 hashed + 0 rejected" in out
     code, out, err = run_cli(["link", toy["folder"] / "left.parquet", tmp_path / "empty.parquet", "-o",

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sign", metavar="AGENCY.key", default=None,
                         help="sign the whole output file with this agency signing key (mode 0600; made by "
                         "'matchkit key new-signing'), so verify --trust can tell who produced it")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="accept an input with no data rows (a header only) and write an empty hashed file; "
+                        "without it such an input is refused (exit 1)")
     add_audit_option(parser)
     parser.set_defaults(func=run)
 
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         result = hash_file(args.source, args.input, key, args.output, rejects_path=args.rejects,
                            encoding=args.encoding, purpose=args.purpose,
                            progress=bar.update if bar is not None else None,
-                           signing_key=signing_key, audit_log=audit_log_path(args))
+                           signing_key=signing_key, audit_log=audit_log_path(args),
+                           allow_empty=args.allow_empty)
     finally:
         if bar is not None:
             bar.close()

@@ -5,6 +5,7 @@ The CLI commands are thin wrappers over these functions, so everything the CLI d
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Callable
@@ -112,20 +113,22 @@ def _hash_file(
     rows_in = rows_hashed = rows_rejected = 0
     notes: dict[str, int] = {}
     try:
-        for chunk_rows_read, (table, faults, chunk_notes) in encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
-                                                              workers):
-            for note, count in chunk_notes.items():
-                notes[note] = notes.get(note, 0) + count
-            table, repeats = record_ids.check(table)
-            all_faults = sorted(faults + repeats)
-            writer.write(table)
-            rows_in += chunk_rows_read
-            rows_hashed += table.num_rows
-            rows_rejected += len(all_faults)
-            if rejects_writer:
-                rejects_writer.write(all_faults)
-            if progress:
-                progress(chunk_rows_read)
+        # closing(): a failed write or an interrupt stops the workers at once, not when the generator is collected
+        with contextlib.closing(encode_chunks(reader, table_encoder, key, purpose or schema.purpose,
+                                              workers)) as encoded:
+            for chunk_rows_read, (table, faults, chunk_notes) in encoded:
+                for note, count in chunk_notes.items():
+                    notes[note] = notes.get(note, 0) + count
+                table, repeats = record_ids.check(table)
+                all_faults = sorted(faults + repeats)
+                writer.write(table)
+                rows_in += chunk_rows_read
+                rows_hashed += table.num_rows
+                rows_rejected += len(all_faults)
+                if rejects_writer:
+                    rejects_writer.write(all_faults)
+                if progress:
+                    progress(chunk_rows_read)
         if rows_in == 0 and not allow_empty:
             raise EmptyInputError("no data rows (only a header, or an empty sheet or table): refused, as an empty "
                                   "extract is usually a failed export; pass --allow-empty if it is expected",

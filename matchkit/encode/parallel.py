@@ -13,7 +13,7 @@ file or an argument list. At most ``2 × workers`` units are in flight, so memor
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeAlias
 
@@ -64,7 +64,7 @@ def _encode_unit(table_encoder: AnyTableEncoder, layout: CsvLayout | None, unit:
 
 
 def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: SharedKey, purpose: str,
-                  workers: int | None = None) -> Iterator[EncodedChunk]:
+                  workers: int | None = None) -> Generator[EncodedChunk, None, None]:
     """Yield ``(rows read, (hashed table, faults, notes))`` per unit of input, in input order."""
     workers = default_workers() if workers is None else workers
     layout: CsvLayout | None = None
@@ -84,8 +84,9 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
         return
     context = pool_context()
     init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version, layout)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=init_args) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=init_args)
+    try:
         pending: deque[Future[EncodedChunk]] = deque()
         for unit in _chain(first, second, units):
             pending.append(pool.submit(_encode_in_worker, unit))
@@ -93,6 +94,13 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM, a consumer that stops early (GeneratorExit)
+        # Queued units are cancelled and nothing more is waited for here: the caller's clean-up (removing its
+        # .partial files) runs now, while the units already running finish in the background and the workers then
+        # exit. The ``matchkit`` command, on SIGTERM, stops the workers themselves (``matchkit.cli.main``).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _next(units: Iterator[Unit]) -> Unit | None:

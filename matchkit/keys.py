@@ -88,10 +88,16 @@ def write_key(key: SharedKey, path: str | Path, *, overwrite: bool = False) -> P
         fd = os.open(target, flags, 0o600)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file ({exc.strerror})", path=target) from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump(body, handle, indent=2)
-        handle.write("\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            json.dump(body, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no truncated key file left to be mistaken for a key
+        target.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file ({exc.strerror or type(exc).__name__})", path=target) from exc
     return target
 
 

@@ -20,8 +20,8 @@ from matchkit.encode.link_table import field_spec
 from matchkit.encode.parallel import encode_chunks, make_table_encoder
 from matchkit.encode.table import RecordIdChecker
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
-from matchkit.errors import EmptyInputError, MatchkitError
-from matchkit.io.atomic import check_output_path, partial_file
+from matchkit.errors import EmptyInputError, MatchkitError, OutputFileError
+from matchkit.io.atomic import check_output_path, discard, partial_file, writing
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.keys import SharedKey
@@ -164,8 +164,14 @@ def _hash_file(
                               if note.startswith("kept_invalid:")},
             )
         if rejects_writer:
-            rejects_writer.close()
+            rejects_writer.finish()
         manifest = writer.close(manifest, signing_key=signing_key)
+        if rejects_writer:
+            try:
+                rejects_writer.publish()
+            except BaseException:
+                output.unlink(missing_ok=True)  # a failed run leaves neither file
+                raise
     except BaseException:
         writer.abort()
         if rejects_writer:
@@ -179,23 +185,32 @@ class _RejectsWriter:
     """``line,column,reason`` CSV, written to a temp file and renamed into place when complete."""
 
     def __init__(self, path: Path) -> None:
-        fd, temp = partial_file(path, "rejects")
+        fd, temp = partial_file(path, "rejects", OutputFileError)
         self.path = path
         self._temp = Path(temp)
         self._handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._handle)
-        self._csv.writerow(["line", "column", "reason"])
+        with writing(self.path, "rejects file"):
+            self._csv.writerow(["line", "column", "reason"])
 
     def write(self, faults: list[tuple[int, str, str]]) -> None:
-        self._csv.writerows(faults)
+        with writing(self.path, "rejects file"):
+            self._csv.writerows(faults)
 
-    def close(self) -> None:
-        self._handle.close()
-        os.replace(self._temp, self.path)
+    def finish(self) -> None:
+        """Everything on disk, not yet under its name (published after the hashed output, so a run that fails
+        leaves neither)."""
+        with writing(self.path, "rejects file"):
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+
+    def publish(self) -> None:
+        with writing(self.path, "rejects file"):
+            os.replace(self._temp, self.path)
 
     def abort(self) -> None:
-        self._handle.close()
-        self._temp.unlink(missing_ok=True)
+        discard(self._handle, self._temp)
 
 
 EXTRACT_SOURCES = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
@@ -387,13 +402,18 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
     if report:
         from matchkit.report.html import write_report
 
-        write_report(flags, report, meta={
-            "tool_version": __version__,
-            "key_id": files[0].manifest.get("key_id"),
-            "encoding_version": files[0].manifest.get("encoding_version"),
-            "purpose": files[0].manifest.get("purpose"),
-            "inputs": inputs,
-        })
+        try:
+            write_report(flags, report, meta={
+                "tool_version": __version__,
+                "key_id": files[0].manifest.get("key_id"),
+                "encoding_version": files[0].manifest.get("encoding_version"),
+                "purpose": files[0].manifest.get("purpose"),
+                "inputs": inputs,
+            })
+        except BaseException:
+            if out_path:
+                out_path.unlink(missing_ok=True)  # a failed run leaves neither the flags nor the report
+            raise
     return VerifyResult(flags, out_path, report, inputs, key_id=files[0].manifest.get("key_id"))
 
 
@@ -411,15 +431,16 @@ def write_flags(flags: Any, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise MatchkitError("flags output must end in .csv or .parquet", path=path)
-    fd, temp_path = partial_file(path, "flags output")
+    fd, temp_path = partial_file(path, "flags output", OutputFileError)
     temp = str(temp_path)
     os.close(fd)
     try:
-        if suffix == ".csv":
-            flags.to_csv(temp, index=False, encoding="utf-8-sig", float_format="%.2f")
-        else:
-            flags.to_parquet(temp, index=False)
-        os.replace(temp, path)
+        with writing(path, "flags output"):
+            if suffix == ".csv":
+                flags.to_csv(temp, index=False, encoding="utf-8-sig", float_format="%.2f")
+            else:
+                flags.to_parquet(temp, index=False)
+            os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

@@ -146,10 +146,16 @@ def _write_json(target: Path, body: dict[str, Any], mode: int) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file ({exc.strerror})", path=target) from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), mode)
-        json.dump(body, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            json.dump(body, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no truncated key file left behind
+        target.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file ({exc.strerror or type(exc).__name__})", path=target) from exc
 
 
 def load_signing_key(path: str | Path) -> SigningKey:

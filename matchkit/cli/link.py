@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
+    from matchkit.errors import OutputFileError
+    from matchkit.io.atomic import check_output_path, write_text_atomic
+
+    if args.stats:  # a bad --stats path is refused before the run, not after it
+        check_output_path(args.stats, "stats output", OutputFileError)
     lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
     from matchkit.link.job import link_files  # numpy and pyarrow load only when a command needs them
 
@@ -76,7 +81,14 @@ def run(args: argparse.Namespace) -> int:
               + (" (EM could not be trusted on these files)" if "em" in stats else ""))
     print(f"links: {stats['links']:,} at score >= {stats['threshold']}"
           + (" (one-to-one)" if args.one_to_one else ""))
-    print(f"wrote {result.output}")
     if args.stats:
-        Path(args.stats).write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
+        try:
+            write_text_atomic(args.stats, json.dumps(stats, indent=2, default=float) + "\n", "stats output",
+                              mode=0o644)
+        except BaseException:
+            for written in (result.output, args.candidates):  # a failed run leaves none of its outputs
+                if written is not None:
+                    Path(written).unlink(missing_ok=True)
+            raise
+    print(f"wrote {result.output}")
     return 0

@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, message = 1, f"matchkit: error: {exc}"
     except InternalError as exc:
         code, message = 1, f"matchkit: internal error (please report, without data): {exc}"
+    except OSError as exc:  # a net under the writers' own messages: an OS error is never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        code, message = 1, f"matchkit: error: {where}{exc.strerror or type(exc).__name__}"
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) in the command's process
         code, message = (143, "matchkit: terminated") if isinstance(exc, Terminated) else (130, "matchkit: interrupted")
         print(message, file=sys.stderr)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from matchkit.errors import IncompatibleFilesError, ManifestError
-from matchkit.io.atomic import partial_file
+from matchkit.io.atomic import discard, partial_file, writing
 from matchkit.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
 
 MANIFEST_KEY = b"matchkit.manifest"
@@ -92,7 +92,8 @@ class HashedFileWriter:
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         if table.num_rows:
-            self._writer.write_table(table)
+            with writing(self.path, "hashed output"):
+                self._writer.write_table(table)
             self.rows += table.num_rows
 
     def close(self, manifest: dict[str, Any], *, signing_key: SigningKey | None = None) -> dict[str, Any]:
@@ -101,21 +102,21 @@ class HashedFileWriter:
         metadata = {MANIFEST_KEY: json.dumps(manifest, sort_keys=True).encode()}
         if signing_key is not None:
             metadata[SIGNATURE_META_KEY] = signature_placeholder(signing_key)
-        self._writer.add_key_value_metadata(metadata)
-        self._writer.close()
-        self._handle.flush()
-        if signing_key is not None:
-            sign_file_in_place(self._temp, signing_key)
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.replace(self._temp, self.path)
+        with writing(self.path, "hashed output"):
+            self._writer.add_key_value_metadata(metadata)
+            self._writer.close()
+            self._handle.flush()
+            if signing_key is not None:
+                sign_file_in_place(self._temp, signing_key)
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self._temp, self.path)
         return manifest
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # best effort on the error path; the temp file is removed below
             self._writer.close()
-        self._handle.close()
-        self._temp.unlink(missing_ok=True)
+        discard(self._handle, self._temp)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
-from matchkit.io.atomic import check_output_path, partial_file
+from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError, OutputFileError
+from matchkit.io.atomic import check_output_path, discard, partial_file, writing
 from matchkit.io.hashed import HashedFile, check_compatible, open_hashed
 from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
@@ -322,7 +322,13 @@ def link_files(
         ))
     if output is not None:
         result.output = Path(output)
-        _write_csv_chunks(result.output, "pairs output", iter([(result.left_ids, result.right_ids, result.scores)]))
+        try:
+            _write_csv_chunks(result.output, "pairs output",
+                              iter([(result.left_ids, result.right_ids, result.scores)]))
+        except BaseException:
+            if candidates_path is not None:
+                Path(candidates_path).unlink(missing_ok=True)  # a failed run leaves none of its outputs
+            raise
     return result
 
 
@@ -451,15 +457,17 @@ def _level_table(plans: list[FieldPlan], levels: np.ndarray) -> dict[str, np.nda
 def _write_csv_chunks(path: Path, label: str, parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """``left_id,right_id,score`` CSV written atomically, a part at a time (tens of millions of candidate rows
     never sit in one list of Python objects)."""
-    fd, temp = partial_file(path, label)
+    fd, temp = partial_file(path, label, OutputFileError)
+    handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with writing(path, label):
             writer = csv.writer(handle, lineterminator="\n")  # quotes an id only when it needs it, like pandas
             writer.writerow(["left_id", "right_id", "score"])
             for left_ids, right_ids, scores in parts:
                 texts = ["" if math.isnan(score) else f"{score:.6f}" for score in scores.tolist()]
                 writer.writerows(zip(left_ids.tolist(), right_ids.tolist(), texts))
-        os.replace(temp, path)
+            handle.close()
+            os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        discard(handle, temp)
         raise

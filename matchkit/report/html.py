@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from matchkit import __version__
+from matchkit.io.atomic import write_text_atomic
 from matchkit.report.summary import Summary, summarise
 
 _CSS = """
@@ -168,21 +167,4 @@ def write_report(
     flags: pd.DataFrame, path: str | os.PathLike[str], *, meta: dict[str, object] | None = None
 ) -> None:
     """Write the HTML report for ``flags`` to ``path`` atomically."""
-    target = Path(path)
-    text = render_report(flags, meta=meta)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    write_text_atomic(os.fspath(path), render_report(flags, meta=meta), "report", mode=0o644)

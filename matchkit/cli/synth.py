@@ -81,4 +81,10 @@ def _write(args: argparse.Namespace, generate: Any, write_sample: Any) -> dict[s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m matchkit.synth", description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from matchkit.errors import MatchkitError
+
+    try:
+        return run(parser.parse_args(argv))
+    except MatchkitError as exc:
+        print(f"matchkit synth: error: {exc}", file=sys.stderr)
+        return 1

@@ -42,7 +42,8 @@ def test_package_data_globs_cover_every_data_file() -> None:
     assert on_disk and on_disk <= shipped
 
 
-def test_config_dir_replaces_the_whole_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_dir_replaces_the_whole_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "schemas").mkdir()
     text = (PACKAGED / "schemas" / "education.toml").read_text(encoding="utf-8")
     (tmp_path / "schemas" / "education.toml").write_text(text.replace("version = 1", "version = 7", 1),
@@ -56,6 +57,10 @@ def test_config_dir_replaces_the_whole_set(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(SchemaError) as info:
         load_schema("claims")
     assert str(tmp_path / "schemas" / "claims.toml") in str(info.value)
+    assert main(["schema", "list"]) == 1  # lists what is there, names what is not
+    out = capsys.readouterr().out
+    assert f"education          source  {tmp_path / 'schemas' / 'education.toml'}" in out
+    assert f"{tmp_path / 'schemas' / 'claims.toml'}  (unusable: schema file not found)" in out
 
 
 def test_config_dir_without_policy_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,12 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from matchkit.errors import SchemaError
+    from matchkit.resources import schema_file
     from matchkit.schema import BUILTIN_LINK_SCHEMAS, BUILTIN_SOURCES, load_schema
 
+    faults = 0
     for name in BUILTIN_SOURCES + BUILTIN_LINK_SCHEMAS:
-        schema = load_schema(name)
+        try:
+            schema = load_schema(name)
+        except SchemaError as exc:  # e.g. a MATCHKIT_CONFIG_DIR without this file: say so, list the others
+            faults += 1
+            print(f"{name:<18} {'-':<7} {schema_file(name)}  (unusable: {exc.problems[0]})")
+            continue
         print(f"{name:<18} {schema.kind:<7} {schema.path}")
-    return 0
+    return 1 if faults else 0
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -191,9 +191,12 @@ def _session(sid: int) -> dict[int, str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
-def test_sigterm_stops_workers_removes_partials_and_exits_143(tmp_path, big, huge_csv):
+@pytest.mark.parametrize(("how", "code", "said"), [("sigterm_to_the_command", 143, b"matchkit: terminated"),
+                                                    ("ctrl_c_to_the_group", 130, b"matchkit: interrupted")])
+def test_sigterm_stops_workers_removes_partials_and_exits_143(tmp_path, big, huge_csv, how, code, said):
     """What a scheduler or systemd does: SIGTERM to the command's process only, mid-run. The command stops its
-    workers, removes its .partial files, exits 143, and nothing it started keeps the caller's pipes open."""
+    workers, removes its .partial files, exits 143, and nothing it started keeps the caller's pipes open. Ctrl-C
+    (SIGINT to the whole process group, workers included) ends the same way with 130."""
     output = tmp_path / "education.parquet"
     env = {**_environment(), "MATCHKIT_WORKERS": "2"}  # workers even on a one-core machine
     process = subprocess.Popen(_matchkit("hash", "education", huge_csv, "--key", big["key"], "-o", output,
@@ -215,13 +218,16 @@ def test_sigterm_stops_workers_removes_partials_and_exits_143(tmp_path, big, hug
             time.sleep(0.01)
         if not working:
             pytest.skip("the run ended before it could be terminated mid-run")
-        os.kill(process.pid, signal.SIGTERM)
+        if how == "sigterm_to_the_command":
+            os.kill(process.pid, signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
         try:
             _, err = process.communicate(timeout=60)  # returns only once every holder of the pipes is gone
         except subprocess.TimeoutExpired:
-            pytest.fail("stdout/stderr still held open 60 s after SIGTERM: worker processes left running")
-        assert process.returncode == 143, err
-        assert b"matchkit: terminated" in err and b"Traceback" not in err
+            pytest.fail(f"stdout/stderr still held open 60 s after {how}: worker processes left running")
+        assert process.returncode == code, err
+        assert said in err and b"Traceback" not in err
         assert _session(process.pid) == {}, "processes the command started are still running"
         assert not output.exists() and not (tmp_path / "rejects.csv").exists()
         assert _partials(tmp_path, output.name) == [] and _partials(tmp_path, "rejects.csv") == []

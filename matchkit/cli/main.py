@@ -88,12 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(signal, "SIGPIPE"):
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `matchkit … | head` ends quietly, like other tools
         signal.signal(signal.SIGTERM, _terminate)  # what schedulers and systemd send: unwind as Ctrl-C does
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    try:
+    try:  # from here on, a SIGTERM (or Ctrl-C) ends in a message and its exit code, never a traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
         return int(args.func(args) or 0)
     except MatchkitError as exc:
         code, message = 1, f"matchkit: error: {exc}"

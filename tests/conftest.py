@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from matchkit.keys import SharedKey, new_key, write_key
+from matchkit.security.keys import SharedKey, new_key, write_key
 from matchkit.normalize.ids import check_char
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from matchkit.audit import GENESIS, AuditLog, AuditLogError, check_log, line_hash
+from matchkit.security.audit import GENESIS, AuditLog, AuditLogError, check_log, line_hash
 from matchkit.cli.main import main
 from tests.conftest import make_id
 

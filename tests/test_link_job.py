@@ -20,7 +20,7 @@ import pytest
 
 from matchkit.cli.main import main
 from matchkit.encode.fields import normalize_date, normalize_id, normalize_name, normalize_text
-from matchkit.keys import new_key, write_key
+from matchkit.security.keys import new_key, write_key
 
 REPO = Path(__file__).resolve().parents[1]
 FEBRL = REPO / "configs" / "schemas" / "febrl.toml"
@@ -345,7 +345,7 @@ def test_link_is_deterministic(toy, linked):
 
 
 def test_link_as_a_library_call(toy, linked):
-    from matchkit.link.job import link_files
+    from matchkit.link.engine import link_files
 
     result = link_files(toy["folder"] / "left.parquet", toy["folder"] / "right.parquet", one_to_one=True)
     assert result.output is None
@@ -664,7 +664,7 @@ def test_scan_catches_a_planted_value(toy, linked, tmp_path):
 
 
 def test_pairs_csv_quotes_ids_only_when_needed(tmp_path):
-    from matchkit.link.job import _write_csv_chunks
+    from matchkit.link.engine import _write_csv_chunks
 
     parts = [(np.array(["plain", 'with "quote"', "comma,inside"], dtype=object),
               np.array(["r1", "张三", "r 3"], dtype=object), np.array([1.0, 0.5, float("nan")])),

@@ -13,9 +13,9 @@ import pytest
 from matchkit.cli.main import main
 from matchkit.errors import KeyFileError, MatchkitError
 from matchkit.io.hashed import open_hashed
-from matchkit.keys import load_key
-from matchkit.pipeline import hash_file, verify_files
-from matchkit.signing import (
+from matchkit.security.keys import load_key
+from matchkit.jobs.verify import hash_file, verify_files
+from matchkit.security.signing import (
     SIGNATURE_META_KEY,
     SignatureError,
     load_signing_key,
@@ -54,7 +54,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 def world(tmp_path_factory) -> dict[str, Path]:
     """A shared key, two agencies' signing keys (one trusted), and the raw files of a small job."""
     root = tmp_path_factory.mktemp("signing")
-    from matchkit.keys import new_key, write_key
+    from matchkit.security.keys import new_key, write_key
 
     paths: dict[str, Path] = {"root": root, "key": write_key(new_key(), root / "shared.key")}
     trust = root / "trust"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from matchkit.audit import AUDIT_ENV_VAR, check_log
+from matchkit.security.audit import AUDIT_ENV_VAR, check_log
 
 
 def add_audit_option(parser: argparse.ArgumentParser) -> None:

@@ -7,9 +7,9 @@ import sys
 
 from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.cli.options import add_key_option, progress_bar
-from matchkit.keys import load_key
-from matchkit.signing import load_signing_key
-from matchkit.workers import lean_process, warm_up
+from matchkit.security.keys import load_key
+from matchkit.security.signing import load_signing_key
+from matchkit.runtime.workers import lean_process, warm_up
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
     warm_up()  # the worker fork server imports the encoders while this process imports the pipeline
-    from matchkit.pipeline import hash_file
+    from matchkit.jobs.verify import hash_file
 
     key = load_key(args.key)
     signing_key = load_signing_key(args.sign) if args.sign else None

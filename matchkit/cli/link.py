@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
-from matchkit.workers import lean_process
+from matchkit.runtime.workers import lean_process
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {step}", file=sys.stderr)
 
     lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
-    from matchkit.link.job import link_files  # numpy and pyarrow load only when a command needs them
+    from matchkit.link.engine import link_files  # numpy and pyarrow load only when a command needs them
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,
                         method=args.method, candidates_path=args.candidates, max_block_size=args.max_block_size,

@@ -11,7 +11,7 @@ import os
 import sys
 
 from matchkit.cli.audit import add_audit_option, audit_log_path
-from matchkit.signing import TRUST_ENV_VAR
+from matchkit.security.signing import TRUST_ENV_VAR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    from matchkit.pipeline import (
+    from matchkit.jobs.verify import (
         verify_files,  # numpy, pandas and pyarrow load only when a command needs them
     )
 

@@ -5,7 +5,7 @@ key produced the file, how many rows went in and out, and carries ``content_dige
 between the leading ``PAR1`` magic and the footer, i.e. all data pages. A reader recomputes it, so a changed byte
 in the data is caught. The file appears under its final name only when complete (temp file + ``os.replace``), so a
 killed run never leaves a file a later step would accept. With a signing key, the whole finished file is signed
-(see ``matchkit.signing``) before it is renamed into place.
+(see ``matchkit.security.signing``) before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from matchkit.errors import IncompatibleFilesError, ManifestError
 from matchkit.io.atomic import partial_file
-from matchkit.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
+from matchkit.security.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
 
 MANIFEST_KEY = b"matchkit.manifest"
 FILE_FORMAT = "matchkit-hashed"

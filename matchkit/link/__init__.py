@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matchkit.link.fuzzy import PERSON_MODEL, PERSON_PASSES, best_links, person_comparison_vectors
     from matchkit.link.scoring import FieldModel, LinkageModel, comparison_levels, match_weights, probability
     from matchkit.link.select import best_per_left, one_to_one
-    from matchkit.link.tokens import TokenFrame, prepare_column
+    from matchkit.link.token_columns import TokenFrame, prepare_column
 
 _MODULE_OF = {
     "BlockingPass": "blocking", "CandidatePairs": "blocking", "PassStats": "blocking", "SharedKeys": "blocking",

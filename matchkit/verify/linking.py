@@ -18,7 +18,7 @@ import pandas as pd
 
 from matchkit.errors import InternalError
 from matchkit.verify.evidence import ENTITIES
-from matchkit.verify.tokens import intern_words, token_words
+from matchkit.verify.interning import intern_words, token_words
 
 Linker = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
 QUERY_COLUMNS = ("id_near", "name_fz", "dob_tok")

@@ -37,8 +37,8 @@ from matchkit.encode.fields import (
     kept_invalid,
 )
 from matchkit.encode.keyed import KeyedHmac
-from matchkit.encode.table import CACHE_LIMIT, Faults, cached_map
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.person_table import CACHE_LIMIT, Faults, cached_map
+from matchkit.encode.person import Encoder
 from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
 
@@ -66,7 +66,7 @@ def field_spec(column: Column) -> dict[str, Any]:
 
 
 class LinkTableEncoder:
-    """Encodes chunks of a linkage schema; same interface as :class:`matchkit.encode.table.TableEncoder`."""
+    """Encodes chunks of a linkage schema; same interface as :class:`matchkit.encode.person_table.TableEncoder`."""
 
     def __init__(self, schema: Schema, encoder: Encoder) -> None:
         if schema.kind != "link":

@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from matchkit import __version__
-from matchkit.audit import audited
-from matchkit.encode.link_table import field_spec
-from matchkit.encode.parallel import encode_chunks, make_table_encoder
-from matchkit.encode.table import RecordIdChecker
-from matchkit.encode.tokens import ENCODING_VERSION, Encoder
+from matchkit.security.audit import audited
+from matchkit.encode.fields_table import field_spec
+from matchkit.jobs.encoding import encode_chunks, make_table_encoder
+from matchkit.encode.person_table import RecordIdChecker
+from matchkit.encode.person import ENCODING_VERSION, Encoder
 from matchkit.errors import MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
-from matchkit.keys import SharedKey
+from matchkit.security.keys import SharedKey
 from matchkit.schema import Schema, load_schema
-from matchkit.signing import SigningKey, TrustStore, load_trust_dir, verify_file_signature
+from matchkit.security.signing import SigningKey, TrustStore, load_trust_dir, verify_file_signature
 
 ProgressCallback = Callable[[int], None]
 
@@ -59,8 +59,8 @@ def hash_file(
 
     Every row read is accounted for: ``rows_in == rows_hashed + rows_rejected``. Raises ``MatchkitError`` for a
     file, key or schema that cannot be used at all; row-level faults never stop the run. With ``signing_key`` the
-    whole output file is signed (``matchkit.signing``); with ``audit_log`` the run appends one line to that log
-    (``matchkit.audit``), whether it succeeds or not.
+    whole output file is signed (``matchkit.security.signing``); with ``audit_log`` the run appends one line to that log
+    (``matchkit.security.audit``), whether it succeeds or not.
     """
     with audited(audit_log, "hash") as record:
         record.add_input(input_path)

@@ -16,7 +16,7 @@ from multiprocessing.context import BaseContext
 
 WORKERS_ENV_VAR = "MATCHKIT_WORKERS"
 MAX_DEFAULT_WORKERS = 4
-PRELOAD = ["matchkit.encode.parallel"]
+PRELOAD = ["matchkit.jobs.encoding"]
 
 
 def default_workers() -> int:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from matchkit.encode.codes import factorize
-from matchkit.encode.tokens import Encoder, name_variants
+from matchkit.encode.person import Encoder, name_variants
 from matchkit.io.readers import Chunk
 from matchkit.normalize import dates, ids, names, values
 from matchkit.normalize.ids_vec import valid_id18

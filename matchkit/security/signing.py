@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from matchkit.errors import KeyFileError, ManifestError
-from matchkit.keys import read_key_file
+from matchkit.security.keys import read_key_file
 
 SIGNATURE_META_KEY = b"matchkit.signature"
 SIGNATURE_FORMAT = "matchkit-signature"

@@ -16,8 +16,8 @@ import pytest
 
 from matchkit.errors import ManifestError
 from matchkit.io.hashed import open_hashed
-from matchkit.security.keys import load_key, new_key, write_key
 from matchkit.jobs.verify import hash_file
+from matchkit.security.keys import load_key, new_key, write_key
 from tests.conftest import REPO, make_id
 
 ROWS = 300_000

@@ -33,11 +33,11 @@ from matchkit.encode.fields import (
 from matchkit.encode.fields_table import LinkTableEncoder
 from matchkit.encode.person import Encoder
 from matchkit.io.readers import Chunk
-from matchkit.security.keys import SharedKey
 from matchkit.link.compare import dice
 from matchkit.link.token_columns import arrow_tokens
 from matchkit.normalize.values import clean_text
 from matchkit.schema import parse_schema
+from matchkit.security.keys import SharedKey
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

@@ -13,8 +13,8 @@ import pytest
 
 from matchkit.cli.main import main
 from matchkit.io.hashed import open_hashed
-from matchkit.security.keys import load_key
 from matchkit.jobs.verify import hash_file
+from matchkit.security.keys import load_key
 from tests.conftest import make_id
 
 REPO = Path(__file__).resolve().parents[1]

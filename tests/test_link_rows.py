@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from matchkit.link import rows as rows_module
 from matchkit.link.engine import FieldPlan, comparison_rows, comparison_table, field_levels
 from matchkit.link.rows import DICE_CUTS, agreement_levels, compare_rows, record_rows
-from matchkit.link.token_columns import ListTokens, ScalarTokens, TokenFrame, WordPieces, arrow_tokens, word_pieces
+from matchkit.link.token_columns import (
+    ListTokens,
+    ScalarTokens,
+    TokenFrame,
+    WordPieces,
+    arrow_tokens,
+    word_pieces,
+)
 
 
 def pieces_of(frame: TokenFrame, names: list[str]) -> dict[str, WordPieces]:

@@ -31,16 +31,16 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from matchkit.encode.person import ENCODING_VERSION, Encoder
+from matchkit.encode.person_table import Faults, TableEncoder
+from matchkit.io.readers import RawReader, resolve_encoding
 from matchkit.jobs import encoding as parallel
 from matchkit.jobs.encoding import EncodedChunk, encode_chunks, make_table_encoder
-from matchkit.encode.person_table import Faults, TableEncoder
-from matchkit.encode.person import ENCODING_VERSION, Encoder
-from matchkit.io.readers import RawReader, resolve_encoding
-from matchkit.security.keys import SharedKey
 from matchkit.jobs.verify import hash_file
-from matchkit.schema import load_schema
-from matchkit.synth import generate
 from matchkit.runtime.workers import pool_context
+from matchkit.schema import load_schema
+from matchkit.security.keys import SharedKey
+from matchkit.synth import generate
 from tests.conftest import make_id
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pytest
 from matchkit.cli.main import main
 from matchkit.errors import KeyFileError, MatchkitError
 from matchkit.io.hashed import open_hashed
-from matchkit.security.keys import load_key
 from matchkit.jobs.verify import hash_file, verify_files
+from matchkit.security.keys import load_key
 from matchkit.security.signing import (
     SIGNATURE_META_KEY,
     SignatureError,

@@ -12,11 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from matchkit.security.keys import SharedKey
+from matchkit.jobs.verify import hash_file, load_hashed_inputs
 from matchkit.link.blocking import SharedKeys, block
 from matchkit.link.fuzzy import PERSON_PASSES, best_links
 from matchkit.link.token_columns import TokenFrame
-from matchkit.jobs.verify import hash_file, load_hashed_inputs
+from matchkit.security.keys import SharedKey
 from matchkit.synth import generate
 from matchkit.verify import HashedExtract, verify_tables
 from matchkit.verify.interning import intern_words, token_words

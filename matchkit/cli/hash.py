@@ -7,9 +7,9 @@ import sys
 
 from matchkit.cli.audit import add_audit_option, audit_log_path
 from matchkit.cli.options import add_key_option, progress_bar
+from matchkit.runtime.workers import lean_process, warm_up
 from matchkit.security.keys import load_key
 from matchkit.security.signing import load_signing_key
-from matchkit.runtime.workers import lean_process, warm_up
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
 from matchkit.runtime.workers import lean_process
+from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

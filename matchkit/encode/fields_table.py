@@ -37,8 +37,8 @@ from matchkit.encode.fields import (
     kept_invalid,
 )
 from matchkit.encode.keyed import KeyedHmac
-from matchkit.encode.person_table import CACHE_LIMIT, Faults, cached_map
 from matchkit.encode.person import Encoder
+from matchkit.encode.person_table import CACHE_LIMIT, Faults, cached_map
 from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
 

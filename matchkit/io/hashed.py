@@ -25,7 +25,12 @@ import pyarrow.parquet as pq
 
 from matchkit.errors import IncompatibleFilesError, ManifestError
 from matchkit.io.atomic import partial_file
-from matchkit.security.signing import SIGNATURE_META_KEY, SigningKey, sign_file_in_place, signature_placeholder
+from matchkit.security.signing import (
+    SIGNATURE_META_KEY,
+    SigningKey,
+    sign_file_in_place,
+    signature_placeholder,
+)
 
 MANIFEST_KEY = b"matchkit.manifest"
 FILE_FORMAT = "matchkit-hashed"

@@ -20,12 +20,12 @@ from typing import TypeAlias
 import pyarrow as pa
 
 from matchkit.encode.fields_table import LinkTableEncoder
-from matchkit.encode.person_table import TableEncoder
 from matchkit.encode.person import Encoder
+from matchkit.encode.person_table import TableEncoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
-from matchkit.security.keys import SharedKey
-from matchkit.schema import Schema
 from matchkit.runtime.workers import default_workers, lean_process, pool_context
+from matchkit.schema import Schema
+from matchkit.security.keys import SharedKey
 
 Faults = list[tuple[int, str, str]]
 Notes = dict[str, int]

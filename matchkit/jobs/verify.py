@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from matchkit import __version__
-from matchkit.security.audit import audited
 from matchkit.encode.fields_table import field_spec
-from matchkit.jobs.encoding import encode_chunks, make_table_encoder
-from matchkit.encode.person_table import RecordIdChecker
 from matchkit.encode.person import ENCODING_VERSION, Encoder
+from matchkit.encode.person_table import RecordIdChecker
 from matchkit.errors import MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
 from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
-from matchkit.security.keys import SharedKey
+from matchkit.jobs.encoding import encode_chunks, make_table_encoder
 from matchkit.schema import Schema, load_schema
+from matchkit.security.audit import audited
+from matchkit.security.keys import SharedKey
 from matchkit.security.signing import SigningKey, TrustStore, load_trust_dir, verify_file_signature
 
 ProgressCallback = Callable[[int], None]

@@ -44,9 +44,16 @@ from matchkit.link.em import FLOOR, estimate, level_frequencies
 from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_rows, record_rows
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
-from matchkit.link.token_columns import ScalarTokens, TokenColumn, TokenFrame, WordPieces, arrow_tokens, word_pieces
-from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
+from matchkit.link.token_columns import (
+    ScalarTokens,
+    TokenColumn,
+    TokenFrame,
+    WordPieces,
+    arrow_tokens,
+    word_pieces,
+)
 from matchkit.runtime.workers import default_workers
+from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
 
 if TYPE_CHECKING:
     import pandas as pd

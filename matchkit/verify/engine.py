@@ -27,6 +27,7 @@ from matchkit.verify.evidence import (
     text_values,
 )
 from matchkit.verify.illness import serious_illness
+from matchkit.verify.interning import TokenInterner
 from matchkit.verify.linking import (
     PERSON_COLUMNS,
     QUERY_COLUMNS,
@@ -41,7 +42,6 @@ from matchkit.verify.linking import (
 from matchkit.verify.months import EPS, abs_months, month_range
 from matchkit.verify.policy import Policy, load_policy
 from matchkit.verify.reasons import BIT, render
-from matchkit.verify.interning import TokenInterner
 
 OUTPUT_COLUMNS = [
     "claim_id",

@@ -24,7 +24,7 @@ import pytest
 
 from matchkit.cli.main import main
 from matchkit.errors import IncompatibleFilesError
-from matchkit.io.hashed import HashedFile, HashedFileWriter, check_compatible, open_hashed
+from matchkit.io.hashed.reader import HashedFile, HashedFileWriter, check_compatible, open_hashed
 from matchkit.jobs.verify import hash_file
 from matchkit.security.keys import load_key, new_key, write_key
 from matchkit.security.signing import new_signing_key, write_signing_key

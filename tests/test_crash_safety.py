@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from matchkit.errors import ManifestError
-from matchkit.io.hashed import open_hashed
+from matchkit.io.hashed.reader import open_hashed
 from matchkit.jobs.verify import hash_file
 from matchkit.security.keys import load_key, new_key, write_key
 from tests.conftest import REPO, make_id

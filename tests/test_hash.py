@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.io.hashed import open_hashed
+from matchkit.io.hashed.reader import open_hashed
 from matchkit.jobs.verify import hash_file
 from matchkit.security.keys import load_key
 from tests.conftest import make_id

@@ -174,7 +174,7 @@ def quality(pairs: pd.DataFrame, truth: set[tuple[str, str]]) -> tuple[float, fl
 
 # --- hashing ----------------------------------------------------------------------------------------------------
 def test_hash_accounts_for_every_row(toy):
-    from matchkit.io.hashed import open_hashed
+    from matchkit.io.hashed.reader import open_hashed
 
     folder = toy["folder"]
     for side, rows in (("left", toy["left_rows"]), ("right", toy["right_rows"])):
@@ -540,7 +540,7 @@ def test_row_faults(tmp_path, key_file):
     kept = table.column("date_of_birth_tok").to_pylist()
     assert kept[1] is not None and kept[1] != kept[0]
     assert table.column("_blk_dob_postcode").to_pylist()[1] is not None
-    from matchkit.io.hashed import open_hashed
+    from matchkit.io.hashed.reader import open_hashed
 
     manifest = open_hashed(tmp_path / "out.parquet").manifest
     assert manifest["kept_invalid"] == {"date_of_birth": 1}

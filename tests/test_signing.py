@@ -12,7 +12,7 @@ import pytest
 
 from matchkit.cli.main import main
 from matchkit.errors import KeyFileError, MatchkitError
-from matchkit.io.hashed import open_hashed
+from matchkit.io.hashed.reader import open_hashed
 from matchkit.jobs.verify import hash_file, verify_files
 from matchkit.security.keys import load_key
 from matchkit.security.signing import (

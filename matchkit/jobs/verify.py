@@ -19,7 +19,7 @@ from matchkit.encode.person import ENCODING_VERSION, Encoder
 from matchkit.encode.person_table import RecordIdChecker
 from matchkit.errors import MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
-from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
+from matchkit.io.hashed.reader import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.jobs.encoding import encode_chunks, make_table_encoder
 from matchkit.schema import Schema, load_schema
@@ -217,7 +217,7 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
     import pyarrow.parquet as pq
 
     from matchkit.errors import ManifestError
-    from matchkit.io.hashed import check_compatible, open_hashed
+    from matchkit.io.hashed.reader import check_compatible, open_hashed
     from matchkit.verify import HashedExtract
     from matchkit.verify.engine import input_columns
     from matchkit.verify.evidence import ENTITIES

@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
 from matchkit.io.atomic import check_output_path, partial_file
-from matchkit.io.hashed import HashedFile, check_compatible, open_hashed
+from matchkit.io.hashed.reader import HashedFile, check_compatible, open_hashed
 from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token

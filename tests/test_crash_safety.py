@@ -16,7 +16,7 @@ import pytest
 
 from matchkit.errors import ManifestError
 from matchkit.io.hashed.reader import open_hashed
-from matchkit.jobs.verify import hash_file
+from matchkit.jobs.hash import hash_file
 from matchkit.security.keys import load_key, new_key, write_key
 from tests.conftest import REPO, make_id
 

@@ -129,7 +129,7 @@ def test_end_to_end_hash_kat(tmp_path):
     this release must give these exact tokens in every later release of mk1."""
     from pyarrow import parquet as pq
 
-    from matchkit.jobs.verify import hash_file
+    from matchkit.jobs.hash import hash_file
 
     source = tmp_path / "kat.csv"
     source.write_text(KAT_CSV, encoding="utf-8")

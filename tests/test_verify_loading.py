@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from matchkit.jobs.verify import hash_file, load_hashed_inputs
+from matchkit.jobs.hash import hash_file
+from matchkit.jobs.verify import load_hashed_inputs
 from matchkit.link.blocking import SharedKeys, block
 from matchkit.link.fuzzy import PERSON_PASSES, best_links
 from matchkit.link.token_columns import TokenFrame

@@ -23,7 +23,8 @@ from matchkit.encode.fields_table import LinkTableEncoder
 from matchkit.encode.person import Encoder
 from matchkit.encode.person_table import TableEncoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
-from matchkit.runtime.workers import default_workers, lean_process, pool_context
+from matchkit.runtime.process import lean_process
+from matchkit.runtime.workers import default_workers, pool_context
 from matchkit.schema import Schema
 from matchkit.security.keys import SharedKey
 

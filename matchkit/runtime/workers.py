@@ -1,11 +1,10 @@
 """Worker processes for the CPU-bound encoding: how many, and how they start.
 
 Workers come from a *fork server* (``multiprocessing`` "forkserver"): a clean process, without this process's
-threads or open files, that forks each worker. The fork server preloads the encoders, so every worker starts with
-numpy, pandas, pyarrow and ``matchkit.encode`` already imported (~0.3 s each otherwise). :func:`warm_up` starts the
-fork server early, while the calling process is still importing and reading its input, so that start-up is paid
-once and overlaps other work. Nothing secret is involved: the key reaches each worker over the pool's pipe later.
-A light module: importing it imports no data library.
+threads or open files, that forks each worker. In the ``matchkit hash`` command's own process the fork server is
+preloaded with the encoders and started early (:mod:`matchkit.runtime.process`); a library caller's process is left
+as it is, and its workers import the encoders themselves. Nothing secret is involved: the key reaches each worker
+over the pool's pipe. A light module: importing it imports no data library.
 """
 
 from __future__ import annotations
@@ -14,97 +13,21 @@ import multiprocessing
 import os
 from multiprocessing.context import BaseContext
 
-WORKERS_ENV_VAR = "MATCHKIT_WORKERS"
+from matchkit import settings
+
 MAX_DEFAULT_WORKERS = 4
-PRELOAD = ["matchkit.jobs.encoding"]
 
 
 def default_workers() -> int:
     """``MATCHKIT_WORKERS`` if set, else the usable cores (at most 4)."""
-    configured = os.environ.get(WORKERS_ENV_VAR, "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
+    configured = settings.workers()
+    if configured is not None:
+        return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(MAX_DEFAULT_WORKERS, cores))
 
 
 def pool_context() -> BaseContext:
-    """The multiprocessing context encoding pools use: a fork server that preloads the encoders."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
-
-
-def warm_up() -> None:
-    """Start the fork server now (if workers will be used), so its imports overlap the caller's own start-up."""
-    if default_workers() <= 1:
-        return
-    pool_context()
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
-
-
-class _WithholdPandas:
-    """A meta-path finder under which ``import pandas`` fails as if pandas were not installed."""
-
-    @staticmethod
-    def find_spec(name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is withheld in this process: matchkit's hash and link run without it")
-
-
-def withhold_pandas() -> None:
-    """Make this process run as if pandas were not installed: for processes that never need it, the encoding
-    workers and the ``hash`` and ``link`` commands (never a library caller's process).
-
-    pyarrow imports pandas, if it can, on its first conversion (``pa.array``, ``to_numpy``): 0.15–0.2 s of CPU per
-    process that never touches a pandas object. Without pandas pyarrow takes its pandas-free paths, a configuration
-    it supports. Subprocess tests prove those commands never load pandas and write the same output
-    (``tests/test_parallel.py``: every schema and input format; ``tests/test_link_job.py``). No effect if pandas is
-    already loaded.
-    """
-    import sys
-
-    if "pandas" not in sys.modules and _WithholdPandas not in sys.meta_path:
-        sys.meta_path.insert(0, _WithholdPandas)
-
-
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_HEAP_BLOCK_BYTES = 32 << 20  # glibc's own ceiling for its moving threshold, now fixed
-_KEPT_FREE_BYTES = 64 << 20
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel at once.
-
-    Encoding and linking allocate and free large numpy temporaries all the time (a Bloom-filter scatter array, a
-    gathered column of filter words). By default glibc serves every block over 128 KiB-32 MiB by ``mmap`` and
-    returns it on ``free``, so the next one is page-faulted and zeroed afresh: measured on the 100k FEBRL-like
-    hash, 225,000 page faults and ~10 % of the CPU time. With the mmap threshold fixed at 32 MiB (glibc otherwise
-    moves it, and hands back the blocks under it) and up to 64 MiB of free heap kept, the same hash takes 93,000.
-    Blocks over 32 MiB still come from ``mmap`` and go back at once, so peak memory at a million records a side
-    is not inflated (6.6 GB peak for the 1M x 1M link, 6.2 GB without this, 6.9 GB for the pandas version).
-    Only glibc has ``mallopt``; elsewhere nothing changes.
-    """
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this interpreter runs on
-    except (OSError, AttributeError):
-        return
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    for parameter, value in ((_M_MMAP_THRESHOLD, _HEAP_BLOCK_BYTES), (_M_TRIM_THRESHOLD, _KEPT_FREE_BYTES),
-                             (_M_TOP_PAD, _KEPT_FREE_BYTES)):
-        mallopt(parameter, value)
-
-
-def lean_process() -> None:
-    """Set up a process that only hashes or links (the ``hash`` and ``link`` commands and each encoding worker):
-    pandas withheld (:func:`withhold_pandas`) and freed memory kept for reuse (:func:`keep_freed_memory`)."""
-    withhold_pandas()
-    keep_freed_memory()
+    """The multiprocessing context encoding pools use: a fork server (preloaded with the encoders when the command's
+    process asked for it, :func:`matchkit.runtime.process.start_hash_process`)."""
+    return multiprocessing.get_context("forkserver")

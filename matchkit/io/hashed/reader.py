@@ -1,21 +1,16 @@
-"""Hashed files: Parquet with a manifest in the footer metadata, written atomically, checked on read.
+"""Reading a hashed file back: refuse anything that is not a complete, unaltered matchkit file, then read columns.
 
-The manifest (JSON under the key ``matchkit.manifest``) says which source, schema, encoding version, purpose and
-key produced the file, how many rows went in and out, and carries ``content_digest``: the SHA-256 of every byte
-between the leading ``PAR1`` magic and the footer, i.e. all data pages. A reader recomputes it, so a changed byte
-in the data is caught. The file appears under its final name only when complete (temp file + ``os.replace``), so a
-killed run never leaves a file a later step would accept. With a signing key, the whole finished file is signed
-(see ``matchkit.security.signing``) before it is renamed into place.
+:func:`open_hashed` checks, in this order, that the file is Parquet with a matchkit manifest of the current format
+version, that the SHA-256 of every byte (the digest's own 64 digits read as zeros) matches the digest record, and
+only then parses and validates the :class:`~matchkit.io.hashed.format.Manifest`. What the footer holds:
+:mod:`matchkit.io.hashed.format`. :func:`check_signature` checks a signed file against a trust folder.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import struct
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,114 +18,36 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from matchkit import encode
 from matchkit.errors import IncompatibleFilesError, ManifestError
-from matchkit.io.atomic import partial_file
-from matchkit.security.signing import (
-    SIGNATURE_META_KEY,
-    SigningKey,
-    sign_file_in_place,
-    signature_placeholder,
+from matchkit.io.hashed.format import (
+    DIGEST_HEX,
+    DIGEST_KEY,
+    FILE_FORMAT_VERSION,
+    MANIFEST_KEY,
+    Manifest,
+    digest_record,
+    parse_digest_record,
 )
-
-MANIFEST_KEY = b"matchkit.manifest"
-FILE_FORMAT = "matchkit-hashed"
-FILE_FORMAT_VERSION = 1
-_MAGIC = b"PAR1"
-
-
-class _HashingSink:
-    """A write-only file object that hashes what passes through it after the leading magic, until sealed."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self._handle = handle
-        self._digest = hashlib.sha256()
-        self._written = 0
-        self._sealed = False
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        view = memoryview(data).cast("B")
-        if not self._sealed:
-            skip = max(0, len(_MAGIC) - self._written)
-            self._digest.update(view[skip:])
-        self._written += len(view)
-        return self._handle.write(view)
-
-    def seal(self) -> str:
-        self._sealed = True
-        return self._digest.hexdigest()
-
-    def tell(self) -> int:
-        return self._written
-
-    def flush(self) -> None:
-        self._handle.flush()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-
-class HashedFileWriter:
-    """Streams record batches into ``path`` atomically; ``close(manifest)`` seals the digest into the footer."""
-
-    def __init__(self, path: str | Path, schema: pa.Schema, *, unique: Sequence[str] = ()) -> None:
-        """``unique``: columns whose values (nearly) never repeat, such as a record id."""
-        self.path = Path(path)
-        fd, self._temp = partial_file(self.path, "output", ManifestError)
-        self._handle = os.fdopen(fd, "wb")
-        self._sink = _HashingSink(self._handle)
-        # Dictionary pages pay off only where values repeat (tokens and filters of common names, dates, places);
-        # integer columns here are line numbers and keyed 64-bit blocking keys, as unique as a record id.
-        repeating = [f.name for f in schema if f.name not in unique and not pa.types.is_integer(f.type)]
-        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd", use_dictionary=repeating)
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if table.num_rows:
-            self._writer.write_table(table)
-            self.rows += table.num_rows
-
-    def close(self, manifest: dict[str, Any], *, signing_key: SigningKey | None = None) -> dict[str, Any]:
-        """Seal the digest into the manifest, write the footer, sign the whole file if a key is given, publish."""
-        manifest = dict(manifest, content_digest=self._sink.seal())
-        metadata = {MANIFEST_KEY: json.dumps(manifest, sort_keys=True).encode()}
-        if signing_key is not None:
-            metadata[SIGNATURE_META_KEY] = signature_placeholder(signing_key)
-        self._writer.add_key_value_metadata(metadata)
-        self._writer.close()
-        self._handle.flush()
-        if signing_key is not None:
-            sign_file_in_place(self._temp, signing_key)
-        os.fsync(self._handle.fileno())
-        self._handle.close()
-        os.replace(self._temp, self.path)
-        return manifest
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):  # best effort on the error path; the temp file is removed below
-            self._writer.close()
-        self._handle.close()
-        self._temp.unlink(missing_ok=True)
+from matchkit.security.signing import (
+    SignatureInfo,
+    TrustStore,
+    digest_with_zeroed_slots,
+    find_footer_slot,
+    verify_file_signature,
+)
 
 
 @dataclass(frozen=True)
 class HashedFile:
+    """A hashed file that passed :func:`open_hashed`, with its manifest."""
+
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def source(self) -> str:
-        return str(self.manifest.get("source"))
+        return self.manifest.source
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         try:
@@ -139,83 +56,163 @@ class HashedFile:
             raise ManifestError("hashed file cannot be read (corrupt?)", path=self.path) from exc
 
 
-def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
-    """Open a hashed file, refusing anything that is not a complete, unaltered matchkit file."""
-    target = Path(path)
+def _footer_metadata(target: Path) -> dict[bytes, bytes]:
     if not target.is_file():
         raise ManifestError("file not found", path=target)
     try:
-        metadata = pq.read_metadata(target).metadata or {}
+        return dict(pq.read_metadata(target).metadata or {})
     except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
         raise ManifestError("not a Parquet file (a hashed file from 'matchkit hash' is expected)", path=target) from exc
+
+
+def _format_version(raw: bytes) -> object:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return body.get("format_version") if isinstance(body, dict) else None
+
+
+def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
+    """Open a hashed file, refusing anything that is not a complete, unaltered matchkit file."""
+    target = Path(path)
+    metadata = _footer_metadata(target)
     raw = metadata.get(MANIFEST_KEY)
     if raw is None:
         raise ManifestError("Parquet file has no matchkit manifest: it was not written by 'matchkit hash'",
                             path=target)
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ManifestError("matchkit manifest is damaged", path=target) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FILE_FORMAT:
-        raise ManifestError("matchkit manifest is damaged (no format marker)", path=target)
-    if manifest.get("format_version") != FILE_FORMAT_VERSION:
-        raise ManifestError(
-            f"file format version {manifest.get('format_version')!r} is not supported by this matchkit "
-            f"(supports {FILE_FORMAT_VERSION}); use a matching release", path=target)
-    from matchkit.encode import SUPPORTED_ENCODINGS
-
-    if manifest.get("encoding_version") not in SUPPORTED_ENCODINGS:
-        raise ManifestError(
-            f"encoding version {manifest.get('encoding_version')!r} is not supported by this matchkit "
-            f"(supports {', '.join(sorted(SUPPORTED_ENCODINGS))}); use a matching release", path=target)
+    record = metadata.get(DIGEST_KEY)
+    if record is None or _format_version(raw) != FILE_FORMAT_VERSION:
+        Manifest.from_bytes(raw, target)  # says what is wrong: an older format, a damaged manifest
+        raise ManifestError("file has no digest record: it was altered", path=target)
     if check_digest:
-        actual = data_digest(target)
-        if actual != manifest.get("content_digest"):
-            raise ManifestError("content does not match its manifest digest: the file was altered or truncated",
-                                path=target)
+        expected = parse_digest_record(record, target)
+        if whole_file_digest(target, record) != expected:
+            raise ManifestError("content does not match its digest: the file was altered or truncated", path=target)
+    manifest = Manifest.from_bytes(raw, target)
+    supported = encode.SUPPORTED_ENCODINGS
+    if manifest.encoding_version not in supported:
+        raise ManifestError(
+            f"encoding version {manifest.encoding_version!r} is not supported by this matchkit "
+            f"(supports {', '.join(sorted(supported))}); use a matching release", path=target)
     return HashedFile(target, manifest)
 
 
-def data_digest(path: Path) -> str:
-    """SHA-256 of the bytes between the leading magic and the footer of a Parquet file."""
+def _digest_slot(handle: BinaryIO, size: int, record: bytes, target: Path) -> int:
+    digest = parse_digest_record(record, target)
+    return find_footer_slot(handle, size, digest_record(digest), "digest", digest, target, ManifestError)
+
+
+def whole_file_digest(path: Path, record: bytes) -> str:
+    """SHA-256 of every byte of the file, the digest's own digits (located by its ``record``) read as zeros."""
     size = path.stat().st_size
     with open(path, "rb") as handle:
-        if handle.read(4) != _MAGIC:
-            raise ManifestError("not a Parquet file", path=path)
-        handle.seek(size - 8)
-        tail = handle.read(8)
-        if len(tail) != 8 or tail[4:] != _MAGIC:
-            raise ManifestError("Parquet footer missing: the file is truncated", path=path)
-        (footer_length,) = struct.unpack("<i", tail[:4])
-        end = size - 8 - footer_length
-        if end < 4:
-            raise ManifestError("Parquet footer is damaged", path=path)
-        handle.seek(4)
-        digest = hashlib.sha256()
-        remaining = end - 4
-        while remaining > 0:
-            block = handle.read(min(remaining, 1 << 22))
-            if not block:
-                raise ManifestError("file ended early: truncated", path=path)
-            digest.update(block)
-            remaining -= len(block)
-    return digest.hexdigest()
+        slot = _digest_slot(handle, size, record, path)
+        return digest_with_zeroed_slots(handle, size, [(slot, DIGEST_HEX)], path).hex()
+
+
+def check_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
+    """Refuse, naming the file, a hashed file not signed by a key in ``trust`` or changed after it was signed.
+    The signature reads the digest's slot as zeros (the digest is filled in after signing), so the digest is
+    checked too: together they cover every byte."""
+    target = Path(path)
+    record = _footer_metadata(target).get(DIGEST_KEY)
+    if record is None:
+        open_hashed(target)  # says what is wrong: not a matchkit file, an older format
+        raise ManifestError("file has no digest record: it was altered", path=target)
+    size = target.stat().st_size
+    with open(target, "rb") as handle:
+        slot = _digest_slot(handle, size, record, target)
+    info = verify_file_signature(target, trust, unsigned_slots=[(slot, DIGEST_HEX)])
+    open_hashed(target)
+    return info
 
 
 COMPATIBILITY_FIELDS = (("key_id", "key id"), ("key_fingerprint", "key fingerprint"), ("purpose", "purpose"),
                         ("encoding_version", "encoding version"))
 
 
-def check_compatible(files: list[HashedFile]) -> None:
+def check_compatible(files: Sequence[HashedFile]) -> None:
     """Refuse, by name, files hashed under different keys, purposes or encoding versions."""
     if not files:
         return
     reference = files[0]
     for other in files[1:]:
         for field_name, label in COMPATIBILITY_FIELDS:
-            if other.manifest.get(field_name) != reference.manifest.get(field_name):
+            mine, theirs = getattr(other.manifest, field_name), getattr(reference.manifest, field_name)
+            if mine != theirs:
                 raise IncompatibleFilesError(
-                    f"{other.path.name} was hashed with {label} {other.manifest.get(field_name)!r} but "
-                    f"{reference.path.name} with {reference.manifest.get(field_name)!r}; all files of one run "
-                    "must be hashed with the same key, purpose and encoding version"
+                    f"{other.path.name} was hashed with {label} {mine!r} but {reference.path.name} with "
+                    f"{theirs!r}; all files of one run must be hashed with the same key, purpose and encoding "
+                    "version"
                 )
+
+
+# ---- columns as pandas, for verify ------------------------------------------------------------------------------
+def read_frame(hashed: HashedFile, wanted: set[str], *, keep_open: bool) -> tuple[Any, BinaryIO | None]:
+    """The columns of ``hashed`` named in ``wanted`` (those it has) as a DataFrame (:func:`pandas_types`), and, with
+    ``keep_open``, the open file, so that columns read later (:class:`ColumnBatches`) come from the same file as
+    these, not from a file put in its place since."""
+    handle: Any = open(hashed.path, "rb")  # noqa: SIM115 - closed below or by ColumnBatches
+    try:
+        parquet = pq.ParquetFile(handle)
+        table = parquet.read(columns=[c for c in parquet.schema_arrow.names if c in wanted])
+        del parquet  # a ParquetFile keeps its read buffers until it goes
+    except Exception as exc:  # a damaged file can fail in any decoder
+        handle.close()
+        raise ManifestError("hashed file cannot be read (corrupt?)", path=hashed.path) from exc
+    if not keep_open:
+        handle.close()
+        handle = None
+    return table.to_pandas(types_mapper=pandas_types), handle
+
+
+def pandas_types(arrow_type: Any) -> Any:
+    """pandas dtypes for hashed columns: tokens, lists and dates Arrow-backed; integers and flags nullable."""
+    import pandas as pd
+
+    if (pa.types.is_fixed_size_binary(arrow_type) or pa.types.is_binary(arrow_type)
+            or pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+            or pa.types.is_date32(arrow_type)):
+        return pd.ArrowDtype(arrow_type)
+    if pa.types.is_integer(arrow_type):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    return None
+
+
+class ColumnBatches:
+    """Columns of one or more open hashed files read in batches of rows when asked, never all at once, as
+    DataFrames with exactly the asked columns (all-null where a file lacks one), every row once, in file order.
+    Holds the files open; closes them when it goes."""
+
+    BATCH_ROWS = 1 << 19
+
+    def __init__(self, handles: list[BinaryIO]) -> None:
+        self._handles = handles  # binary file objects, in the order their rows were concatenated
+        weakref.finalize(self, _close_all, list(handles))
+
+    def batches(self, columns: Sequence[str]) -> Iterator[Any]:
+        import numpy as np
+        import pandas as pd
+
+        for handle in self._handles:
+            handle.seek(0)
+            parquet = pq.ParquetFile(handle)  # a new reader per pass: a reader keeps its buffers while it lives
+            present = [c for c in columns if c in parquet.schema_arrow.names]
+            if not present:
+                yield pd.DataFrame({c: np.full(parquet.metadata.num_rows, None, dtype=object) for c in columns})
+                continue
+            for batch in parquet.iter_batches(columns=present, batch_size=self.BATCH_ROWS):
+                frame = batch.to_pandas(types_mapper=pd.ArrowDtype)
+                for column in columns:
+                    if column not in frame.columns:
+                        frame[column] = None
+                yield frame[list(columns)]
+            del parquet
+
+
+def _close_all(handles: list[BinaryIO]) -> None:
+    for handle in handles:
+        handle.close()

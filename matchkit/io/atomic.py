@@ -34,7 +34,7 @@ class AtomicFile:
     """A temp file beside ``path``, published by :meth:`commit`. ``handle`` is open for writing (binary unless
     ``encoding`` is given). ``mode``: the published file's permission bits (None: 0600, mkstemp's)."""
 
-    def __init__(self, path: str | Path, label: str, error: type[MatchkitError] = MatchkitError, *,
+    def __init__(self, path: str | os.PathLike[str], label: str, error: type[MatchkitError] = MatchkitError, *,
                  encoding: str | None = None, newline: str | None = None, mode: int | None = None) -> None:
         self.path = Path(path)
         self.label = label

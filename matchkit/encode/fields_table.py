@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from matchkit.encode.chunk import Chunk
 from matchkit.encode.codes import factorize
 from matchkit.encode.columns import LINE_COLUMN, blocking_column, bloom_column, token_column
 from matchkit.encode.fields import (
@@ -40,7 +41,6 @@ from matchkit.encode.fields import (
 from matchkit.encode.keyed import KeyedHmac
 from matchkit.encode.person import Encoder
 from matchkit.encode.person_table import CACHE_LIMIT, Faults, cached_map
-from matchkit.io.readers import Chunk
 from matchkit.schema import Column, Schema
 
 EXACT_CACHE_LIMIT = 200_000  # tokens remembered per field across chunks (~30 MB); repeats skip their HMAC

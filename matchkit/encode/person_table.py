@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from matchkit.encode.chunk import Chunk
 from matchkit.encode.codes import factorize
 from matchkit.encode.columns import (
     BIRTH_YM,
@@ -31,7 +32,6 @@ from matchkit.encode.columns import (
     person_column,
 )
 from matchkit.encode.person import Encoder, name_variants
-from matchkit.io.readers import Chunk
 from matchkit.normalize import dates, ids, names, values
 from matchkit.normalize.ids_vec import valid_id18
 from matchkit.schema import Column, Entity, Schema

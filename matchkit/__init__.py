@@ -14,8 +14,9 @@ Names load on first use (PEP 562), so ``import matchkit`` imports no data librar
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from matchkit.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -70,13 +71,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'matchkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, globals(), _MODULE_OF)
 
 
 def __dir__() -> list[str]:

@@ -238,3 +238,10 @@ def test_link_stats_are_typed(hashed):
     body = stats.to_json()
     assert body["links"] == stats.links and json.dumps(body, default=float)
     assert isinstance(pa.array(result.scores), pa.Array)
+
+
+def test_every_lazy_name_of_link_resolves():
+    import matchkit.link
+
+    for name in matchkit.link.__all__:
+        assert getattr(matchkit.link, name) is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing.forkserver
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -245,3 +246,24 @@ def test_every_lazy_name_of_link_resolves():
 
     for name in matchkit.link.__all__:
         assert getattr(matchkit.link, name) is not None
+
+
+COMMAND_PROCESS = """
+import runpy, sys, multiprocessing.forkserver as forkserver
+sys.argv = ["matchkit", *sys.argv[1:]]
+try:
+    runpy.run_module("matchkit", run_name="__main__")
+except SystemExit as exit:
+    print("START-UP", forkserver._forkserver._preload_modules, "pandas" in sys.modules, file=sys.stderr)
+    raise
+"""
+
+
+def test_the_hash_command_process_is_set_up_by_its_entry_point(tmp_path, key_file):
+    """The command's own process (main() without argv): pandas withheld, fork server preloaded with the encoders."""
+    run = subprocess.run([sys.executable, "-c", COMMAND_PROCESS, "hash", "febrl",
+                          str(febrl_csv(tmp_path / "a.csv", "a")), "--key", str(key_file), "-o",
+                          str(tmp_path / "a.parquet")], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={**os.environ, "MATCHKIT_WORKERS": "2"}, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "START-UP ['matchkit.jobs.encoding'] False" in run.stderr

@@ -9,19 +9,20 @@ mix two sets of figures in one run). A light module: it imports no data library.
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-CONFIG_DIR_ENV = "MATCHKIT_CONFIG_DIR"
+from matchkit import settings
+
 SCHEMAS_DIR = "schemas"
 POLICY_FILE = "policy.toml"
 
 
 def config_override() -> Path | None:
-    """The folder named by ``MATCHKIT_CONFIG_DIR``, if set (not checked here: a missing file names its path)."""
-    value = os.environ.get(CONFIG_DIR_ENV, "").strip()
+    """The folder named by ``MATCHKIT_CONFIG_DIR`` (:func:`matchkit.settings.config_dir`), if set (not checked
+    here: a missing file names its path)."""
+    value = (settings.config_dir() or "").strip()
     return Path(value) if value else None
 
 

@@ -19,7 +19,7 @@ import pandas  # noqa: F401 - loaded before any in-process `hash`, whose lean_pr
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.keys import new_key, write_key
+from matchkit.security.keys import new_key, write_key
 from tests.conftest import REPO, make_id
 
 SAMPLE = REPO / "sample_data"
@@ -169,7 +169,7 @@ def test_link_outputs_on_a_full_disk(tmp_path, disk, hashed, capsys, where):
 def test_audit_log_that_cannot_grow_keeps_no_half_line(tmp_path, hashed, capsys):
     """The append of a line that does not fit (here a file-size limit just past the log's end, so the first part
     of the line is written and the rest refused) takes back what was written: the chain stays checkable."""
-    from matchkit.audit import AuditLog, AuditLogError
+    from matchkit.security.audit import AuditLog, AuditLogError
 
     log = tmp_path / "audit.log"
     for run in range(2):

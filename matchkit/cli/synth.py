@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 NOISE_HELP = ("noise level 0..1 (default 0.3): scales traditional characters and homophones in names, full-width "
@@ -76,15 +75,3 @@ def _write(args: argparse.Namespace, generate: Any, write_sample: Any) -> dict[s
         paths = generate(args.claims, args.seed, args.out, noise=args.noise, formats=args.formats,
                          tax_year=args.tax_year, defect_rate=args.defect_rate)
     return dict(paths)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m matchkit.synth", description=__doc__)
-    add_arguments(parser)
-    from matchkit.errors import MatchkitError
-
-    try:
-        return run(parser.parse_args(argv))
-    except MatchkitError as exc:
-        print(f"matchkit synth: error: {exc}", file=sys.stderr)
-        return 1

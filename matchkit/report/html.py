@@ -1,8 +1,8 @@
 """A self-contained HTML report of a flags table: inline CSS, inline SVG charts, no script, no network.
 
 Aggregates only: the report never contains a claim id or any other per-line value. Every text that reaches the
-page goes through :func:`html.escape`. The file is written atomically (a temporary file in the target directory,
-then ``os.replace``), so a reader never sees half a report.
+page goes through :func:`html.escape`. The file is written atomically (:mod:`matchkit.io.atomic`: a temporary file
+in the target directory, fsynced, then ``os.replace``), so a reader never sees half a report.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from matchkit import __version__
-from matchkit.io.atomic import write_text_atomic
+from matchkit.io.atomic import AtomicFile
 from matchkit.report.summary import Summary, summarise
 
 _CSS = """
@@ -167,4 +167,6 @@ def write_report(
     flags: pd.DataFrame, path: str | os.PathLike[str], *, meta: dict[str, object] | None = None
 ) -> None:
     """Write the HTML report for ``flags`` to ``path`` atomically."""
-    write_text_atomic(os.fspath(path), render_report(flags, meta=meta), "report", mode=0o644)
+    text = render_report(flags, meta=meta)
+    with AtomicFile(path, "report", encoding="utf-8", mode=0o644) as target:
+        target.handle.write(text)

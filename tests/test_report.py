@@ -75,7 +75,7 @@ def _render(flags: pd.DataFrame, tmp_path: Path, **options) -> tuple[str, _Colle
 
 def worklist_data(text: str) -> dict:
     """The JSON the page's script renders the worklist from."""
-    match = re.search(r'<script type="application/json" id="worklist-data">(.*?)</script>', text, re.S)
+    match = re.search(r'<script type="application/json" id="worklist-data">(.*?)</script>', text, re.DOTALL)
     assert match, "no worklist data in the page"
     return json.loads(match.group(1))
 
@@ -151,7 +151,7 @@ def test_worklist_is_capped_per_group_with_the_most_at_stake_first(tmp_path) -> 
         "claim_id": [f"C{i:03d}" for i in range(n)], "deduction": "children_education", "status": "partial",
         "reasons": "OVER_CAP", "claimed_amount": [1000.0 * (i + 2) for i in range(n)],
         "allowed_amount": 1000.0, "verified_months": 12, "match": "exact", "match_score": 1.0})
-    text, parser = _render(flags, tmp_path, flags_name="big_flags.xlsx", worklist_limit=5)
+    text, _parser = _render(flags, tmp_path, flags_name="big_flags.xlsx", worklist_limit=5)
     data = worklist_data(text)
     assert [row[0] for row in data["rows"]] == ["C029", "C028", "C027", "C026", "C025"]
     assert data["groups"] == [{**data["groups"][0], "key": "ineligible", "total": n, "shown": 5}]

@@ -121,7 +121,7 @@ def test_workbook_is_well_formed_and_round_trips(flags, tmp_path) -> None:
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None
         for name in archive.namelist():
-            if name.endswith(".xml") or name.endswith(".rels"):
+            if name.endswith((".xml", ".rels")):
                 ElementTree.fromstring(archive.read(name))  # every part parses
     frame = pd.read_excel(path, sheet_name=1, dtype={"申报编号": str})
     assert frame["申报编号"].tolist() == ["A&B", "<x>", " padded ", "bell", "普通"]

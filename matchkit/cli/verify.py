@@ -44,12 +44,12 @@ def run(args: argparse.Namespace) -> int:
     trust = args.trust or os.environ.get(TRUST_ENV_VAR) or None
     # On a terminal, a tqdm bar names the stage the run is in (a bar has no truth value before it knows a total:
     # test it against None); in CI logs and pipes nothing is drawn.
-    bar = progress_bar("verify", unit="stage")
+    bar = progress_bar("verify", unit="stage", unit_scale=False, bar_format="{desc} [{elapsed}]")
 
     def progress(step: str) -> None:
         if bar is not None:
-            bar.set_description_str(f"verify: {step}", refresh=False)
             bar.update(1)
+            bar.set_description_str(f"verify: {step}")  # drawn now: a stage can last long
 
     try:
         result = verify_files(args.claims, args.extracts, args.output, report_path=args.report,

@@ -4,7 +4,8 @@ What it holds: the summary (status, review groups, deductions with claimed vs al
 matched, fuzzy scores — inline SVG charts) and the worklist: every line that is not ``verified``, grouped by what
 the reviewer must do, each with its reasons explained (text, evidence, rule, policy basis, suggested check), claimed
 vs allowed and months. The worklist is sortable and filterable in the page (a small inline script; no external
-script, font, style sheet or URL of any kind). Every text comes from the reason catalogue.
+script, font, style sheet or URL of any kind); the address may name a view: ``report.html#g=evidence&r=NOT_ENROLLED&s=claimed&d=1``
+opens a group (``g``, ``*`` for all) filtered by a reason (``r``) and sorted by a column (``s``, ``d=1`` ascending). Every text comes from the reason catalogue.
 
 At scale: the worklist embeds at most ``worklist_limit`` lines per group (those with the most at stake) as compact
 JSON and the script renders them a page at a time; the page says how many lines each group has and names the flags
@@ -147,8 +148,11 @@ function setup(){var ded=document.getElementById('wl-ded'),rea=document.getEleme
  q.placeholder=L.search;q.oninput=function(){S.q=q.value;S.page=0;draw();};
  document.getElementById('wl-prev').onclick=function(){S.page--;draw();};
  document.getElementById('wl-next').onclick=function(){S.page++;draw();};
- var want=(/[#&]g=([\w*]+)/.exec(location.hash)||[])[1];S.group=D.groups.length?D.groups[0].key:'*';
- if(want&&(want==='*'||D.groups.some(function(g){return g.key===want;})))S.group=want;
+ S.group=D.groups.length?D.groups[0].key:'*';var H={};location.hash.replace(/^#/,'').split('&').forEach(function(p){
+  var kv=p.split('=');if(kv.length===2)H[kv[0]]=decodeURIComponent(kv[1]);});
+ if(H.g&&(H.g==='*'||D.groups.some(function(g){return g.key===H.g;})))S.group=H.g;
+ if(H.r&&D.reasons[H.r]){S.reason=H.r;rea.value=H.r;}
+ if(H.s&&COLS.some(function(c){return c[0]===H.s;})){S.sort=H.s;S.dir=H.d==='1'?1:-1;}
  document.getElementById('wl-tools').hidden=false;draw();}
 if(D.rows.length)setup();
 })();

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def test_report_is_self_contained(flags: pd.DataFrame, tmp_path: Path) -> None:
     for network in ("http://", "https://", "src=", "href=", "<link", "@import", "url(", "@font-face"):
         assert network not in lowered, network
     assert os.listdir(tmp_path) == ["report.html"]  # no temporary file left behind
+    assert stat.S_IMODE((tmp_path / "report.html").stat().st_mode) == 0o600  # as the flags: it holds claim ids
 
 
 def test_report_is_chinese_by_default_with_every_text_from_the_catalogue(flags, tmp_path) -> None:

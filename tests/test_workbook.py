@@ -3,6 +3,7 @@ decimals, an Excel table with autofilter and frozen header, a summary and a reas
 
 from __future__ import annotations
 
+import stat
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
@@ -127,6 +128,7 @@ def test_workbook_is_well_formed_and_round_trips(flags, tmp_path) -> None:
     assert frame["申报编号"].tolist() == ["A&B", "<x>", " padded ", "bell", "普通"]
     assert frame["申报金额（元）"].tolist() == hostile["claimed_amount"].tolist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.xlsx"]  # no temporary file left behind
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # as the CSV and Parquet flags
 
 
 def test_workbook_of_no_lines(tmp_path) -> None:

@@ -14,7 +14,8 @@ import pandas as pd
 
 from matchkit.report.catalogue import Catalogue, split_codes
 
-TEXT_SEPARATOR = {"zh": "；", "en": "; "}
+TEXT_SEPARATOR = {"zh": "；", "en": "; "}  # between short texts (reason names, policy bases)
+SENTENCE_SEPARATOR = {"zh": "", "en": " "}  # between whole sentences (checks end in 。 or .)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,6 @@ def combo_texts(explained: Explained, catalogue: Catalogue, lang: str) -> dict[s
                 if part.strip():
                     bases.setdefault(part.strip())
         out["basis"].append(sep.join(bases))
-        out["check"].append(sep.join(dict.fromkeys(catalogue.reason(c, lang, "check") for c in combo if
+        out["check"].append(SENTENCE_SEPARATOR[lang].join(dict.fromkeys(catalogue.reason(c, lang, "check") for c in combo if
                                                    catalogue.reason(c, lang, "check"))))
     return out

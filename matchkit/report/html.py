@@ -29,13 +29,13 @@ import pandas as pd
 
 from matchkit import __version__
 from matchkit.report.catalogue import DEFAULT_LANGUAGE, Catalogue, check_language, load_catalogue
-from matchkit.report.explain import Explained, explain
+from matchkit.report.explain import SENTENCE_SEPARATOR, Explained, explain
 
 WORKLIST_LIMIT = 2000  # lines per review group embedded in the page
 PAGE_ROWS = 50
 SCORE_BINS = 10
 
-_STATUS_COLOURS = {"verified": "#59a14f", "partial": "#edc948", "rejected": "#e15759", "review": "#b07aa1",
+_STATUS_COLOURS = {"verified": "#59a14f", "partial": "#c27c0e", "rejected": "#e15759", "review": "#b07aa1",
                    "unverifiable": "#9d9d9d"}
 _COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1")
 
@@ -64,7 +64,7 @@ svg text{font-size:12px;font-family:inherit;fill:#1f2933}
 .tabs button{border:1px solid #c5ced8;background:#fff;border-radius:16px;padding:5px 12px;cursor:pointer;font:inherit}
 .tabs button.on{background:#1f3a5f;color:#fff;border-color:#1f3a5f}
 .filters{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin:6px 0}
-.filters label{color:#52606d}.filters select,.filters input{font:inherit;padding:4px 6px;border:1px solid #c5ced8;border-radius:4px}
+.filters label{color:#52606d}.filters select{max-width:280px}.filters select,.filters input{font:inherit;padding:4px 6px;border:1px solid #c5ced8;border-radius:4px}
 .action{background:#fff8e6;border-left:4px solid #f0b429;padding:8px 12px;margin:6px 0}
 #wl th{cursor:pointer;user-select:none}#wl th.sorted:after{content:attr(data-dir);margin-left:4px}
 #wl tbody tr.line{cursor:pointer}#wl tbody tr.line:hover{background:#f0f4f8}
@@ -259,7 +259,7 @@ def _worklist(e: Explained, catalogue: Catalogue, lang: str, limit: int, flags_n
         "col.months", "col.match", "col.check", "col.evidence", "col.rule", "col.basis", "col.score", "colon")}
     labels.update(all=label("ui.all"), search=label("ui.search"), page=label("ui.page"),
                   no_rows=label("ui.no_rows"), capped=label("worklist.capped"),
-                  complete=label("worklist.complete"), sep="；" if lang == "zh" else "; ")
+                  complete=label("worklist.complete"), sep=SENTENCE_SEPARATOR[lang])
     return {
         "labels": labels,
         "limit": limit,
@@ -457,8 +457,7 @@ def write_report(flags: pd.DataFrame, path: str | os.PathLike[str], *, meta: Map
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        os.replace(temporary, target)  # mode 0600, as the flags: the worklist carries claim ids
     except BaseException:
         try:
             os.unlink(temporary)

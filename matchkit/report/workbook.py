@@ -167,8 +167,7 @@ def write_workbook(flags: pd.DataFrame, path: str | os.PathLike[str], *, lang: s
         explained = explain(flags, catalogue)
         sheets = _write_skeleton(explained, catalogue, lang, skeleton, meta or {}, rows_per_sheet)
         _fill(skeleton, Path(temp), sheets, explained, catalogue, lang)
-        os.chmod(temp, 0o644)
-        os.replace(temp, target)
+        os.replace(temp, target)  # mode 0600, as the CSV and Parquet flags
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

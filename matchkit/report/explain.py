@@ -42,8 +42,11 @@ class Explained:
 def _text(flags: pd.DataFrame, column: str) -> np.ndarray:
     if column not in flags.columns:
         return np.full(len(flags), "", dtype=object)
-    values = flags[column]
-    return values.astype(object).where(values.notna(), "").astype(str).to_numpy(dtype=object)
+    values = flags[column].to_numpy(dtype=object, na_value="")
+    if pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    blank = pd.isna(values)
+    return np.array(["" if missing else str(v) for v, missing in zip(values, blank)], dtype=object)
 
 
 def _number(flags: pd.DataFrame, column: str) -> np.ndarray:

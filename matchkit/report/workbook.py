@@ -20,6 +20,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,81 +77,81 @@ def _escape(texts: list[str]) -> list[str]:
             for t in texts]
 
 
-def _text_cells(values: np.ndarray) -> np.ndarray:
-    """One ``<c>`` inline-string cell per value, built once per distinct value."""
-    codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
-    if len(uniques) == 0:
-        return np.full(len(values), "<c/>", dtype=object)
-    texts = [str(u) for u in uniques]
-    cells = np.array([
-        "<c/>" if not raw else
-        f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>' if raw != raw.strip() else
-        f'<c t="inlineStr"><is><t>{text}</t></is></c>'
+def _cell_bytes(texts: list[str]) -> list[bytes]:
+    """One inline-string ``<c>`` per text, UTF-8 encoded; an empty text is an empty cell."""
+    return [
+        (b"<c/>" if not raw else
+         f'<c t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'.encode() if raw != raw.strip() else
+         f'<c t="inlineStr"><is><t>{text}</t></is></c>'.encode())
         for raw, text in zip(texts, _escape(texts))
-    ], dtype=object)
-    return cells[codes]
+    ]
 
 
-def _number_cells(values: np.ndarray, style: int, decimals: int) -> np.ndarray:
-    """One numeric ``<c>`` per value (an empty cell for a blank), built once per distinct value."""
-    rounded = np.round(values, decimals)
-    codes, uniques = pd.factorize(rounded, sort=False, use_na_sentinel=True)
+def _text_column(values: np.ndarray, mapping: Any = str) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes per line, cell per code)`` of a column with few distinct values (mapped to their texts)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    return codes, np.array(_cell_bytes([mapping(u) for u in uniques]) + [b"<c/>"], dtype=object)
+
+
+def _number_column(values: np.ndarray, style: int, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes per line, cell per code)`` of a numeric column; a blank (NaN) is an empty cell."""
+    codes, uniques = pd.factorize(np.round(values, decimals), sort=False, use_na_sentinel=True)
     head = f'<c s="{style}"><v>'
-    shown = [head + (str(int(u)) if decimals == 0 else repr(float(u))) + "</v></c>" for u in uniques]
-    cells = np.array(shown + ["<c/>"], dtype=object)  # code -1 (NaN) takes the last: an empty cell
-    return cells[codes]
+    shown = [(head + (str(int(u)) if decimals == 0 else repr(float(u))) + "</v></c>").encode() for u in uniques]
+    return codes, np.array(shown + [b"<c/>"], dtype=object)  # code -1 (NaN) takes the last: an empty cell
 
 
 class _Columns:
-    """The flags columns of one language, as ready-made cell strings per line."""
+    """The flags columns of one language: each as a code per line and one ready-made cell per code (built once
+    for the whole table), except the claim ids, which are all distinct and built a chunk at a time."""
 
     def __init__(self, explained: Explained, catalogue: Catalogue, lang: str, styles: Mapping[str, int]) -> None:
-        self.explained = explained
-        self.catalogue = catalogue
-        self.lang = lang
-        self.styles = styles
-        self.per_combo = combo_texts(explained, catalogue, lang)
+        e, c = explained, catalogue
+        self.claim_id = e.claim_id
+        per_combo = combo_texts(e, c, lang)
 
-    def _mapped(self, values: np.ndarray, mapping: Any) -> np.ndarray:
-        codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False)
-        texts = np.array([mapping(u) for u in uniques] or [""], dtype=object)
-        return _text_cells(texts[codes] if len(values) else np.zeros(0, dtype=object))
+        def by_combo(key: str) -> tuple[np.ndarray, np.ndarray]:
+            return e.combo, np.array(_cell_bytes(per_combo[key]) + [b"<c/>"], dtype=object)
+
+        self.columns: list[tuple[np.ndarray, np.ndarray] | None] = [
+            None,  # claim id
+            _text_column(e.deduction, lambda d: c.deduction(str(d), lang)),
+            _text_column(e.status, lambda s: c.status(str(s), lang)),
+            _text_column(e.group, lambda g: c.groups[g].text(lang) if g in c.groups else ""),
+            _number_column(e.claimed, styles["money"], 2),
+            _number_column(e.allowed, styles["money"], 2),
+            _number_column(e.at_stake, styles["money"], 2),
+            _number_column(e.months, styles["integer"], 0),
+            _text_column(e.match, lambda m: c.match(str(m), lang)),
+            _number_column(e.score, styles["score"], 2),
+            by_combo("codes"),
+            by_combo("reasons"),
+            by_combo("basis"),
+            by_combo("check"),
+            _text_column(e.deduction),
+            _text_column(e.status),
+        ]
 
     def cells(self, start: int, stop: int) -> list[np.ndarray]:
-        e, c, lang = self.explained, self.catalogue, self.lang
-        part = slice(start, stop)
-        combo = e.combo[part]
-        per_combo = {k: np.array(v or [""], dtype=object) for k, v in self.per_combo.items()}
-        groups = e.group[part]
-        return [
-            _text_cells(e.claim_id[part]),
-            self._mapped(e.deduction[part], lambda d: c.deduction(d, lang)),
-            self._mapped(e.status[part], lambda s: c.status(s, lang)),
-            self._mapped(groups, lambda g: c.groups[g].text(lang) if g in c.groups else ""),
-            _number_cells(e.claimed[part], self.styles["money"], 2),
-            _number_cells(e.allowed[part], self.styles["money"], 2),
-            _number_cells(e.at_stake[part], self.styles["money"], 2),
-            _number_cells(e.months[part], self.styles["integer"], 0),
-            self._mapped(e.match[part], lambda m: c.match(m, lang)),
-            _number_cells(e.score[part], self.styles["score"], 2),
-            _text_cells(per_combo["codes"][combo]),
-            _text_cells(per_combo["reasons"][combo]),
-            _text_cells(per_combo["basis"][combo]),
-            _text_cells(per_combo["check"][combo]),
-            _text_cells(e.deduction[part]),
-            _text_cells(e.status[part]),
-        ]
+        out = []
+        for column in self.columns:
+            if column is None:
+                out.append(np.array(_cell_bytes([str(v) for v in self.claim_id[start:stop]]), dtype=object))
+            else:
+                codes, cells = column
+                out.append(cells[codes[start:stop]])
+        return out
 
 
 def _rows_xml(columns: _Columns, start: int, stop: int, first_row: int) -> bytes:
-    """SpreadsheetML rows for lines ``start:stop``: one join over a (rows, cells) grid of ready-made strings."""
+    """SpreadsheetML rows for lines ``start:stop``: one join over a (rows, cells) grid of ready-made cells."""
     cells = columns.cells(start, stop)
     grid = np.empty((stop - start, len(cells) + 2), dtype=object)
-    grid[:, 0] = [f'<row r="{r}">' for r in range(first_row, first_row + stop - start)]
+    grid[:, 0] = [b'<row r="%d">' % r for r in range(first_row, first_row + stop - start)]
     for index, column in enumerate(cells, 1):
         grid[:, index] = column
-    grid[:, -1] = "</row>"
-    return "".join(grid.ravel().tolist()).encode("utf-8")
+    grid[:, -1] = b"</row>"
+    return b"".join(grid.ravel().tolist())
 
 
 def write_workbook(flags: pd.DataFrame, path: str | os.PathLike[str], *, lang: str = DEFAULT_LANGUAGE,
@@ -262,9 +263,17 @@ def _fill(skeleton: Path, target: Path, sheets: Sequence[_Sheet], explained: Exp
             setattr(entry, "compress_level" if hasattr(entry, "compress_level") else "_compresslevel", 1)
             with out.open(entry, "w", force_zip64=True) as stream:
                 stream.write(text[:cut].encode("utf-8"))
-                for begin in range(sheet.start, sheet.stop, CHUNK_ROWS):
-                    end = min(begin + CHUNK_ROWS, sheet.stop)
-                    stream.write(_rows_xml(columns, begin, end, first_row=begin - sheet.start + 2))
+                # zlib and the CRC release the GIL: one thread compresses a chunk while the next is built
+                with ThreadPoolExecutor(max_workers=1) as writer:
+                    pending: Future[Any] | None = None
+                    for begin in range(sheet.start, sheet.stop, CHUNK_ROWS):
+                        end = min(begin + CHUNK_ROWS, sheet.stop)
+                        chunk = _rows_xml(columns, begin, end, first_row=begin - sheet.start + 2)
+                        if pending is not None:
+                            pending.result()
+                        pending = writer.submit(stream.write, chunk)
+                    if pending is not None:
+                        pending.result()
                 stream.write(text[cut:].encode("utf-8"))
 
 

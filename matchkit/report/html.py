@@ -89,6 +89,7 @@ var IDX={claim_id:0,group:1,deduction:2,status:3,combo:4,claimed:5,allowed:6,at_
 function el(tag,text,cls){var e=document.createElement(tag);if(text!=null)e.textContent=text;if(cls)e.className=cls;return e;}
 function money(x){if(x==null)return '';var s=Math.abs(x).toFixed(2).split('.');
  s[0]=s[0].replace(/\B(?=(\d{3})+(?!\d))/g,',');return (x<0?'-':'')+s[0]+'.'+s[1];}
+function num(x){return String(x).replace(/\B(?=(\d{3})+(?!\d))/g,',');}
 function fmt(t,v){return t.replace(/\{(\w+)\}/g,function(m,k){return v[k]!=null?v[k]:m;});}
 function checks(r){var seen={},out=[];D.combos[r[4]].forEach(function(c){var k=D.reasons[c]&&D.reasons[c].check;
  if(k&&!seen[k]){seen[k]=1;out.push(k);}});return out.join(L.sep);}
@@ -102,16 +103,16 @@ function sorted(list){var c=S.sort,d=S.dir;return list.map(function(r,i){return 
  return a[0]<b[0]?-d:a[0]>b[0]?d:a[1]-b[1];}).map(function(x){return x[2];});}
 function option(sel,value,text){var o=el('option',text);o.value=value;sel.appendChild(o);}
 function tabs(){var box=document.getElementById('wl-tabs');box.textContent='';
- D.groups.forEach(function(g){var b=el('button',g.name+' ('+g.total+')');if(S.group===g.key)b.className='on';
+ D.groups.forEach(function(g){var b=el('button',g.name+' ('+num(g.total)+')');if(S.group===g.key)b.className='on';
   b.onclick=function(){S.group=g.key;S.page=0;draw();};box.appendChild(b);});
- var all=el('button',L.all+' ('+D.total+')');if(S.group==='*')all.className='on';
+ var all=el('button',L.all+' ('+num(D.total)+')');if(S.group==='*')all.className='on';
  all.onclick=function(){S.group='*';S.page=0;draw();};box.appendChild(all);}
 function note(){var box=document.getElementById('wl-note');box.textContent='';
  var gs=S.group==='*'?D.groups:D.groups.filter(function(g){return g.key===S.group;});
  gs.forEach(function(g){var p=el('div',null,'action');p.appendChild(el('strong',g.name+L.colon));
   p.appendChild(document.createTextNode(g.action+' '));
-  p.appendChild(el('span',g.shown<g.total?fmt(L.capped,{limit:D.limit,total:g.total,shown:g.shown,flags:D.flags}):
-   fmt(L.complete,{total:g.total}),'small'));box.appendChild(p);});}
+  p.appendChild(el('span',g.shown<g.total?fmt(L.capped,{limit:num(D.limit),total:num(g.total),shown:num(g.shown),flags:D.flags}):
+   fmt(L.complete,{total:num(g.total)}),'small'));box.appendChild(p);});}
 function head(){var tr=document.querySelector('#wl thead tr');tr.textContent='';COLS.forEach(function(c){
  var th=el('th',L[c[1]]);if(c[2])th.className='n';if(S.sort===c[0]){th.className+=' sorted';
  th.setAttribute('data-dir',S.dir<0?'\u25bc':'\u25b2');}th.onclick=function(){if(S.sort===c[0])S.dir=-S.dir;
@@ -137,7 +138,7 @@ function body(list){var tb=document.querySelector('#wl tbody');tb.textContent=''
   tb.appendChild(tr);});}
 function draw(){tabs();note();head();var list=sorted(rows());var pages=Math.max(1,Math.ceil(list.length/D.page));
  if(S.page>=pages)S.page=pages-1;body(list.slice(S.page*D.page,(S.page+1)*D.page));
- document.getElementById('wl-page').textContent=fmt(L.page,{page:S.page+1,pages:pages,rows:list.length});
+ document.getElementById('wl-page').textContent=fmt(L.page,{page:num(S.page+1),pages:num(pages),rows:num(list.length)});
  document.getElementById('wl-prev').disabled=S.page===0;document.getElementById('wl-next').disabled=S.page>=pages-1;}
 function setup(){var ded=document.getElementById('wl-ded'),rea=document.getElementById('wl-reason'),
  sta=document.getElementById('wl-status');[ded,rea,sta].forEach(function(s){option(s,'',L.all);});

@@ -224,3 +224,23 @@ def test_verify_on_a_terminal_shows_its_stages_and_no_value(sample_run, monkeypa
     assert (out / "tty_flags.xlsx").stat().st_size > 0 and (out / "tty_report.html").stat().st_size > 0
     for name in ("tty_flags.xlsx", "tty_report.html"):
         (out / name).unlink()  # the artefact scan above sees the same outputs already
+
+
+def test_workbook_and_worklist_hold_the_flags_of_the_sample_job(sample_run):
+    """End to end: the workbook holds exactly the CSV flags (Chinese by default, English with --lang en), and the
+    page's worklist holds every line of the sample job that is not verified."""
+    import json
+
+    out: Path = sample_run["out"]
+    flags = pd.read_csv(out / "flags.csv", dtype={"claim_id": str}, encoding="utf-8-sig")
+    book = pd.read_excel(out / "flags.xlsx", sheet_name="核验明细", dtype={"申报编号": str})
+    assert book["申报编号"].tolist() == flags["claim_id"].tolist()
+    assert book["核验结果代码"].tolist() == flags["status"].tolist()
+    assert book["原因代码"].fillna("").tolist() == flags["reasons"].fillna("").tolist()
+    assert book["核定金额（元）"].round(2).tolist() == flags["allowed_amount"].round(2).tolist()
+    english = pd.read_excel(out / "flags_en.xlsx", sheet_name="Flags", dtype={"Claim ID": str})
+    assert english["Claim ID"].tolist() == flags["claim_id"].tolist() and "Suggested check" in english.columns
+    page = (out / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="worklist-data">(.*?)</script>', page, re.DOTALL).group(1))
+    assert sorted(row[0] for row in data["rows"]) == sorted(flags.loc[flags["status"] != "verified", "claim_id"])
+    assert "flags.csv" in data["flags"]

@@ -4,6 +4,7 @@ there. Skipped when no Chromium is installed (CI installs nothing by hand)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -88,3 +89,19 @@ def test_browser_filters_and_sorts_as_the_address_says(page) -> None:
     claimed = [float(m.replace(",", "")) for m in re.findall(r'<td class="n">([\d,]+\.\d\d)</td>', "".join(rows))][::3]
     assert claimed == sorted(claimed) and claimed[0] < claimed[-1]
     assert 'class="on">全部 (' in dom
+
+
+def test_browser_opens_a_claims_reasons_in_full(page) -> None:
+    """Finding one claim from the address opens its details: each reason with its evidence, rule, basis, check."""
+    catalogue = load_catalogue()
+    embedded = re.search(r'id="worklist-data">(.*?)</script>', page.read_text(encoding="utf-8"), re.DOTALL)
+    claim = json.loads(embedded.group(1))["rows"][-1][0]  # some line that is not verified
+    dom = dump_dom(page, f"#g=*&c={claim}")
+    rows = re.findall(r'<tr class="line">(.*?)</tr>', dom)
+    assert len(rows) == 1 and claim in rows[0]
+    detail = re.search(r'<tr class="detail">(.*?)</tr>', dom)
+    assert detail, "the line's details did not open"
+    code = next(c for c in catalogue.reasons if c in rows[0])
+    for field in ("evidence", "rule", "check"):
+        assert catalogue.reason(code, "zh", field) in detail.group(1)
+    assert catalogue.basis(code) in detail.group(1) and f"({code})" in detail.group(1)

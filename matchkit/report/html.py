@@ -5,7 +5,8 @@ matched, fuzzy scores — inline SVG charts) and the worklist: every line that i
 the reviewer must do, each with its reasons explained (text, evidence, rule, policy basis, suggested check), claimed
 vs allowed and months. The worklist is sortable and filterable in the page (a small inline script; no external
 script, font, style sheet or URL of any kind); the address may name a view: ``report.html#g=evidence&r=NOT_ENROLLED&s=claimed&d=1``
-opens a group (``g``, ``*`` for all) filtered by a reason (``r``) and sorted by a column (``s``, ``d=1`` ascending). Every text comes from the reason catalogue.
+opens a group (``g``, ``*`` for all) filtered by a reason (``r``) and sorted by a column (``s``, ``d=1`` ascending);
+``c=CLAIM_ID`` finds a claim (with ``g=*``) and opens its details. Every text comes from the reason catalogue.
 
 At scale: the worklist embeds at most ``worklist_limit`` lines per group (those with the most at stake) as compact
 JSON and the script renders them a page at a time; the page says how many lines each group has and names the flags
@@ -154,7 +155,9 @@ function setup(){var ded=document.getElementById('wl-ded'),rea=document.getEleme
  if(H.g&&(H.g==='*'||D.groups.some(function(g){return g.key===H.g;})))S.group=H.g;
  if(H.r&&D.reasons[H.r]){S.reason=H.r;rea.value=H.r;}
  if(H.s&&COLS.some(function(c){return c[0]===H.s;})){S.sort=H.s;S.dir=H.d==='1'?1:-1;}
- document.getElementById('wl-tools').hidden=false;draw();}
+ if(H.c){S.q=H.c;q.value=H.c;}
+ document.getElementById('wl-tools').hidden=false;draw();
+ var lines=document.querySelectorAll('#wl tbody tr.line');if(H.c&&lines.length===1)lines[0].click();}
 if(D.rows.length)setup();
 })();
 """

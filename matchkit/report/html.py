@@ -109,7 +109,7 @@ function tabs(){var box=document.getElementById('wl-tabs');box.textContent='';
  var all=el('button',L.all+' ('+num(D.total)+')');if(S.group==='*')all.className='on';
  all.onclick=function(){S.group='*';S.page=0;draw();};box.appendChild(all);}
 function note(){var box=document.getElementById('wl-note');box.textContent='';
- var gs=S.group==='*'?D.groups:D.groups.filter(function(g){return g.key===S.group;});
+ var gs=D.groups.filter(function(g){return S.group==='*'?g.shown<g.total:g.key===S.group;});
  gs.forEach(function(g){var p=el('div',null,'action');p.appendChild(el('strong',g.name+L.colon));
   p.appendChild(document.createTextNode(g.action+' '));
   p.appendChild(el('span',g.shown<g.total?fmt(L.capped,{limit:num(D.limit),total:num(g.total),shown:num(g.shown),flags:D.flags}):

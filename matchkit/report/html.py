@@ -381,7 +381,9 @@ def render_report(flags: pd.DataFrame, *, meta: Mapping[str, Any] | None = None,
     first = int(np.flatnonzero(histogram)[0]) if histogram.any() else 0
     bins = [(f"{edges[i]:.1f}–{edges[i + 1]:.1f}", int(histogram[i])) for i in range(first, SCORE_BINS)]
     match_panel = (
-        _table([label("col.match"), label("col.lines"), label("col.share")],
+        _bar_chart([catalogue.match(m, lang) for m, _ in matches], {"": [n for _, n in matches]},
+                   title=label("section.match"), label_width=90)
+        + _table([label("col.match"), label("col.lines"), label("col.share")],
                [(catalogue.match(m, lang), f"{n:,}", share(n)) for m, n in matches], numeric=(1, 2))
         + f"<h2>{_e(label('section.scores'))}</h2>"
         + (_bar_chart([b for b, _ in bins], {"": [n for _, n in bins]}, title=label("section.scores"),

@@ -25,8 +25,8 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from matchkit.report.html import write_report  # noqa: E402
-from matchkit.report.workbook import write_workbook  # noqa: E402
+from matchkit.report.html import write_report
+from matchkit.report.workbook import write_workbook
 
 MIX = [  # (status, reasons, weight)
     ("verified", "", 0.60),

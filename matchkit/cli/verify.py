@@ -7,12 +7,11 @@ encoding versions, or whose content does not match their manifest.
 from __future__ import annotations
 
 import argparse
-import os
 
-from matchkit.cli.audit import add_audit_option, audit_log_path
+from matchkit.cli.audit import add_audit_option
 from matchkit.cli.options import progress_bar
 from matchkit.report.catalogue import DEFAULT_LANGUAGE, LANGUAGES
-from matchkit.signing import TRUST_ENV_VAR
+from matchkit.settings import TRUST_ENV_VAR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,11 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matchkit.pipeline import (
+    from matchkit.jobs.verify import (
         verify_files,  # numpy, pandas and pyarrow load only when a command needs them
     )
 
-    trust = args.trust or os.environ.get(TRUST_ENV_VAR) or None
     # On a terminal, a tqdm bar names the stage the run is in (a bar has no truth value before it knows a total:
     # test it against None); in CI logs and pipes nothing is drawn.
     bar = progress_bar("verify", unit="stage", unit_scale=False, bar_format="{desc} [{elapsed}]")
@@ -53,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = verify_files(args.claims, args.extracts, args.output, report_path=args.report,
-                              progress=progress if bar is not None else None, trust=trust,
-                              audit_log=audit_log_path(args), lang=args.lang)
+                              progress=progress if bar is not None else None, trust=args.trust,
+                              audit_log=args.audit_log, lang=args.lang)
     finally:
         if bar is not None:
             bar.close()

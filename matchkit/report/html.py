@@ -12,7 +12,9 @@ At scale: the worklist embeds at most ``worklist_limit`` lines per group (those 
 JSON and the script renders them a page at a time; the page says how many lines each group has and names the flags
 file that holds them all. Per-line values on the page are the flags' own (claim id, codes, amounts, match): never
 an ID number, a name or a birth date. Every text reaches the page through :func:`html.escape` or, in the script,
-``textContent``; the embedded JSON cannot close its element. The file is written atomically.
+``textContent``; the embedded JSON cannot close its element. The file is written atomically
+(:mod:`matchkit.io.atomic`), mode
+0600 as the flags: the worklist carries claim ids.
 """
 
 from __future__ import annotations
@@ -20,15 +22,14 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from matchkit import __version__
+from matchkit.io.atomic import AtomicFile
 from matchkit.report.catalogue import DEFAULT_LANGUAGE, Catalogue, check_language, load_catalogue
 from matchkit.report.explain import SENTENCE_SEPARATOR, Explained, explain
 
@@ -454,19 +455,8 @@ def render_report(flags: pd.DataFrame, *, meta: Mapping[str, Any] | None = None,
 def write_report(flags: pd.DataFrame, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None,
                  lang: str = DEFAULT_LANGUAGE, flags_name: str | None = None,
                  worklist_limit: int = WORKLIST_LIMIT) -> None:
-    """Write the workbench page for ``flags`` to ``path`` atomically."""
-    target = Path(path)
+    """Write the workbench page for ``flags`` to ``path`` atomically (mode 0600, as the flags: the worklist carries
+    claim ids)."""
     text = render_report(flags, meta=meta, lang=lang, flags_name=flags_name, worklist_limit=worklist_limit)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)  # mode 0600, as the flags: the worklist carries claim ids
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    with AtomicFile(path, "report", encoding="utf-8") as target:
+        target.handle.write(text)

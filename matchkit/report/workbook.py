@@ -9,11 +9,14 @@ How it is written: openpyxl (write-only mode) builds the whole workbook — styl
 flags sheet with its header row, widths, frozen pane and table. The flags rows themselves are then streamed into
 those sheets as SpreadsheetML (inline strings, the number styles openpyxl registered), built a column at a time
 from the distinct values: openpyxl writes ~3,000 rows/s on this project's machine, which is five minutes for a
-million lines; the streamed rows go ~50x faster (benchmarks/RESULTS.md). The file is written atomically.
+million lines; the streamed rows go ~50x faster (benchmarks/RESULTS.md). The skeleton stays in memory (it holds
+no flags row); the workbook is written through the one atomic writer (:class:`matchkit.io.atomic.AtomicFile`), mode
+0600 as the CSV and Parquet flags.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -22,13 +25,13 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
 from matchkit import __version__
-from matchkit.io.atomic import partial_file
+from matchkit.io.atomic import AtomicFile
 from matchkit.report.catalogue import DEFAULT_LANGUAGE, Catalogue, check_language, load_catalogue
 from matchkit.report.explain import Explained, combo_texts, explain
 
@@ -160,21 +163,12 @@ def write_workbook(flags: pd.DataFrame, path: str | os.PathLike[str], *, lang: s
     """Write the flags workbook to ``path`` atomically; returns the path."""
     lang = check_language(lang)
     catalogue = catalogue or load_catalogue()
-    target = Path(path)
-    fd, temp = partial_file(target, "flags output")
-    os.close(fd)
-    skeleton = Path(f"{temp}.skeleton")
-    try:
-        explained = explain(flags, catalogue)
-        sheets = _write_skeleton(explained, catalogue, lang, skeleton, meta or {}, rows_per_sheet)
-        _fill(skeleton, Path(temp), sheets, explained, catalogue, lang)
-        os.replace(temp, target)  # mode 0600, as the CSV and Parquet flags
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    finally:
-        skeleton.unlink(missing_ok=True)
-    return target
+    explained = explain(flags, catalogue)
+    skeleton = io.BytesIO()  # summary, catalogue, styles and the flags sheets' heads: small, no flags row
+    sheets = _write_skeleton(explained, catalogue, lang, skeleton, meta or {}, rows_per_sheet)
+    with AtomicFile(path, "flags output") as target:  # mode 0600, as the CSV and Parquet flags
+        _fill(skeleton, target.handle, sheets, explained, catalogue, lang)
+    return target.path
 
 
 class _Sheet:
@@ -182,7 +176,8 @@ class _Sheet:
         self.part, self.start, self.stop, self.styles = part, start, stop, styles
 
 
-def _write_skeleton(explained: Explained, catalogue: Catalogue, lang: str, path: Path, meta: Mapping[str, Any],
+def _write_skeleton(explained: Explained, catalogue: Catalogue, lang: str, path: Path | IO[bytes],
+                    meta: Mapping[str, Any],
                     rows_per_sheet: int) -> list[_Sheet]:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -242,7 +237,7 @@ def _write_skeleton(explained: Explained, catalogue: Catalogue, lang: str, path:
     return [_Sheet(str(sheet.path).lstrip("/"), start, stop, styles) for sheet, start, stop in sheets]
 
 
-def _fill(skeleton: Path, target: Path, sheets: Sequence[_Sheet], explained: Explained, catalogue: Catalogue,
+def _fill(skeleton: Path | IO[bytes], target: Path | IO[bytes], sheets: Sequence[_Sheet], explained: Explained, catalogue: Catalogue,
           lang: str) -> None:
     """Copy the skeleton into ``target``, streaming the flags rows into each flags sheet."""
     by_part = {sheet.part: sheet for sheet in sheets}

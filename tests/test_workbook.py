@@ -137,3 +137,21 @@ def test_workbook_of_no_lines(tmp_path) -> None:
     path = write_workbook(empty, tmp_path / "flags.xlsx")
     rows = _flag_rows(path)
     assert len(rows) == 1 and rows[0][0] == "申报编号"
+
+
+def test_a_failed_workbook_leaves_the_old_file_and_no_temporary(flags, tmp_path, monkeypatch) -> None:
+    """Written through the one atomic writer: a failure while the rows stream in keeps the previous file whole and
+    leaves no temporary (nor any scratch skeleton) beside it."""
+    from matchkit.report import workbook
+
+    path = tmp_path / "flags.xlsx"
+    path.write_bytes(b"previous flags")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(workbook, "_rows_xml", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_workbook(flags, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.xlsx"]
+    assert path.read_bytes() == b"previous flags"

@@ -244,3 +244,17 @@ def test_workbook_and_worklist_hold_the_flags_of_the_sample_job(sample_run):
     data = json.loads(re.search(r'id="worklist-data">(.*?)</script>', page, re.DOTALL).group(1))
     assert sorted(row[0] for row in data["rows"]) == sorted(flags.loc[flags["status"] != "verified", "claim_id"])
     assert "flags.csv" in data["flags"]
+
+
+def test_run_table_lists_the_whole_file_digest_verify_checked(sample_run):
+    """The run table of the page and the workbook names each input by the whole-file digest (format 2) that
+    ``open_hashed`` recomputed, so staff can match the report to the files it was made from."""
+    from matchkit.io.hashed.reader import open_hashed
+
+    out: Path = sample_run["out"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    book = "".join(xlsx_texts(out / "flags.xlsx").values())
+    for source in SOURCES:
+        digest = open_hashed(out / f"{source}.parquet").digest
+        assert digest is not None and len(digest) == 64
+        assert digest in page and digest in book

@@ -142,6 +142,7 @@ def test_workbook_of_no_lines(tmp_path) -> None:
 def test_a_failed_workbook_leaves_the_old_file_and_no_temporary(flags, tmp_path, monkeypatch) -> None:
     """Written through the one atomic writer: a failure while the rows stream in keeps the previous file whole and
     leaves no temporary (nor any scratch skeleton) beside it."""
+    from matchkit.errors import OutputFileError
     from matchkit.report import workbook
 
     path = tmp_path / "flags.xlsx"
@@ -151,7 +152,8 @@ def test_a_failed_workbook_leaves_the_old_file_and_no_temporary(flags, tmp_path,
         raise OSError("disk full")
 
     monkeypatch.setattr(workbook, "_rows_xml", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputFileError, match="cannot write the flags output") as caught:
         write_workbook(flags, path)
+    assert isinstance(caught.value.__cause__, OSError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flags.xlsx"]
     assert path.read_bytes() == b"previous flags"

@@ -15,7 +15,7 @@ from typing import Any
 
 from matchkit import __version__
 from matchkit.audit import audited
-from matchkit.encode.link_table import field_spec
+from matchkit.encode.link_table import field_spec, term_frequency_spec
 from matchkit.encode.parallel import encode_chunks, make_table_encoder
 from matchkit.encode.table import RecordIdChecker
 from matchkit.encode.tokens import ENCODING_VERSION, Encoder
@@ -153,6 +153,8 @@ def _hash_file(
                 kept_invalid={note.partition(":")[2]: count for note, count in sorted(notes.items())
                               if note.startswith("kept_invalid:")},
             )
+            if term_frequency_spec(schema) is not None:  # only when the schema declares it: other manifests unchanged
+                manifest["term_frequencies"] = term_frequency_spec(schema)
         if rejects_writer:
             rejects_writer.close()
         manifest = writer.close(manifest, signing_key=signing_key)

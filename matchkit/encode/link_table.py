@@ -65,6 +65,16 @@ def field_spec(column: Column) -> dict[str, Any]:
     return spec
 
 
+def term_frequency_spec(schema: Schema) -> dict[str, Any] | None:
+    """What a linkage schema declares about term-frequency adjustment (``tf`` on a field, ``[[tf_group]]``), for
+    the manifest; None when it declares nothing (then ``matchkit link`` adjusts names and texts by default)."""
+    explicit = {column.name: column.tf for column in schema.fields if column.tf is not None}
+    groups = {group.name: list(group.fields) for group in schema.tf_groups}
+    if not explicit and not groups:
+        return None
+    return {"fields": explicit, "groups": groups}
+
+
 class LinkTableEncoder:
     """Encodes chunks of a linkage schema; same interface as :class:`matchkit.encode.table.TableEncoder`."""
 

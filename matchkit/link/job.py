@@ -44,6 +44,7 @@ from matchkit.link.em import FLOOR, estimate, level_frequencies
 from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_rows, record_rows
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
+from matchkit.link.tf import TermFrequencies, TfTerm, adjustments, declared_terms, term_frequencies
 from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, WordPieces, arrow_tokens, word_pieces
 from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
 from matchkit.workers import default_workers
@@ -248,12 +249,14 @@ def link_files(
     random_pairs: int = RANDOM_PAIRS,
     seed: int = 0,
     progress: Progress | None = None,
+    term_frequency: bool = True,
 ) -> LinkResult:
     """Link two hashed linkage files; write ``left_id,right_id,score`` to ``output`` (CSV) if given.
 
     ``method``: ``"auto"`` (EM, falling back to the plain threshold when EM cannot be trusted), ``"em"`` (EM or
     an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
-    EM and 0.85 (mean similarity) for the fallback.
+    EM and 0.85 (mean similarity) for the fallback. ``term_frequency``: adjust exact agreements by the frequency
+    of the agreed value (:mod:`matchkit.link.tf`; the fields the schema names, by default names and texts).
     """
     say = progress or (lambda message: None)
     if method not in ("auto", "em", "threshold"):
@@ -270,6 +273,7 @@ def link_files(
     check_compatible([left_file, right_file])
     plans = plan_fields(left_file, right_file)
     passes = plan_passes(left_file, right_file)
+    terms = tf_terms(left_file, right_file, plans) if term_frequency else []
     stats: dict[str, Any] = {"fields": [p.name for p in plans]}
 
     started = time.perf_counter()
@@ -300,7 +304,7 @@ def link_files(
 
     started = time.perf_counter()
     scores, used = _score(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
-                          stats, rows)
+                          stats, rows, terms=terms)
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
@@ -329,15 +333,17 @@ def link_files(
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
            levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
            random_pairs: int, seed: int, stats: dict[str, Any],
-           rows: tuple[RecordRows, RecordRows] | None = None) -> tuple[np.ndarray, str]:
+           rows: tuple[RecordRows, RecordRows] | None = None, *, terms: list[TfTerm] | None = None,
+           all_pairs: float | None = None) -> tuple[np.ndarray, str]:
     if method == "em" and not len(levels):
         raise MatchkitError("no candidate pairs: the Fellegi-Sunter model cannot be estimated (and there is "
                             "nothing to link)")
     if method != "threshold" and len(levels):
+        adjust = TfAdjuster(plans, terms or [], left, right, candidates, levels, stats)
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
-                               seed=seed, stats=stats, rows=rows)
+                               seed=seed, stats=stats, rows=rows, adjust=adjust, all_pairs=all_pairs)
         if model is not None:
-            return probability(match_weights(_level_table(plans, levels), model)), "em"
+            return probability(match_weights(_level_table(plans, levels), model) + adjust(model)), "em"
         if method == "em":
             raise MatchkitError("the Fellegi-Sunter model could not be estimated from these files (EM did not "
                                 "converge or does not separate matches); use --method threshold")
@@ -381,7 +387,9 @@ def _exact_agreement(left: TokenColumn, right: TokenColumn) -> float:
 def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
                    levels: np.ndarray, passes: list[BlockingPass], *, random_pairs: int = RANDOM_PAIRS,
                    seed: int = 0, stats: dict[str, Any] | None = None,
-                   rows: tuple[RecordRows, RecordRows] | None = None) -> LinkageModel | None:
+                   rows: tuple[RecordRows, RecordRows] | None = None,
+                   adjust: Callable[[LinkageModel], np.ndarray] | None = None,
+                   all_pairs: float | None = None) -> LinkageModel | None:
     """The Fellegi–Sunter model, estimated without labels; None when it cannot be trusted.
 
     Blocked candidates are not a random sample: a non-matching pair found by the date-of-birth pass agrees on the
@@ -390,7 +398,8 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     levels set to missing); a field's m is the average over the sessions where it was free, weighted by the
     matches each session found. u comes from random pairs (:func:`u_probabilities`). The prior of the final
     model is P(match) for a random pair, solved by fixed-point iteration so that it equals the expected number
-    of links among the candidates divided by all pairs.
+    of links among the candidates divided by all pairs (``all_pairs``, by default left x right; one file
+    deduplicated has n (n - 1) / 2), with ``adjust`` (the term-frequency adjustment per candidate) in the weights.
     """
     n_levels = [plan.n_levels for plan in plans]
     u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed, rows=rows)
@@ -420,9 +429,12 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     if not (m_weight > 0).all():
         return None  # some field was never estimated: no trustworthy model
     m = [tuple((total / weight).tolist()) for total, weight in zip(m_sum, m_weight)]
-    model = _model(plans, m, u, prior=min(len(left), len(right)) / max(len(left) * len(right), 1))
+    if all_pairs is None:
+        all_pairs = float(len(left)) * float(len(right))
+    model = _model(plans, m, u, prior=min(min(len(left), len(right)) / max(all_pairs, 1.0), 0.5))
     bayes = match_weights(_level_table(plans, levels), model) - model.prior_weight
-    all_pairs = float(len(left)) * float(len(right))
+    if adjust is not None:
+        bayes = bayes + adjust(model)
     prior = model.prior
     for _ in range(50):  # prior = expected links / all pairs (a contraction: converges in a few steps)
         logit = np.log(prior) - np.log1p(-prior)
@@ -434,6 +446,43 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
         stats["em"].update(m={p.name: list(m_f) for p, m_f in zip(plans, m)}, prior=prior,
                            expected_links=prior * all_pairs)
     return _model(plans, m, u, prior=prior)
+
+
+def tf_terms(left: HashedFile, right: HashedFile, plans: list[FieldPlan]) -> list[TfTerm]:
+    """The term-frequency terms both files' schemas declare (or the defaults), refused when they differ."""
+    from matchkit.link.tf import check_same_declaration
+
+    check_same_declaration(left.manifest, right.manifest, left.path.name, right.path.name)
+    return declared_terms(left.manifest.get("fields") or {}, left.manifest.get("term_frequencies"),
+                          [plan.name for plan in plans])
+
+
+class TfAdjuster:
+    """The term-frequency adjustment of every candidate under a model (:func:`matchkit.link.tf.adjustments`),
+    value counts made once; the last model's result is remembered (the prior solve and the final score share it)."""
+
+    def __init__(self, plans: list[FieldPlan], terms: list[TfTerm], left: TokenFrame, right: TokenFrame,
+                 candidates: CandidatePairs, levels: np.ndarray, stats: dict[str, Any] | None = None) -> None:
+        by_name = {plan.name: plan for plan in plans}
+        self.plans, self.levels, self.candidates = plans, levels, candidates
+        self.tables: list[TermFrequencies] = [
+            term_frequencies(term, [by_name[f].exact or "" for f in term.fields], left, right) for term in terms]
+        self._last: tuple[tuple[float, ...], np.ndarray] | None = None
+        if stats is not None and self.tables:
+            stats["term_frequencies"] = {t.term.name: {"fields": list(t.term.fields), "values": t.values}
+                                         for t in self.tables}
+
+    def __call__(self, model: LinkageModel) -> np.ndarray:
+        if not self.tables:
+            return np.zeros(len(self.levels))
+        exact_u = tuple(f.u[-1] for f in model.fields)
+        if self._last is not None and self._last[0] == exact_u:
+            return self._last[1]
+        result = adjustments(self.tables, {plan.name: i for i, plan in enumerate(self.plans)},
+                             [plan.n_levels - 1 for plan in self.plans], [float(np.log(u)) for u in exact_u],
+                             self.levels, self.candidates.left, self.candidates.right)
+        self._last = (exact_u, result)
+        return result
 
 
 def shares_key(left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass, lpos: np.ndarray,

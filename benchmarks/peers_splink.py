@@ -14,7 +14,8 @@ Configurations (Splink's docs/demos, 2024-2025):
 - fake_1000 dedupe: tutorials/04 — blocking first_name+city | surname; NameComparison first_name, surname;
   Levenshtein dob 1; ExactMatch city TF; EmailComparison; prior at recall 0.7; u 2e6; EM first_name+surname, dob.
 - fake_1000 link: examples/duckdb/link_only — blocking first_name | surname; NameComparison x2; DateOfBirth;
-  ExactMatch city TF; EmailComparison; prior at recall 0.7; u 1e6 (seed 1); EM dob, email, first_name.
+  ExactMatch city TF; EmailComparison; prior at recall 0.7; u 1e6 (seed 1); EM dob, email, first_name (dob read
+  as text here, so DateOfBirthComparison takes input_is_string=True where the example has a date column).
 - historical_50k (dedupe; link on a split): examples/duckdb/deduplicate_50k_synthetic — ten blocking rules;
   ForenameSurnameComparison (TF on the concatenation); DateOfBirthComparison; PostcodeComparison; ExactMatch
   birth_place, occupation TF; prior at recall 0.6; u 1e7; EM first_name+surname, dob, without TF.
@@ -145,8 +146,6 @@ def main() -> None:
         relation = con.sql(f"select * from read_csv('{path}', all_varchar = true, header = true)")
         if args.config == "historical_50k":
             relation = relation.project("*, first_name || ' ' || surname as first_name_surname_concat")
-        if args.config == "fake_1000" and link_type == "link_only":
-            relation = relation.project("* replace (try_cast(dob as date) as dob)")
         frames.append(relation)
     db_api = DuckDBAPI(connection=con)
     registered = [db_api.register(frame) for frame in frames]

@@ -15,7 +15,7 @@ from matchkit import __version__
 from matchkit.errors import InternalError, MatchkitError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func=callable(args) -> int`.
-COMMAND_MODULES = ("key", "hash", "verify", "link", "synth", "audit")
+COMMAND_MODULES = ("key", "hash", "verify", "link", "dedupe", "synth", "audit")
 
 
 def build_parser() -> argparse.ArgumentParser:

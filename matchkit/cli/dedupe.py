@@ -1,0 +1,80 @@
+"""`matchkit dedupe HASHED.parquet -o CLUSTERS.csv`: find the records of one hashed linkage file that are the same
+entity, scored like `matchkit link`, and write `record_id,cluster_id`. Like link, it needs no key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
+from matchkit.workers import lean_process
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "dedupe", help="deduplicate one hashed file (any linkage schema): record_id,cluster_id (no key needed)",
+        description="Find duplicates within one file hashed with a linkage schema: the schema's blocking passes "
+        "within the file, the same comparisons and Fellegi-Sunter model as 'matchkit link', then clusters of "
+        "records joined by pairs scoring at least the threshold. Writes record_id,cluster_id for every record.",
+    )
+    parser.add_argument("hashed", metavar="HASHED.parquet", help="hashed file")
+    parser.add_argument("-o", "--output", required=True, metavar="CLUSTERS.csv", help="clusters output (CSV)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help=f"minimum score in [0, 1] for two records to be joined (default {EM_THRESHOLD} = match "
+                        f"probability under the estimated model; {FALLBACK_THRESHOLD} = mean field similarity "
+                        "when the plain fallback scores)")
+    parser.add_argument("--pairs", metavar="PAIRS.csv", default=None,
+                        help="also write the joined pairs left_id,right_id,score (each pair once)")
+    parser.add_argument("--strict-clusters", action="store_true",
+                        help="cut weak links that alone join two groups (below --bridge-score and confirmed by "
+                        "no third record) before taking clusters")
+    parser.add_argument("--bridge-score", type=float, default=0.99, metavar="S",
+                        help="with --strict-clusters: links scoring at least S are never cut (default 0.99)")
+    parser.add_argument("--method", choices=("auto", "em", "threshold"), default="auto",
+                        help="as for 'matchkit link'")
+    parser.add_argument("--no-tf", action="store_true",
+                        help="no term-frequency adjustment of exact agreements")
+    parser.add_argument("--max-block-size", type=int, default=DEFAULT_MAX_BLOCK_SIZE, metavar="N",
+                        help=f"skip a blocking key held by more than N records in that pass (default "
+                        f"{DEFAULT_MAX_BLOCK_SIZE})")
+    parser.add_argument("--stats", metavar="STATS.json", default=None,
+                        help="also write the run's statistics as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    def progress(step: str) -> None:
+        if sys.stderr.isatty():
+            print(f"  {step}", file=sys.stderr)
+
+    lean_process()
+    from matchkit.link.dedupe import dedupe_file
+
+    result = dedupe_file(args.hashed, args.output, threshold=args.threshold, pairs_path=args.pairs,
+                         method=args.method, strict=args.strict_clusters, bridge_score=args.bridge_score,
+                         max_block_size=args.max_block_size, term_frequency=not args.no_tf, progress=progress)
+    stats = result.stats
+    print(f"records: {stats['records']:,}")
+    print(f"candidate pairs: {stats['candidates']:,} (reduction ratio {stats['reduction_ratio']:.6f})")
+    for name, described in stats["passes"].items():
+        skipped = (f", skipped {described['skipped_keys']} frequent keys ({described['skipped_pairs']:,} pairs)"
+                   if described["skipped_keys"] else "")
+        print(f"  pass {name}: {described['candidates']:,} candidates{skipped}")
+    if stats["method"] == "em":
+        print(f"model: Fellegi-Sunter, m by EM over {len(stats['em']['sessions'])} blocking-pass sessions, u from "
+              "random pairs" + (", term-frequency adjusted" if stats.get("term_frequencies") else ""))
+    else:
+        print("model: plain threshold on mean field similarity"
+              + (" (EM could not be trusted on this file)" if "em" in stats else ""))
+    for warning in stats.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    cut = f"; {stats['bridges_cut']:,} weak bridges cut" if "bridges_cut" in stats else ""
+    print(f"links: {stats['links']:,} at score >= {stats['threshold']}{cut}")
+    print(f"clusters: {stats['clusters']:,} ({stats['records_in_clusters_of_two_or_more']:,} records in clusters of "
+          f"two or more; largest {stats['largest_cluster']:,})")
+    print(f"wrote {result.output}" + (f" and {args.pairs}" if args.pairs else ""))
+    if args.stats:
+        Path(args.stats).write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,223 @@
+"""Deduplicate one hashed linkage file: the pairs within it, scored like ``matchkit link``, then clusters.
+
+The job is :func:`matchkit.link.job.link_files` with the file on both sides, and three differences:
+
+- **Pairs within the file**: every blocking pass joins the file with itself; a pair is kept once, ``(i, j)`` with
+  ``i < j`` in file order (a record is never its own candidate).
+- **The prior** is P(match) among the ``n (n - 1) / 2`` pairs of one file, not among ``n_left x n_right``.
+- **Clusters**: records joined by a pair scoring at least the threshold form one cluster (connected components,
+  :func:`connected_components`). Components chain: A-B and B-C put A and C together although A-C may score low;
+  with ``strict=True`` (``--strict-clusters``) :func:`split_weak_bridges` first cuts every link scoring below
+  ``bridge_score`` that no third record confirms (the two records have no neighbour in common), unless it is the
+  only link of both its records (a plain pair of duplicates).
+
+Output: ``record_id,cluster_id`` for every record of the file (a record without duplicates is a cluster of one),
+clusters numbered from 0 in the order of their first record; optionally the scored pairs (``--pairs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from matchkit.errors import MatchkitError
+from matchkit.io.atomic import check_output_path, partial_file
+from matchkit.io.hashed import open_hashed
+from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, PassStats, block
+from matchkit.link.job import (
+    RANDOM_PAIRS,
+    Progress,
+    _is_link_file,
+    _load,
+    _score,
+    _write_csv_chunks,
+    comparison_rows,
+    comparison_table,
+    plan_fields,
+    plan_passes,
+    shares_key,
+    tf_terms,
+)
+from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
+
+
+@dataclass
+class DedupeResult:
+    record_ids: np.ndarray  # every record, in file order
+    cluster_ids: np.ndarray  # its cluster, numbered from 0 in order of first record
+    pair_left: np.ndarray  # the links (i < j in file order), as record ids
+    pair_right: np.ndarray
+    scores: np.ndarray
+    output: Path | None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clusters(self) -> int:
+        return int(self.cluster_ids.max(initial=-1)) + 1
+
+
+def connected_components(count: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Component label of each of ``count`` nodes joined by the edges ``(left[k], right[k])``: the smallest node of
+    its component. Label propagation with pointer jumping, all in numpy (a few dozen rounds for any graph a
+    blocking step produces)."""
+    labels = np.arange(count, dtype=np.int64)
+    left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    if not len(left):
+        return labels
+    while True:
+        smaller = np.minimum(labels[left], labels[right])
+        before = labels.copy()
+        np.minimum.at(labels, left, smaller)
+        np.minimum.at(labels, right, smaller)
+        while True:  # pointer jumping: every node points at its label's label until stable
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped
+        if np.array_equal(labels, before):
+            return labels
+
+
+def number_clusters(labels: np.ndarray) -> np.ndarray:
+    """Component labels renumbered 0, 1, ... in the order of each component's first node."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse]
+
+
+def split_weak_bridges(count: int, left: np.ndarray, right: np.ndarray, scores: np.ndarray,
+                       bridge_score: float) -> np.ndarray:
+    """The edges to keep: every edge scoring at least ``bridge_score``, and a weaker one only when its two records
+    have a common neighbour (a triangle: the pair is confirmed by a third record), or when it is the only edge of
+    both of its records (a plain pair of duplicates). What is cut is a weak link that alone joins two groups."""
+    strong = scores >= bridge_score
+    if strong.all() or not len(left):
+        return np.ones(len(left), dtype=bool)
+    degree = np.bincount(left, minlength=count) + np.bincount(right, minlength=count)
+    keep = strong | ((degree[left] == 1) & (degree[right] == 1))
+    weak = np.flatnonzero(~keep)
+    if len(weak):
+        # neighbours as sorted codes: a common neighbour c of (a, b) means edges (a, c) and (b, c) both exist
+        nodes = np.concatenate([left, right])
+        others = np.concatenate([right, left])
+        codes = np.sort(nodes * count + others)
+        order = np.argsort(nodes, kind="stable")
+        starts = np.searchsorted(nodes[order], np.arange(count + 1))
+        neighbours = others[order]
+        for edge in weak.tolist():  # weak edges only: few, and each checks two short neighbour lists
+            a, b = int(left[edge]), int(right[edge])
+            around_a = neighbours[starts[a]:starts[a + 1]]
+            wanted = b * count + around_a[around_a != b]
+            at = np.searchsorted(codes, wanted)
+            at = np.minimum(at, len(codes) - 1)
+            keep[edge] = bool((codes[at] == wanted).any())
+    return keep
+
+
+def dedupe_file(
+    path: str | Path,
+    output: str | Path | None = None,
+    *,
+    threshold: float | None = None,
+    pairs_path: str | Path | None = None,
+    method: str = "auto",
+    strict: bool = False,
+    bridge_score: float = 0.99,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    random_pairs: int = RANDOM_PAIRS,
+    seed: int = 0,
+    term_frequency: bool = True,
+    progress: Progress | None = None,
+) -> DedupeResult:
+    """Deduplicate one hashed linkage file; write ``record_id,cluster_id`` to ``output`` (CSV) if given, and the
+    links (``left_id,right_id,score``, each pair once) to ``pairs_path``. ``threshold``, ``method`` and
+    ``term_frequency`` as in :func:`matchkit.link.job.link_files`; ``strict`` cuts weak bridges
+    (:func:`split_weak_bridges`) before taking components."""
+    say = progress or (lambda message: None)
+    if method not in ("auto", "em", "threshold"):
+        raise MatchkitError(f"unknown method {method!r}: auto, em or threshold")
+    for value, label in ((threshold, "threshold"), (bridge_score, "bridge score")):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise MatchkitError(f"{label} must be in [0, 1], got {value}")
+    for target, label in ((output, "clusters output"), (pairs_path, "pairs output")):
+        if target is not None:
+            check_output_path(Path(target), label)
+    hashed = open_hashed(path)
+    _is_link_file(hashed)
+    plans = plan_fields(hashed, hashed)
+    passes = plan_passes(hashed, hashed)
+    terms = tf_terms(hashed, hashed, plans) if term_frequency else []
+    stats: dict[str, Any] = {"fields": [p.name for p in plans]}
+
+    started = time.perf_counter()
+    side = _load(hashed, plans, passes)
+    frame, ids = side.frame, side.ids
+    rows = comparison_rows(plans, frame, frame, side.filters, side.filters)
+    count = len(frame)
+    all_pairs = count * (count - 1) / 2
+    stats.update(records=count, load_seconds=time.perf_counter() - started)
+    say(f"loaded {count:,} records")
+
+    started = time.perf_counter()
+    found = block(frame, frame, passes, max_block_size=max_block_size)
+    within = found.left < found.right  # each unordered pair once, never a record with itself
+    lpos, rpos = found.left[within], found.right[within]
+    pass_stats = {p.name: PassStats(int(shares_key(frame, frame, p, lpos, rpos).sum()), s.skipped_keys,
+                                    s.skipped_pairs) for p, s in zip(passes, found.passes.values())}
+    candidates = CandidatePairs(lpos, rpos, pass_stats)
+    stats.update(candidates=candidates.total, blocking_seconds=time.perf_counter() - started,
+                 passes={name: {"candidates": s.candidates, "skipped_keys": s.skipped_keys,
+                                "skipped_pairs": s.skipped_pairs} for name, s in pass_stats.items()},
+                 reduction_ratio=1.0 - candidates.total / max(all_pairs, 1.0))
+    say(f"{candidates.total:,} candidate pairs from {len(passes)} blocking passes")
+
+    started = time.perf_counter()
+    levels, similarities = comparison_table(plans, frame, frame, lpos, rpos, rows)
+    stats["compare_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    scores, used = _score(plans, frame, frame, candidates, levels, similarities, passes, method, random_pairs, seed,
+                          stats, rows, terms=terms, all_pairs=all_pairs)
+    stats.update(method=used, score_seconds=time.perf_counter() - started)
+    if threshold is None:
+        threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
+    stats["threshold"] = threshold
+
+    keep = np.flatnonzero(scores >= threshold)
+    kept_left, kept_right, kept_scores = lpos[keep], rpos[keep], scores[keep]
+    if strict:
+        bridges = split_weak_bridges(count, kept_left, kept_right, kept_scores, bridge_score)
+        stats["bridges_cut"] = int((~bridges).sum())
+        kept_left, kept_right, kept_scores = kept_left[bridges], kept_right[bridges], kept_scores[bridges]
+    clusters = number_clusters(connected_components(count, kept_left, kept_right))
+    sizes = np.bincount(clusters)
+    stats.update(links=len(kept_left), clusters=len(sizes), records_in_clusters_of_two_or_more=int(
+        sizes[sizes >= 2].sum()), largest_cluster=int(sizes.max(initial=0)))
+    result = DedupeResult(ids, clusters, ids[kept_left], ids[kept_right], kept_scores, None, stats)
+    if pairs_path is not None:
+        _write_csv_chunks(Path(pairs_path), "pairs output", iter([(result.pair_left, result.pair_right,
+                                                                    result.scores)]))
+    if output is not None:
+        result.output = Path(output)
+        _write_clusters(result.output, ids, clusters)
+    return result
+
+
+def _write_clusters(path: Path, ids: np.ndarray, clusters: np.ndarray) -> None:
+    """``record_id,cluster_id`` CSV, written atomically."""
+    fd, temp = partial_file(path, "clusters output")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["record_id", "cluster_id"])
+            writer.writerows(zip(ids.tolist(), clusters.tolist()))
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("model: plain threshold on mean field similarity"
               + (" (EM could not be trusted on these files)" if "em" in stats else ""))
+    for warning in stats.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"links: {stats['links']:,} at score >= {stats['threshold']}"
           + (" (one-to-one)" if args.one_to_one else ""))
     print(f"wrote {result.output}")

@@ -339,9 +339,11 @@ def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidat
         raise MatchkitError("no candidate pairs: the Fellegi-Sunter model cannot be estimated (and there is "
                             "nothing to link)")
     if method != "threshold" and len(levels):
+        repeats = model_repeats(plans, left, right, levels, stats, seed=seed)
         adjust = TfAdjuster(plans, terms or [], left, right, candidates, levels, stats)
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
-                               seed=seed, stats=stats, rows=rows, adjust=adjust, all_pairs=all_pairs)
+                               seed=seed, stats=stats, rows=rows, adjust=adjust, all_pairs=all_pairs,
+                               repeats=repeats)
         if model is not None:
             return probability(match_weights(_level_table(plans, levels), model) + adjust(model)), "em"
         if method == "em":
@@ -389,7 +391,8 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
                    seed: int = 0, stats: dict[str, Any] | None = None,
                    rows: tuple[RecordRows, RecordRows] | None = None,
                    adjust: Callable[[LinkageModel], np.ndarray] | None = None,
-                   all_pairs: float | None = None) -> LinkageModel | None:
+                   all_pairs: float | None = None,
+                   repeats: dict[str, list[str]] | None = None) -> LinkageModel | None:
     """The Fellegi–Sunter model, estimated without labels; None when it cannot be trusted.
 
     Blocked candidates are not a random sample: a non-matching pair found by the date-of-birth pass agrees on the
@@ -400,6 +403,8 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     model is P(match) for a random pair, solved by fixed-point iteration so that it equals the expected number
     of links among the candidates divided by all pairs (``all_pairs``, by default left x right; one file
     deduplicated has n (n - 1) / 2), with ``adjust`` (the term-frequency adjustment per candidate) in the weights.
+    A field that repeats a field a pass blocks on (``repeats``, :mod:`matchkit.link.repeats`) is left out of that
+    pass's session too.
     """
     n_levels = [plan.n_levels for plan in plans]
     u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed, rows=rows)
@@ -408,7 +413,9 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     sessions: dict[str, Any] = {}
     for blocking_pass in passes:
         in_pass = shares_key(left, right, blocking_pass, candidates.left, candidates.right)
-        blocked = [i for i, plan in enumerate(plans) if plan.name in blocking_pass.fields]
+        blocked_fields = set(blocking_pass.fields)
+        blocked_fields |= {a for a, bs in (repeats or {}).items() if blocked_fields & set(bs)}
+        blocked = [i for i, plan in enumerate(plans) if plan.name in blocked_fields]
         if in_pass.sum() < MIN_SESSION_PAIRS or len(blocked) == len(plans):
             continue
         session_levels = levels[in_pass]
@@ -446,6 +453,23 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
         stats["em"].update(m={p.name: list(m_f) for p, m_f in zip(plans, m)}, prior=prior,
                            expected_links=prior * all_pairs)
     return _model(plans, m, u, prior=prior)
+
+
+def model_repeats(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,
+                  stats: dict[str, Any] | None = None, *, seed: int = 0) -> dict[str, list[str]]:
+    """Fields that repeat others (:mod:`matchkit.link.repeats`): found from the exact tokens, their repeated
+    fields' levels masked in ``levels`` (in place) where they agree, and a warning in ``stats``."""
+    from matchkit.link import repeats as repeated
+
+    found = repeated.repeated_fields([(plan.name, plan.exact) for plan in plans if plan.exact], left, right,
+                                     seed=seed)
+    if found:
+        masked = repeated.mask_repeated(levels, {plan.name: i for i, plan in enumerate(plans)},
+                                        [plan.n_levels - 1 for plan in plans], found)
+        if stats is not None:
+            stats["repeated_fields"] = {"fields": found, "levels_masked": masked}
+            stats.setdefault("warnings", []).extend(repeated.describe(found))
+    return found
 
 
 def tf_terms(left: HashedFile, right: HashedFile, plans: list[FieldPlan]) -> list[TfTerm]:

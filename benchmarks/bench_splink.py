@@ -15,8 +15,9 @@ benchmarks/schemas/*.toml, then `matchkit.link.job.link_files` / `matchkit.link.
 threshold of 0.01, so every pair scored >= 0.01 is kept with its score; Splink (benchmarks/peers_splink.py,
 `--splink-python`) writes its pairs scored >= 0.01 too. Both are then cut at the same thresholds here:
 pairwise precision / recall / F1 of the pairs scoring >= 0.5 (and of the best threshold of each tool, an oracle
-figure), and for dedupe also of the clusters (connected components of the pairs >= 0.5, every within-cluster
-pair counted).
+figure), and for dedupe also of the clusters, every within-cluster pair counted: connected components of the pairs
+>= 0.5 for both tools (Splink's `cluster_pairwise_predictions_at_threshold`), and what `matchkit dedupe` writes
+(average linkage at 0.5).
 
 Usage: python benchmarks/bench_splink.py febrl1 febrl4 ... [--splink-python /tmp/splinkvenv/bin/python]
        [--no-tf] [--workdir DIR]
@@ -159,12 +160,11 @@ def score_clusters(pairs: list[tuple[str, str, float]], truth: set[tuple[str, st
     members: dict[int, list[str]] = {}
     for record, label in zip(ids, labels.tolist()):
         members.setdefault(label, []).append(record)
-    predicted = {_ordered(a, b) for group in members.values() for i, a in enumerate(group) for b in group[i + 1:]}
-    return Score(len(truth), len(predicted), len(predicted & truth))
+    return _cluster_score(members, truth)
 
 
-def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool) -> tuple[list[tuple[str, str, float]],
-                                                                                      dict[str, Any], float]:
+def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool
+                 ) -> tuple[list[tuple[str, str, float]], dict[str, Any], float, Score | None]:
     matchkit = [sys.executable, "-m", "matchkit"]
     key = workdir / "bench.key"
     key.unlink(missing_ok=True)
@@ -176,7 +176,7 @@ def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool) -
         out = workdir / f"{path.stem}.parquet"
         out.unlink(missing_ok=True)
         done = subprocess.run([*matchkit, "hash", str(bench.schema), str(path), "-o", str(out)], env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if done.returncode:
             raise SystemExit(f"matchkit hash failed: {done.stderr}")
         hashed.append(out)
@@ -191,7 +191,20 @@ def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool) -
         deduped = dedupe_file(hashed[0], threshold=0.01, term_frequency=not no_tf)
         pairs = list(zip(deduped.pair_left.tolist(), deduped.pair_right.tolist(), deduped.scores.tolist()))
         result = deduped  # type: ignore[assignment]
-    return [(str(a), str(b), float(s)) for a, b, s in pairs], result.stats, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    clusters = None
+    if bench.mode == "dedupe":  # what `matchkit dedupe` writes at its default threshold and clustering
+        clustered = dedupe_file(hashed[0], threshold=0.5, term_frequency=not no_tf)
+        members: dict[int, list[str]] = {}
+        for record, label in zip(clustered.record_ids.tolist(), clustered.cluster_ids.tolist()):
+            members.setdefault(label, []).append(str(record))
+        clusters = _cluster_score(members, truth_pairs(bench, inputs))
+    return [(str(a), str(b), float(s)) for a, b, s in pairs], result.stats, seconds, clusters
+
+
+def _cluster_score(members: dict[int, list[str]], truth: set[tuple[str, str]]) -> Score:
+    predicted = {_ordered(a, b) for group in members.values() for i, a in enumerate(group) for b in group[i + 1:]}
+    return Score(len(truth), len(predicted), len(predicted & truth))
 
 
 def run_splink(bench: Bench, inputs: list[Path], workdir: Path, python: str) -> tuple[list[tuple[str, str, float]],
@@ -200,7 +213,7 @@ def run_splink(bench: Bench, inputs: list[Path], workdir: Path, python: str) -> 
     command = [python, str(HERE / "peers_splink.py"), bench.splink, bench.mode, *map(str, inputs), "-o", str(out),
                "--id-column", bench.id_column]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"Splink failed on {bench.name}:\n{done.stderr[-3000:]}")
     with out.open(encoding="utf-8", newline="") as handle:
@@ -224,7 +237,7 @@ def bench_one(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     print(f"\n== {bench.name} ({bench.mode}; {', '.join(p.name for p in inputs)}; {len(truth):,} true pairs)")
     out: dict[str, Any] = {"set": bench.name, "mode": bench.mode, "true_pairs": len(truth)}
     tools: list[tuple[str, list[tuple[str, str, float]], float]] = []
-    mine, stats, seconds = run_matchkit(bench, inputs, workdir, args.no_tf)
+    mine, stats, seconds, average = run_matchkit(bench, inputs, workdir, args.no_tf)
     tools.append(("matchkit" + (" (no TF)" if args.no_tf else ""), mine, seconds))
     print(f"matchkit: {stats.get('candidates', 0):,} candidates, method {stats.get('method')}, "
           f"TF terms {list((stats.get('term_frequencies') or {}).keys())}, warnings {stats.get('warnings', [])}")
@@ -240,8 +253,11 @@ def bench_one(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                "best_threshold": threshold, "best_f1": top.f1}
         if dedupe:
             clusters = score_clusters(pairs, truth, 0.5, ids)
-            print(f"  {'':<20} {'':8}  clusters at 0.5: {clusters.line()}")
+            print(f"  {'':<20} {'':8}  clusters (components) at 0.5: {clusters.line()}")
             row.update(cluster_p=clusters.precision, cluster_r=clusters.recall, cluster_f1=clusters.f1)
+            if name.startswith("matchkit") and average is not None:
+                print(f"  {'':<20} {'':8}  clusters (average linkage, `matchkit dedupe`): {average.line()}")
+                row.update(average_p=average.precision, average_r=average.recall, average_f1=average.f1)
         out[name] = row
     return out
 

@@ -27,11 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "when the plain fallback scores)")
     parser.add_argument("--pairs", metavar="PAIRS.csv", default=None,
                         help="also write the joined pairs left_id,right_id,score (each pair once)")
-    parser.add_argument("--strict-clusters", action="store_true",
-                        help="cut weak links that alone join two groups (below --bridge-score and confirmed by "
-                        "no third record) before taking clusters")
-    parser.add_argument("--bridge-score", type=float, default=0.99, metavar="S",
-                        help="with --strict-clusters: links scoring at least S are never cut (default 0.99)")
+    parser.add_argument("--clusters", choices=("average", "components"), default="average",
+                        help="average (default): join two clusters when a pair scores at least the threshold and "
+                        "so does the average of all scored pairs between them; components: every pair at or above "
+                        "the threshold joins (chains: A-B and B-C join A and C)")
     parser.add_argument("--method", choices=("auto", "em", "threshold"), default="auto",
                         help="as for 'matchkit link'")
     parser.add_argument("--no-tf", action="store_true",
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from matchkit.link.dedupe import dedupe_file
 
     result = dedupe_file(args.hashed, args.output, threshold=args.threshold, pairs_path=args.pairs,
-                         method=args.method, strict=args.strict_clusters, bridge_score=args.bridge_score,
+                         method=args.method, clusters=args.clusters,
                          max_block_size=args.max_block_size, term_frequency=not args.no_tf, progress=progress)
     stats = result.stats
     print(f"records: {stats['records']:,}")
@@ -70,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
               + (" (EM could not be trusted on this file)" if "em" in stats else ""))
     for warning in stats.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
-    cut = f"; {stats['bridges_cut']:,} weak bridges cut" if "bridges_cut" in stats else ""
-    print(f"links: {stats['links']:,} at score >= {stats['threshold']}{cut}")
-    print(f"clusters: {stats['clusters']:,} ({stats['records_in_clusters_of_two_or_more']:,} records in clusters of "
+    print(f"links: {stats['links']:,} at score >= {stats['threshold']}")
+    print(f"clusters ({stats['clustering']}): {stats['clusters']:,} ({stats['records_in_clusters_of_two_or_more']:,} records in clusters of "
           f"two or more; largest {stats['largest_cluster']:,})")
     print(f"wrote {result.output}" + (f" and {args.pairs}" if args.pairs else ""))
     if args.stats:

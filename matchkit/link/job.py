@@ -65,6 +65,7 @@ class FieldPlan:
     name: str
     exact: str | None  # token column
     bloom: str | None  # Bloom-filter column
+    type: str = ""  # the field's type in the schema (name, text, date, number, id)
 
     @property
     def n_levels(self) -> int:
@@ -111,7 +112,7 @@ def plan_fields(left: HashedFile, right: HashedFile) -> list[FieldPlan]:
                 f"{right.path.name} ({_describe(other)}); hash both sides with the same schema")
         encodings = spec.get("encodings", [])
         plans.append(FieldPlan(name, f"{name}_tok" if "exact" in encodings else None,
-                               f"{name}_bf" if "bloom" in encodings else None))
+                               f"{name}_bf" if "bloom" in encodings else None, str(spec.get("type", ""))))
     if not plans:
         raise IncompatibleFilesError(f"{left.path.name} and {right.path.name} have no field in common")
     return plans
@@ -457,12 +458,12 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
 
 def model_repeats(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,
                   stats: dict[str, Any] | None = None, *, seed: int = 0) -> dict[str, list[str]]:
-    """Fields that repeat others (:mod:`matchkit.link.repeats`): found from the exact tokens, their repeated
+    """Name fields that repeat others (:mod:`matchkit.link.repeats`): found from the exact tokens, their repeated
     fields' levels masked in ``levels`` (in place) where they agree, and a warning in ``stats``."""
     from matchkit.link import repeats as repeated
 
-    found = repeated.repeated_fields([(plan.name, plan.exact) for plan in plans if plan.exact], left, right,
-                                     seed=seed)
+    found = repeated.repeated_fields([(plan.name, plan.exact) for plan in plans if plan.exact and plan.type == "name"],
+                                     left, right, seed=seed)
     if found:
         masked = repeated.mask_repeated(levels, {plan.name: i for i, plan in enumerate(plans)},
                                         [plan.n_levels - 1 for plan in plans], found)

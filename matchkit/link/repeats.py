@@ -10,12 +10,17 @@ field *B* breaks that twice:
   random pairs, in matches and non-matches alike, and EM reads that as matches: the issue-17 run called 97 % of
   one session's pairs matches.
 
-*A repeats B* is measured, not declared: among random pairs, ``P(B agrees | A agrees) >= IMPLIED`` (0.9), computed
-exactly from the exact tokens' counts on both sides (``sum_(a,b) p_left(a,b) p_right(a,b) / sum_a p_left(a)
+*A repeats B* is measured, not declared: among random pairs where both records hold B, ``P(B agrees | A agrees)
+>= IMPLIED`` (0.9), computed exactly from the exact tokens' counts on both sides (``sum_(a,b) p_left(a,b) p_right(a,b) / sum_a p_left(a)
 p_right(a)``, over at most :data:`SAMPLE_RECORDS` records a side). Then (:func:`mask_repeated`) B's level is set
 to *missing* for every pair where A agrees exactly (B's agreement there is already in A's weight; where A does not
 agree, B still counts), and A is left out of every EM session whose pass blocks on B. Both are reported as warnings
 in the run's statistics.
+
+Only **name fields** are examined (a full name beside its parts, a "first and surname" column beside both): in
+data with many duplicates, agreement on any rare value (a postcode) comes mostly from matches, which agree on
+everything, so the same test would call every rare field a repeat of every other one. Between names the test is
+structural: a full name is shared by people who share its parts.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def _agreement(left: tuple[np.ndarray, np.ndarray], right: tuple[np.ndarray, np.
 
 def repeated_fields(fields: Sequence[tuple[str, str]], left: TokenFrame, right: TokenFrame, *,
                     seed: int = 0) -> dict[str, list[str]]:
-    """``{A: [B, ...]}`` for every field A (``(name, exact token column)`` pairs) that repeats other fields B."""
+    """``{A: [B, ...]}`` for every field A (``(name, exact token column)`` pairs, the name fields of the files)
+    that repeats other fields B."""
     if len(fields) < 2:
         return {}
     left_rows, right_rows = _sample(len(left), seed), _sample(len(right), seed + 1)
@@ -73,8 +79,11 @@ def repeated_fields(fields: Sequence[tuple[str, str]], left: TokenFrame, right: 
             if b == a:
                 continue
             (blk, blv), (brk, brv) = keys[b]
+            present = _agreement((alk, alv & blv), (ark, arv & brv))  # A agrees and B has values on both sides
+            if present < MIN_AGREEING:
+                continue
             both = _agreement((mix_keys(alk, blk), alv & blv), (mix_keys(ark, brk), arv & brv))
-            if both / alone[a] >= IMPLIED:
+            if both / present >= IMPLIED:
                 implied.add((a, b))
     found: dict[str, list[str]] = {}
     for a, b in sorted(implied, key=lambda pair: (order.index(pair[0]), order.index(pair[1]))):

@@ -85,10 +85,11 @@ def repeated_fields(fields: Sequence[tuple[str, str]], left: TokenFrame, right: 
             both = _agreement((mix_keys(alk, blk), alv & blv), (mix_keys(ark, brk), arv & brv))
             if both / present >= IMPLIED:
                 implied.add((a, b))
+    distinct = {name: len(np.unique(np.concatenate([k[0][0][k[0][1]], k[1][0][k[1][1]]]))) for name, k in keys.items()}
     found: dict[str, list[str]] = {}
     for a, b in sorted(implied, key=lambda pair: (order.index(pair[0]), order.index(pair[1]))):
-        if (b, a) in implied and order.index(b) < order.index(a):
-            continue  # two fields that repeat each other (one column twice): counted once, in the first
+        if (b, a) in implied and (distinct[b], -order.index(b)) > (distinct[a], -order.index(a)):
+            continue  # two fields that repeat each other: counted once, in the one with more values (or the first)
         found.setdefault(a, []).append(b)
     return found
 

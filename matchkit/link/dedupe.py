@@ -103,9 +103,10 @@ def average_link_clusters(count: int, left: np.ndarray, right: np.ndarray, score
     needs the two groups to agree on the whole. Pairs never scored (not candidates) do not count either way.
     Labels are the smallest record of each cluster."""
     strong = scores >= threshold
-    linked = np.zeros(count, dtype=bool)
-    linked[left[strong]] = linked[right[strong]] = True
-    relevant = linked[left] & linked[right]  # a record with no pair above the threshold is a cluster of one
+    # merges only ever happen inside a connected component of the pairs at or above the threshold: a pair across
+    # two components (or touching a record with no such pair) can never enter an average that is compared
+    component = connected_components(count, left[strong], right[strong])
+    relevant = component[left] == component[right]
     left, right, scores = left[relevant], right[relevant], scores[relevant]
     parent = list(range(count))
     size = [1] * count

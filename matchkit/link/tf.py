@@ -155,22 +155,23 @@ def adjustments(tables: Sequence[TermFrequencies], field_index: Mapping[str, int
     agrees is adjusted as a whole and its fields' own terms are then skipped for that pair.
     """
     total = np.zeros(len(lpos), dtype=np.float64)
-    covered = np.zeros((len(lpos), levels.shape[1]), dtype=bool) if any(t.term.is_group for t in tables) else None
+    grouped = {field_index[name] for t in tables if t.term.is_group for name in t.term.fields}
+    covered = {column: np.zeros(len(lpos), dtype=bool) for column in grouped}  # only the grouped fields' columns
     ordered = sorted(tables, key=lambda table: not table.term.is_group)  # groups first
     for table in ordered:
         columns = [field_index[name] for name in table.term.fields]
         agree = np.ones(len(lpos), dtype=bool)
         for column in columns:
             agree &= levels[:, column] == top_levels[column]
-        if covered is not None and not table.term.is_group:
-            agree &= ~covered[:, columns[0]]
+        if not table.term.is_group and columns[0] in covered:
+            agree &= ~covered[columns[0]]
         at = np.flatnonzero(agree)
         left_codes, right_codes = table.left_codes[lpos[at]], table.right_codes[rpos[at]]
         same = (left_codes == right_codes) & (left_codes >= 0)
         at, codes = at[same], left_codes[same]
         base = float(sum(model_log_u[column] for column in columns))
         total[at] += base - table.log_u[codes]
-        if covered is not None and table.term.is_group:
+        if table.term.is_group:
             for column in columns:
-                covered[at, column] = True
+                covered[column][at] = True
     return total

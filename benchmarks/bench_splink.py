@@ -11,7 +11,7 @@ Sets (read from ../shared/external/linkage/, never copied into the repository; `
     historical_50k-full    dedupe with `full_name` beside first name and surname (a field that repeats others)
 
 matchkit: `matchkit key new`, `matchkit hash` (CLI, subprocesses) with configs/schemas/febrl.toml or
-benchmarks/schemas/*.toml, then `matchkit.link.job.link_files` / `matchkit.link.dedupe.dedupe_file` in process at a
+benchmarks/schemas/*.toml, then `matchkit.jobs.link.link_files` / `matchkit.jobs.dedupe.dedupe_file` in process at a
 threshold of 0.01, so every pair scored >= 0.01 is kept with its score; Splink (benchmarks/peers_splink.py,
 `--splink-python`) writes its pairs scored >= 0.01 too. Both are then cut at the same thresholds here:
 pairwise precision / recall / F1 of the pairs scoring >= 0.5 (and of the best threshold of each tool, an oracle
@@ -35,9 +35,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matchkit.link.stats import DedupeStats, LinkStats
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -164,7 +167,7 @@ def score_clusters(pairs: list[tuple[str, str, float]], truth: set[tuple[str, st
 
 
 def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool
-                 ) -> tuple[list[tuple[str, str, float]], dict[str, Any], float, Score | None]:
+                 ) -> tuple[list[tuple[str, str, float]], LinkStats | DedupeStats, float, Score | None]:
     matchkit = [sys.executable, "-m", "matchkit"]
     key = workdir / "bench.key"
     key.unlink(missing_ok=True)
@@ -181,16 +184,17 @@ def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool
             raise SystemExit(f"matchkit hash failed: {done.stderr}")
         hashed.append(out)
     if bench.mode == "link":
-        from matchkit.link.job import link_files
+        from matchkit.jobs.link import link_files
 
         result = link_files(hashed[0], hashed[1], threshold=0.01, term_frequency=not no_tf)
         pairs = list(zip(result.left_ids.tolist(), result.right_ids.tolist(), result.scores.tolist()))
+        stats: LinkStats | DedupeStats = result.stats
     else:
-        from matchkit.link.dedupe import dedupe_file
+        from matchkit.jobs.dedupe import dedupe_file
 
         deduped = dedupe_file(hashed[0], threshold=0.01, term_frequency=not no_tf)
         pairs = list(zip(deduped.pair_left.tolist(), deduped.pair_right.tolist(), deduped.scores.tolist()))
-        result = deduped  # type: ignore[assignment]
+        stats = deduped.stats
     seconds = time.perf_counter() - started
     clusters = None
     if bench.mode == "dedupe":  # what `matchkit dedupe` writes at its default threshold and clustering
@@ -199,7 +203,7 @@ def run_matchkit(bench: Bench, inputs: list[Path], workdir: Path, no_tf: bool
         for record, label in zip(clustered.record_ids.tolist(), clustered.cluster_ids.tolist()):
             members.setdefault(label, []).append(str(record))
         clusters = _cluster_score(members, truth_pairs(bench, inputs))
-    return [(str(a), str(b), float(s)) for a, b, s in pairs], result.stats, seconds, clusters
+    return [(str(a), str(b), float(s)) for a, b, s in pairs], stats, seconds, clusters
 
 
 def _cluster_score(members: dict[int, list[str]], truth: set[tuple[str, str]]) -> Score:
@@ -239,8 +243,8 @@ def bench_one(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     tools: list[tuple[str, list[tuple[str, str, float]], float]] = []
     mine, stats, seconds, average = run_matchkit(bench, inputs, workdir, args.no_tf)
     tools.append(("matchkit" + (" (no TF)" if args.no_tf else ""), mine, seconds))
-    print(f"matchkit: {stats.get('candidates', 0):,} candidates, method {stats.get('method')}, "
-          f"TF terms {list((stats.get('term_frequencies') or {}).keys())}, warnings {stats.get('warnings', [])}")
+    print(f"matchkit: {stats.candidates:,} candidates, method {stats.method}, "
+          f"TF terms {list((stats.term_frequencies or {}).keys())}, warnings {stats.warnings}")
     if args.splink_python:
         theirs, seconds = run_splink(bench, inputs, workdir, args.splink_python)
         tools.append(("splink", theirs, seconds))

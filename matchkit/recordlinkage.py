@@ -48,29 +48,30 @@ def _recordlinkage_base() -> Any:
 def read_hashed(path: str | Path) -> pd.DataFrame:
     """A hashed linkage file as a DataFrame indexed by record id (the schema's ``record_id``, else the input line
     number ``_line``): one column per exact token (bytes), Bloom filter (bytes) and blocking key (nullable Int64).
-    The file's digest is checked on opening (:func:`matchkit.io.hashed.open_hashed`); the manifest is in
-    ``frame.attrs["matchkit_manifest"]``."""
+    The file's digest is checked on opening (:func:`matchkit.io.hashed.reader.open_hashed`); the manifest, as its
+    JSON object (:meth:`matchkit.io.hashed.format.Manifest.to_json`), is in ``frame.attrs["matchkit_manifest"]``."""
     import pandas as pd
     import pyarrow as pa
 
-    from matchkit.io.hashed import open_hashed
+    from matchkit.io.hashed.format import LINE_COLUMN
+    from matchkit.io.hashed.reader import open_hashed
 
     hashed = open_hashed(path)
     manifest = hashed.manifest
-    if manifest.get("kind") != "link":
+    if manifest.linkage is None:
         raise ManifestError("is not a linkage file: read_hashed takes files hashed with a linkage schema "
                             "(kind = \"link\")", path=hashed.path)
     table = hashed.read()
-    index_column = manifest.get("record_id") or "_line"
+    index_column = manifest.linkage.record_id or LINE_COLUMN
 
     def types(kind: pa.DataType) -> Any:
         return pd.Int64Dtype() if pa.types.is_int64(kind) else None  # 64-bit keys exact, nulls kept
 
     frame = table.to_pandas(types_mapper=types)
     frame = frame.set_index(index_column)
-    if index_column != "_line" and "_line" in frame.columns:
-        frame = frame.drop(columns="_line")
-    frame.attrs["matchkit_manifest"] = manifest
+    if index_column != LINE_COLUMN and LINE_COLUMN in frame.columns:
+        frame = frame.drop(columns=LINE_COLUMN)
+    frame.attrs["matchkit_manifest"] = manifest.to_json()  # plain JSON data: pandas copies attrs deeply
     return frame
 
 
@@ -78,7 +79,7 @@ def _tokens(series: pd.Series) -> Any:
     """A column of the DataFrame as matchkit's flat token form."""
     import pyarrow as pa
 
-    from matchkit.link.tokens import arrow_tokens
+    from matchkit.link.token_columns import arrow_tokens
 
     return arrow_tokens(pa.array(series.array if hasattr(series, "array") else series, from_pandas=True))
 
@@ -111,6 +112,8 @@ def _build_classes() -> dict[str, type]:
     base = _recordlinkage_base()
     import pandas as pd
 
+    from matchkit.io.hashed.format import bloom_column, token_column
+
     class HashedBlock(base.BaseIndexAlgorithm):  # type: ignore[misc, name-defined]
         """Candidate pairs of one of the files' ``[[blocking]]`` passes: records sharing the pass's keyed blocking
         key (column ``_blk_<pass_name>``). A key held by more than ``max_block_size`` right-hand records is
@@ -118,10 +121,11 @@ def _build_classes() -> dict[str, type]:
 
         def __init__(self, pass_name: str, max_block_size: int | None = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
+            from matchkit.io.hashed.format import blocking_column
             from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
 
             self.pass_name = pass_name
-            self.column = f"_blk_{pass_name}"
+            self.column = blocking_column(pass_name)
             self.max_block_size = DEFAULT_MAX_BLOCK_SIZE if max_block_size is None else max_block_size
 
         def __repr__(self) -> str:
@@ -136,7 +140,7 @@ def _build_classes() -> dict[str, type]:
 
         def _link_index(self, df_a: pd.DataFrame, df_b: pd.DataFrame) -> pd.MultiIndex:
             from matchkit.link.blocking import BlockingPass, block_pass, sorted_unique
-            from matchkit.link.tokens import TokenFrame
+            from matchkit.link.token_columns import TokenFrame
 
             left = TokenFrame.from_columns(len(df_a), {self.column: self._keys(df_a)})
             right = TokenFrame.from_columns(len(df_b), {self.column: self._keys(df_b)})
@@ -160,7 +164,7 @@ def _build_classes() -> dict[str, type]:
         description = "Equality of keyed exact tokens."
 
         def __init__(self, field: str, label: str | None = None, missing_value: float = 0.0) -> None:
-            column = f"{field}_tok"
+            column = token_column(field)
             super().__init__(column, column, label=label or field)
             self.missing_value = missing_value
 
@@ -176,7 +180,7 @@ def _build_classes() -> dict[str, type]:
 
         def __init__(self, field: str, threshold: float | None = None, label: str | None = None,
                      missing_value: float = 0.0) -> None:
-            column = f"{field}_bf"
+            column = bloom_column(field)
             super().__init__(column, column, label=label or field)
             self.threshold = threshold
             self.missing_value = missing_value

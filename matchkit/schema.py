@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matchkit import settings
 from matchkit.errors import SchemaError
 
 COLUMN_TYPES = frozenset(
@@ -153,7 +154,7 @@ def fold_header(header: str) -> str:
 
 def configs_dir() -> Path:
     """The configuration folder: ``MATCHKIT_CONFIG_DIR``, else ``configs/`` beside the package (source checkout)."""
-    override = os.environ.get("MATCHKIT_CONFIG_DIR")
+    override = settings.config_dir()
     if override:
         return Path(override)
     return Path(__file__).resolve().parents[1] / "configs"

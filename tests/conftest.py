@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from matchkit.keys import SharedKey, new_key, write_key
 from matchkit.normalize.ids import check_char
+from matchkit.security.keys import SharedKey, new_key, write_key
 
 REPO = Path(__file__).resolve().parents[1]
 

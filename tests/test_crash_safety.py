@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from matchkit.errors import ManifestError
-from matchkit.io.hashed import open_hashed
-from matchkit.keys import load_key, new_key, write_key
-from matchkit.pipeline import hash_file
+from matchkit.io.hashed.reader import open_hashed
+from matchkit.jobs.hash import hash_file
+from matchkit.security.keys import load_key, new_key, write_key
 from tests.conftest import REPO, make_id
 
 ROWS = 300_000

@@ -1,4 +1,4 @@
-"""`matchkit dedupe` and ``matchkit.link.dedupe``: clustering functions against references (hypothesis), the chain
+"""`matchkit dedupe`, ``matchkit.jobs.dedupe`` and ``matchkit.link.dedupe``: clustering functions against references (hypothesis), the chain
 that average linkage refuses, and the command end to end on a made-up FEBRL-like file with known duplicates:
 output, quality, library call, refusals by file name, and no raw value in anything it writes."""
 
@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matchkit.keys import new_key, write_key
-from matchkit.link.dedupe import average_link_clusters, connected_components, dedupe_file, number_clusters
+from matchkit.jobs.dedupe import dedupe_file
+from matchkit.link.dedupe import average_link_clusters, connected_components, number_clusters
+from matchkit.security.keys import new_key, write_key
 from tests.test_link_job import (
     FEBRL,
     artefact_texts,
@@ -167,7 +168,7 @@ def test_library_call_matches_the_command(dup, tmp_path):
     assert (tmp_path / "c.csv").read_bytes() == (dup["folder"] / "clusters.csv").read_bytes()
     assert result.clusters == len(set(result.cluster_ids.tolist()))
     components = dedupe_file(dup["folder"] / "people.parquet", clusters="components")
-    assert components.stats["clustering"] == "components"
+    assert components.stats.clustering == "components"
 
 
 def test_dedupe_refusals(dup, tmp_path):

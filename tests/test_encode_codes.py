@@ -87,8 +87,8 @@ def check_like_pandas(values: Sequence[Any] | np.ndarray) -> None:
 @example(["nan", NAN, "None", None])
 def test_text_like_pandas(values: list[Any]) -> None:
     # pandas 2's object hashtable compares texts as C strings, so "a" and "a\x00b" are one value there (pandas 3
-    # keeps them apart, as factorize does); pandas 2 is a supported version, and the test extra's recordlinkage
-    # requires it, so under pandas 2 texts with a NUL are checked against a plain dict instead
+    # keeps them apart, as factorize does); pandas 2 is a supported version (pandas>=2.1; the recordlinkage extra
+    # requires it), so under pandas 2 texts with a NUL are checked against a plain dict instead
     if PANDAS_MAJOR < 3 and any(isinstance(v, str) and "\x00" in v for v in values):
         codes, distinct = factorize(values)
         first: dict[str, int] = {}

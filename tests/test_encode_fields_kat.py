@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from matchkit.encode.fields import BloomEncoder, blocking_tokens, exact_tokens
-from matchkit.encode.link_table import LinkTableEncoder
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.fields_table import LinkTableEncoder
+from matchkit.encode.person import Encoder
 from matchkit.io.readers import Chunk
-from matchkit.keys import SharedKey
 from matchkit.schema import load_schema
+from matchkit.security.keys import SharedKey
 
 KAT_KEY = SharedKey("mk-kat", bytes(range(32)))
 PURPOSE = "febrl-linkage"

@@ -15,12 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matchkit.errors import SchemaError
-from matchkit.keys import new_key, write_key
+from matchkit.errors import ManifestError, SchemaError
+from matchkit.io.hashed.format import FieldSpec, Manifest, TermFrequencySpec
 from matchkit.link.repeats import mask_repeated, repeated_fields
 from matchkit.link.tf import TfTerm, adjustments, declared_terms, term_frequencies
-from matchkit.link.tokens import ScalarTokens, TokenFrame
+from matchkit.link.token_columns import ScalarTokens, TokenFrame
 from matchkit.schema import parse_schema
+from matchkit.security.keys import new_key, write_key
 from tests.test_link_job import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,14 +160,14 @@ def test_adjustment_averages_out_under_chance(values):
 
 
 def test_declared_terms_defaults_and_overrides():
-    fields = {"first_name": {"type": "name", "encodings": ["exact", "bloom"]},
-              "surname": {"type": "name", "encodings": ["exact", "bloom"]},
-              "city": {"type": "text", "encodings": ["exact"]},
-              "dob": {"type": "date", "encodings": ["exact", "bloom"]},
-              "code": {"type": "id", "encodings": ["bloom"]}}
+    fields = {"first_name": FieldSpec("name", ("exact", "bloom")),
+              "surname": FieldSpec("name", ("exact", "bloom")),
+              "city": FieldSpec("text", ("exact",)),
+              "dob": FieldSpec("date", ("exact", "bloom")),
+              "code": FieldSpec("id", ("bloom",))}
     compared = list(fields)
     assert [t.name for t in declared_terms(fields, None, compared)] == ["first_name", "surname", "city"]
-    declared = {"fields": {"city": False, "dob": True}, "groups": {"full": ["first_name", "surname"]}}
+    declared = TermFrequencySpec({"city": False, "dob": True}, {"full": ("first_name", "surname")})
     terms = declared_terms(fields, declared, compared)
     assert [(t.name, t.fields) for t in terms] == [("first_name", ("first_name",)), ("surname", ("surname",)),
                                                    ("dob", ("dob",)), ("full", ("first_name", "surname"))]
@@ -316,12 +317,38 @@ def test_schema_can_turn_tf_off(common_name):
 
 
 def test_manifest_records_only_a_declaration(common_name):
-    from matchkit.io.hashed import open_hashed
+    from matchkit.io.hashed.reader import open_hashed
 
     folder = common_name["folder"]
-    assert "term_frequencies" not in open_hashed(folder / "left_default.parquet").manifest
-    assert open_hashed(folder / "left_grouped.parquet").manifest["term_frequencies"] == {
-        "fields": {}, "groups": {"full_name": ["first_name", "surname"]}}
+    default = open_hashed(folder / "left_default.parquet").manifest
+    assert default.linkage is not None and default.linkage.term_frequencies is None
+    assert "term_frequencies" not in default.to_json()
+    grouped = open_hashed(folder / "left_grouped.parquet").manifest
+    assert grouped.linkage is not None
+    assert grouped.linkage.term_frequencies == TermFrequencySpec({}, {"full_name": ("first_name", "surname")})
+    assert grouped.to_json()["term_frequencies"] == {"fields": {}, "groups": {"full_name": ["first_name", "surname"]}}
+    off = open_hashed(folder / "left_none.parquet").manifest
+    assert off.linkage is not None and off.linkage.term_frequencies is not None
+    assert off.linkage.term_frequencies.fields == {"first_name": False, "surname": False, "city": False}
+
+
+def test_manifest_term_frequencies_round_trip_and_validation(common_name):
+    from matchkit.io.hashed.reader import open_hashed
+
+    manifest = open_hashed(common_name["folder"] / "left_grouped.parquet").manifest
+    assert Manifest.from_bytes(manifest.to_bytes(), "x.parquet") == manifest
+    for damaged, where in (
+        ({"fields": {"first_name": "yes"}, "groups": {}}, "term_frequencies.fields.first_name"),
+        ({"fields": {"nope": True}, "groups": {}}, "'nope'"),
+        ({"fields": {}, "groups": {"g": ["first_name"]}}, "term_frequencies.groups.g"),
+        ({"fields": {}, "groups": {"g": ["first_name", "nope"]}}, "term_frequencies.groups.g"),
+        ([], "term_frequencies"),
+    ):
+        body = manifest.to_json()
+        body["term_frequencies"] = damaged
+        with pytest.raises(ManifestError, match="x.parquet") as caught:
+            Manifest.from_bytes(json.dumps(body).encode(), "x.parquet")
+        assert where in str(caught.value)
 
 
 def test_refuses_files_declaring_tf_differently(common_name, tmp_path):
@@ -338,8 +365,8 @@ def test_full_name_beside_its_parts_keeps_em_sane(common_name, tmp_path, monkeyp
     the EM session blocked on the surname: that session's match share stays what it is without the column. Without
     the handling (patched out) the session sees every "Ann Lee" pair agree on the full name too and calls far more
     of its pairs matches (0.17 of them against 0.11)."""
+    from matchkit.jobs.link import link_files
     from matchkit.link import repeats
-    from matchkit.link.job import link_files
 
     folder = common_name["folder"]
     pool = [f"{name}a" for name in ("bel", "cor", "dan", "eva", "fin", "gil", "hal", "ivo", "jon", "kay", "lor",
@@ -371,12 +398,15 @@ def test_full_name_beside_its_parts_keeps_em_sane(common_name, tmp_path, monkeyp
                             tmp_path / "p.csv"])
     assert code == 0 and "warning: field 'full_name' repeats 'first_name', 'surname'" in err
     handled = link_files(tmp_path / "left_full.parquet", tmp_path / "right_full.parquet")
-    assert handled.stats["repeated_fields"]["fields"] == {"full_name": ["first_name", "surname"]}
+    assert handled.stats.repeated_fields is not None
+    assert handled.stats.repeated_fields.fields == {"full_name": ["first_name", "surname"]}
+    assert handled.stats.warnings and "repeats" in handled.stats.warnings[0]
     plain = link_files(tmp_path / "left_parts.parquet", tmp_path / "right_parts.parquet")
-    assert "repeated_fields" not in plain.stats
-    share = handled.stats["em"]["sessions"]["surname"]["match_share"]
-    assert share == pytest.approx(plain.stats["em"]["sessions"]["surname"]["match_share"], abs=0.05)
+    assert plain.stats.repeated_fields is None and not plain.stats.warnings
+    assert handled.stats.em is not None and plain.stats.em is not None
+    share = handled.stats.em.sessions["surname"].match_share
+    assert share == pytest.approx(plain.stats.em.sessions["surname"].match_share, abs=0.05)
     monkeypatch.setattr(repeats, "repeated_fields", lambda *args, **kwargs: {})
     unhandled = link_files(tmp_path / "left_full.parquet", tmp_path / "right_full.parquet")
-    assert "repeated_fields" not in unhandled.stats
-    assert unhandled.stats["em"]["sessions"]["surname"]["match_share"] > 1.3 * share  # 0.17 against 0.11
+    assert unhandled.stats.repeated_fields is None and unhandled.stats.em is not None
+    assert unhandled.stats.em.sessions["surname"].match_share > 1.3 * share  # 0.17 against 0.11

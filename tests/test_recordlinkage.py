@@ -1,6 +1,8 @@
 """``matchkit.recordlinkage``: a recordlinkage user's workflow on hashed files, end to end on FEBRL-like data
 hashed with matchkit (blocking on keyed passes, features over tokens and Bloom filters, ECM finds the links), and
-the clear message when the extra is missing."""
+the clear message when the extra is missing. recordlinkage is an optional extra that needs pandas<3: the tests that
+use it skip without it (.ci/run runs this file again in a venv with ``.[test,recordlinkage]``); reading hashed
+files and the missing-extra message are tested everywhere."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ import sys
 import numpy as np
 import pytest
 
+import matchkit.recordlinkage as hashed_rl  # HashedBlock, HashedDice, HashedExact: made on first use
 from matchkit.errors import ManifestError, MatchkitError
+from matchkit.recordlinkage import compare_features, read_hashed
 from tests.test_link_job import FEBRL, education_file, toy  # noqa: F401  (fixtures)
 
-rl = pytest.importorskip("recordlinkage")
 
-from matchkit.recordlinkage import HashedBlock, HashedDice, HashedExact, compare_features, read_hashed
+@pytest.fixture(scope="module")
+def rl():  # type: ignore[no-untyped-def]
+    return pytest.importorskip("recordlinkage")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +52,11 @@ def test_read_hashed_is_indexed_by_record_id(frames, toy):  # noqa: F811
     assert left.attrs["matchkit_manifest"]["kind"] == "link"
 
 
-def test_ecm_finds_the_links(frames, toy):  # noqa: F811
+def test_ecm_finds_the_links(rl, frames, toy):  # noqa: F811
     left, right = frames
     indexer = rl.Index()
     for name in ("ssid", "state"):
-        indexer.add(HashedBlock(name))
+        indexer.add(hashed_rl.HashedBlock(name))
     pairs = indexer.index(left, right)
     assert len(pairs) > 20 * len(toy["truth"])
     features = rl.Compare(compare_features(left)).compute(pairs, left, right)
@@ -64,10 +69,10 @@ def test_ecm_finds_the_links(frames, toy):  # noqa: F811
     assert len(found & truth) / len(truth) >= 0.9
 
 
-def test_hashed_block_matches_the_pass(frames):
+def test_hashed_block_matches_the_pass(rl, frames):
     left, right = frames
     indexer = rl.Index()
-    indexer.add(HashedBlock("ssid"))
+    indexer.add(hashed_rl.HashedBlock("ssid"))
     pairs = indexer.index(left, right)
     keys_left = left["_blk_ssid"].reindex(pairs.get_level_values(0)).to_numpy()
     keys_right = right["_blk_ssid"].reindex(pairs.get_level_values(1)).to_numpy()
@@ -77,26 +82,27 @@ def test_hashed_block_matches_the_pass(frames):
     assert len(pairs) == expected
 
 
-def test_dedup_index_is_each_pair_once(frames):
+def test_dedup_index_is_each_pair_once(rl, frames):
     left, _ = frames
     both = left.iloc[:50]
     doubled = both.copy()
     doubled.index = [f"{i}-copy" for i in doubled.index]
     one_file = __import__("pandas").concat([both, doubled])
     indexer = rl.Index()
-    indexer.add(HashedBlock("ssid"))
+    indexer.add(hashed_rl.HashedBlock("ssid"))
     pairs = indexer.index(one_file)
     assert len(pairs) == 50
     assert all(a != b for a, b in pairs)
 
 
-def test_features_by_hand(frames):
+def test_features_by_hand(rl, frames):
     left, right = frames
     index = rl.Index()
-    index.add(HashedBlock("ssid"))
+    index.add(hashed_rl.HashedBlock("ssid"))
     pairs = index.index(left, right)
-    similarity = rl.Compare([HashedDice("surname"), HashedExact("state"),
-                             HashedDice("surname", threshold=0.9, label="surname_cut")]).compute(pairs, left, right)
+    features = [hashed_rl.HashedDice("surname"), hashed_rl.HashedExact("state"),
+                hashed_rl.HashedDice("surname", threshold=0.9, label="surname_cut")]
+    similarity = rl.Compare(features).compute(pairs, left, right)
     assert ((similarity["surname"] >= 0) & (similarity["surname"] <= 1)).all()
     assert similarity["surname"].nunique() > 2  # a similarity, not a flag
     assert ((similarity["surname_cut"] == 1) == (similarity["surname"] >= 0.9)).all()
@@ -105,10 +111,10 @@ def test_features_by_hand(frames):
     assert (similarity["state"].to_numpy() == states_equal.astype(float)).all()
 
 
-def test_unknown_pass_is_named(frames):
+def test_unknown_pass_is_named(rl, frames):
     left, right = frames
     indexer = rl.Index()
-    indexer.add(HashedBlock("nope"))
+    indexer.add(hashed_rl.HashedBlock("nope"))
     with pytest.raises(MatchkitError, match="no blocking pass 'nope'.*ssid"):
         indexer.index(left, right)
 

@@ -4,12 +4,10 @@ entity, scored like `matchkit link`, and write `record_id,cluster_id`. Like link
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
+from matchkit.runtime.process import start_link_process
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
-from matchkit.workers import lean_process
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"{DEFAULT_MAX_BLOCK_SIZE})")
     parser.add_argument("--stats", metavar="STATS.json", default=None,
                         help="also write the run's statistics as JSON")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, start_process=start_link_process)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,31 +46,28 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    lean_process()
-    from matchkit.link.dedupe import dedupe_file
+    from matchkit.jobs.dedupe import dedupe_file  # numpy and pyarrow load only when a command needs them
 
     result = dedupe_file(args.hashed, args.output, threshold=args.threshold, pairs_path=args.pairs,
-                         method=args.method, clusters=args.clusters,
+                         stats_path=args.stats, method=args.method, clusters=args.clusters,
                          max_block_size=args.max_block_size, term_frequency=not args.no_tf, progress=progress)
     stats = result.stats
-    print(f"records: {stats['records']:,}")
-    print(f"candidate pairs: {stats['candidates']:,} (reduction ratio {stats['reduction_ratio']:.6f})")
-    for name, described in stats["passes"].items():
-        skipped = (f", skipped {described['skipped_keys']} frequent keys ({described['skipped_pairs']:,} pairs)"
-                   if described["skipped_keys"] else "")
-        print(f"  pass {name}: {described['candidates']:,} candidates{skipped}")
-    if stats["method"] == "em":
-        print(f"model: Fellegi-Sunter, m by EM over {len(stats['em']['sessions'])} blocking-pass sessions, u from "
-              "random pairs" + (", term-frequency adjusted" if stats.get("term_frequencies") else ""))
+    print(f"records: {stats.records:,}")
+    print(f"candidate pairs: {stats.candidates:,} (reduction ratio {stats.reduction_ratio:.6f})")
+    for name, counts in stats.passes.items():
+        skipped = (f", skipped {counts.skipped_keys} frequent keys ({counts.skipped_pairs:,} pairs)"
+                   if counts.skipped_keys else "")
+        print(f"  pass {name}: {counts.candidates:,} candidates{skipped}")
+    if stats.method == "em" and stats.em is not None:
+        print(f"model: Fellegi-Sunter, m by EM over {len(stats.em.sessions)} blocking-pass sessions, u from "
+              "random pairs" + (", term-frequency adjusted" if stats.term_frequencies else ""))
     else:
         print("model: plain threshold on mean field similarity"
-              + (" (EM could not be trusted on this file)" if "em" in stats else ""))
-    for warning in stats.get("warnings", []):
+              + (" (EM could not be trusted on this file)" if stats.em is not None else ""))
+    for warning in stats.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"links: {stats['links']:,} at score >= {stats['threshold']}")
-    print(f"clusters ({stats['clustering']}): {stats['clusters']:,} ({stats['records_in_clusters_of_two_or_more']:,} records in clusters of "
-          f"two or more; largest {stats['largest_cluster']:,})")
+    print(f"links: {stats.links:,} at score >= {stats.threshold}")
+    print(f"clusters ({stats.clustering}): {stats.clusters:,} ({stats.records_in_clusters_of_two_or_more:,} records "
+          f"in clusters of two or more; largest {stats.largest_cluster:,})")
     print(f"wrote {result.output}" + (f" and {args.pairs}" if args.pairs else ""))
-    if args.stats:
-        Path(args.stats).write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
     return 0

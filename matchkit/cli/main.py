@@ -37,13 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if hasattr(signal, "SIGPIPE") and argv is None:
+    """Run one command. Without ``argv`` this is the command's own process (the ``matchkit`` script, ``python -m
+    matchkit``): only then does it set up the process (SIGPIPE, and the command's start-up from
+    :mod:`matchkit.runtime.process`). Called with ``argv`` (tests, scripts) it leaves the caller's process as it is."""
+    own_process = argv is None
+    if hasattr(signal, "SIGPIPE") and own_process:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `matchkit … | head` ends quietly, like other tools
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    start_process = getattr(args, "start_process", None)
+    if own_process and start_process is not None:
+        start_process()
     try:
         return int(args.func(args) or 0)
     except MatchkitError as exc:

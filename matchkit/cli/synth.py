@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 NOISE_HELP = ("noise level 0..1 (default 0.3): scales traditional characters and homophones in names, full-width "
@@ -62,9 +61,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {path}")
     print(f"done in {elapsed:.1f}s", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m matchkit.synth", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

@@ -1,6 +1,6 @@
 """Deduplicate one hashed linkage file: the pairs within it, scored like ``matchkit link``, then clusters.
 
-The job is :func:`matchkit.link.job.link_files` with the file on both sides, and three differences:
+The engine is :func:`matchkit.link.engine.link_tables`' steps with the file on both sides, and three differences:
 
 - **Pairs within the file**: every blocking pass joins the file with itself; a pair is kept once, ``(i, j)`` with
   ``i < j`` in file order (a record is never its own candidate).
@@ -12,40 +12,42 @@ The job is :func:`matchkit.link.job.link_files` with the file on both sides, and
   A-C scores low, and on Splink's historical_50k one chance link after another made a cluster of 5,000 records
   (cluster F1 0.04, against 0.79 by average linkage; benchmarks/RESULTS.md).
 
-Output: ``record_id,cluster_id`` for every record of the file (a record without duplicates is a cluster of one),
-clusters numbered from 0 in the order of their first record; optionally the scored pairs (``--pairs``).
+The result: the cluster of every record of the file (a record without duplicates is a cluster of one), clusters
+numbered from 0 in the order of their first record, and the links. This module reads and writes no file: the job
+around it (opening the file, writing ``record_id,cluster_id``, the pairs and the statistics) is
+:mod:`matchkit.jobs.dedupe`.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from matchkit.errors import MatchkitError
-from matchkit.io.atomic import check_output_path, partial_file
-from matchkit.io.hashed import open_hashed
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, PassStats, block
-from matchkit.link.job import (
+from matchkit.link.engine import (
     RANDOM_PAIRS,
+    BlockingPass,
+    FieldPlan,
+    LinkSide,
     Progress,
-    _is_link_file,
-    _load,
     _score,
-    _write_csv_chunks,
+    check_method,
     comparison_rows,
     comparison_table,
-    plan_fields,
-    plan_passes,
+    default_terms,
     shares_key,
-    tf_terms,
 )
+from matchkit.link.stats import DedupeStats
+from matchkit.link.tf import TfTerm
 from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
+
+CLUSTERINGS = ("average", "components")
 
 
 @dataclass
@@ -55,8 +57,8 @@ class DedupeResult:
     pair_left: np.ndarray  # the links (i < j in file order), as record ids
     pair_right: np.ndarray
     scores: np.ndarray
-    output: Path | None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: DedupeStats
+    output: Path | None = None  # the clusters file, once the job has written it
 
     @property
     def clusters(self) -> int:
@@ -157,48 +159,43 @@ def average_link_clusters(count: int, left: np.ndarray, right: np.ndarray, score
     return smallest[labels]
 
 
-def dedupe_file(
-    path: str | Path,
-    output: str | Path | None = None,
+def check_clustering(clusters: str) -> None:
+    if clusters not in CLUSTERINGS:
+        raise MatchkitError(f"unknown clustering {clusters!r}: average or components")
+
+
+def dedupe_side(
+    side: LinkSide,
+    plans: list[FieldPlan],
+    passes: list[BlockingPass],
     *,
     threshold: float | None = None,
-    pairs_path: str | Path | None = None,
     method: str = "auto",
     clusters: str = "average",
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     random_pairs: int = RANDOM_PAIRS,
     seed: int = 0,
-    term_frequency: bool = True,
+    terms: Sequence[TfTerm] | None = None,
+    load_seconds: float = 0.0,
     progress: Progress | None = None,
 ) -> DedupeResult:
-    """Deduplicate one hashed linkage file; write ``record_id,cluster_id`` to ``output`` (CSV) if given, and the
-    links (``left_id,right_id,score``, each pair once) to ``pairs_path``. ``threshold``, ``method`` and
-    ``term_frequency`` as in :func:`matchkit.link.job.link_files`; ``clusters``: ``"average"`` (sparse average
+    """Deduplicate one loaded side (:func:`matchkit.link.engine.load_side`). ``threshold``, ``method`` and
+    ``terms`` as in :func:`matchkit.link.engine.link_tables`; ``clusters``: ``"average"`` (sparse average
     linkage) or ``"components"`` (connected components of the pairs at or above the threshold)."""
     say = progress or (lambda message: None)
-    if method not in ("auto", "em", "threshold"):
-        raise MatchkitError(f"unknown method {method!r}: auto, em or threshold")
-    if clusters not in ("average", "components"):
-        raise MatchkitError(f"unknown clustering {clusters!r}: average or components")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise MatchkitError(f"threshold must be in [0, 1], got {threshold}")
-    for target, label in ((output, "clusters output"), (pairs_path, "pairs output")):
-        if target is not None:
-            check_output_path(Path(target), label)
-    hashed = open_hashed(path)
-    _is_link_file(hashed)
-    plans = plan_fields(hashed, hashed)
-    passes = plan_passes(hashed, hashed)
-    terms = tf_terms(hashed, hashed, plans) if term_frequency else []
+    check_method(method, threshold)
+    check_clustering(clusters)
+    if terms is None:
+        terms = default_terms(plans)
     stats: dict[str, Any] = {"fields": [p.name for p in plans]}
 
     started = time.perf_counter()
-    side = _load(hashed, plans, passes)
     frame, ids = side.frame, side.ids
     rows = comparison_rows(plans, frame, frame, side.filters, side.filters)
+    side.filters = {}  # the Arrow filter columns: the rows hold a copy now
     count = len(frame)
     all_pairs = count * (count - 1) / 2
-    stats.update(records=count, load_seconds=time.perf_counter() - started)
+    stats.update(records=count, load_seconds=load_seconds + time.perf_counter() - started)
     say(f"loaded {count:,} records")
 
     started = time.perf_counter()
@@ -219,7 +216,7 @@ def dedupe_file(
     stats["compare_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
     scores, used = _score(plans, frame, frame, candidates, levels, similarities, passes, method, random_pairs, seed,
-                          stats, rows, terms=terms, all_pairs=all_pairs)
+                          stats, rows, terms=list(terms), all_pairs=all_pairs)
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
@@ -235,25 +232,4 @@ def dedupe_file(
     stats.update(clustering=clusters, cluster_seconds=time.perf_counter() - started)
     stats.update(links=len(kept_left), clusters=len(sizes), records_in_clusters_of_two_or_more=int(
         sizes[sizes >= 2].sum()), largest_cluster=int(sizes.max(initial=0)))
-    result = DedupeResult(ids, numbered, ids[kept_left], ids[kept_right], kept_scores, None, stats)
-    if pairs_path is not None:
-        _write_csv_chunks(Path(pairs_path), "pairs output", iter([(result.pair_left, result.pair_right,
-                                                                    result.scores)]))
-    if output is not None:
-        result.output = Path(output)
-        _write_clusters(result.output, ids, numbered)
-    return result
-
-
-def _write_clusters(path: Path, ids: np.ndarray, clusters: np.ndarray) -> None:
-    """``record_id,cluster_id`` CSV, written atomically."""
-    fd, temp = partial_file(path, "clusters output")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["record_id", "cluster_id"])
-            writer.writerows(zip(ids.tolist(), clusters.tolist()))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    return DedupeResult(ids, numbered, ids[kept_left], ids[kept_right], kept_scores, DedupeStats.from_record(stats))

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from matchkit.link.tf import value_keys
-from matchkit.link.tokens import TokenFrame, mix_keys
+from matchkit.link.token_columns import TokenFrame, mix_keys
 
 IMPLIED = 0.9  # P(B agrees | A agrees) among random pairs from which A is said to repeat B
 SAMPLE_RECORDS = 200_000  # records a side the agreement rates are counted on (seeded sample beyond that)

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from matchkit.errors import IncompatibleFilesError
+from matchkit.io.hashed.format import FieldSpec, LinkageLayout, TermFrequencySpec
 from matchkit.link.em import FLOOR
-from matchkit.link.tokens import ScalarTokens, TokenFrame, mix_keys
+from matchkit.link.token_columns import ScalarTokens, TokenFrame, mix_keys
 
 DEFAULT_TF_TYPES = frozenset({"name", "text"})  # skewed value distributions: where the adjustment helps
 
@@ -52,37 +52,43 @@ class TfTerm:
         return len(self.fields) > 1
 
 
-def declared_terms(manifest_fields: Mapping[str, Any], declared: Mapping[str, Any] | None,
+def declared_terms(layout_fields: Mapping[str, FieldSpec], declared: TermFrequencySpec | None,
                    compared: Sequence[str]) -> list[TfTerm]:
-    """The terms to adjust, from a file's manifest: each field of ``compared`` with an exact token whose
-    ``term_frequencies.fields`` setting is true, or, where the schema says nothing, whose type is a name or text;
-    then every declared group whose fields are all compared."""
-    declared = declared or {}
-    explicit: Mapping[str, bool] = declared.get("fields") or {}
+    """The terms to adjust, from a file's linkage layout: each field of ``compared`` with an exact token whose
+    ``tf`` setting is true, or, where the schema says nothing, whose type is a name or text; then every declared
+    group whose fields are all compared."""
+    explicit: Mapping[str, bool] = declared.fields if declared is not None else {}
+    groups: Mapping[str, tuple[str, ...]] = declared.groups if declared is not None else {}
     terms: list[TfTerm] = []
     for name in compared:
-        spec = manifest_fields.get(name) or {}
-        if "exact" not in spec.get("encodings", []):
+        spec = layout_fields.get(name)
+        if spec is None or "exact" not in spec.encodings:
             continue
         wanted = explicit.get(name)
         if wanted is None:
-            wanted = spec.get("type") in DEFAULT_TF_TYPES
+            wanted = spec.type in DEFAULT_TF_TYPES
         if wanted:
             terms.append(TfTerm(name, (name,)))
-    for group, members in (declared.get("groups") or {}).items():
-        if all(member in compared and "exact" in (manifest_fields.get(member) or {}).get("encodings", [])
+    for group, members in groups.items():
+        if all(member in compared and member in layout_fields and "exact" in layout_fields[member].encodings
                for member in members):
             terms.append(TfTerm(group, tuple(members)))
     return terms
 
 
-def check_same_declaration(left: Mapping[str, Any], right: Mapping[str, Any], left_name: str,
-                           right_name: str) -> None:
+def check_same_declaration(left: LinkageLayout, right: LinkageLayout, left_name: str, right_name: str) -> None:
     """Refuse two files whose schemas declare term frequencies differently (the model would depend on the side)."""
-    if (left.get("term_frequencies") or {}) != (right.get("term_frequencies") or {}):
+    if (left.term_frequencies or TermFrequencySpec()) != (right.term_frequencies or TermFrequencySpec()):
         raise IncompatibleFilesError(
             f"{left_name} and {right_name} declare term-frequency adjustment differently (tf / [[tf_group]] in "
             "their schemas); hash both sides with the same schema")
+
+
+def layout_terms(left: LinkageLayout, right: LinkageLayout, compared: Sequence[str],
+                 names: tuple[str, str] = ("left", "right")) -> list[TfTerm]:
+    """The term-frequency terms both files' schemas declare (or the defaults), refused when they differ."""
+    check_same_declaration(left, right, names[0], names[1])
+    return declared_terms(left.fields, left.term_frequencies, compared)
 
 
 def value_keys(frame: TokenFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,6 @@ first day of a month) and each period is complete, so a deduction missing from a
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from matchkit import settings
 from matchkit.errors import SchemaError
 
-CONFIG_DIR_ENV = "MATCHKIT_CONFIG_DIR"
+CONFIG_DIR_ENV = settings.CONFIG_DIR_ENV_VAR
 POLICY_FILE = "policy.toml"
 
 # Fields each deduction must carry (all positive numbers).
@@ -69,7 +69,7 @@ class Policy:
 
 
 def config_dir() -> Path:
-    env = os.environ.get(CONFIG_DIR_ENV)
+    env = settings.config_dir()
     if env:
         return Path(env)
     import matchkit

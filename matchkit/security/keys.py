@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from matchkit.errors import KeyFileError
+from matchkit.settings import KEY_ENV_VAR, key_file
 
 KEY_FORMAT = "matchkit-key"
 KEY_FORMAT_VERSION = 1
 SECRET_BYTES = 32
-KEY_ENV_VAR = "MATCHKIT_KEY_FILE"
 DEFAULT_PURPOSE = "iit-special-deduction"
 
 
@@ -98,7 +98,7 @@ def write_key(key: SharedKey, path: str | Path, *, overwrite: bool = False) -> P
 def load_key(path: str | Path | None = None) -> SharedKey:
     """Load a key from ``path`` or, when it is None, from the file named by ``MATCHKIT_KEY_FILE``."""
     if path is None:
-        env_path = os.environ.get(KEY_ENV_VAR)
+        env_path = key_file()
         if not env_path:
             raise KeyFileError(f"no key given: use --key KEYFILE or set {KEY_ENV_VAR} to the key file's path")
         path = env_path

@@ -1,48 +1,22 @@
-"""Worker processes for the CPU-bound encoding: how many, and how they start.
+"""The start-up of a command's own process: what ``matchkit hash`` and ``matchkit link`` do to the process they run
+in, and what every encoding worker does to itself. Never called by a library function: a library caller's process
+(and the test runner's) keeps its state.
 
-Workers come from a *fork server* (``multiprocessing`` "forkserver"): a clean process, without this process's
-threads or open files, that forks each worker. The fork server preloads the encoders, so every worker starts with
-numpy, pandas, pyarrow and ``matchkit.encode`` already imported (~0.3 s each otherwise). :func:`warm_up` starts the
-fork server early, while the calling process is still importing and reading its input, so that start-up is paid
-once and overlaps other work. Nothing secret is involved: the key reaches each worker over the pool's pipe later.
-A light module: importing it imports no data library.
+- :func:`withhold_pandas`: a ``sys.meta_path`` finder under which ``import pandas`` fails, so pyarrow takes its
+  pandas-free paths (0.15-0.2 s saved per process that never touches a pandas object);
+- :func:`keep_freed_memory`: glibc ``mallopt``, freed blocks kept for reuse;
+- :func:`start_hash_process`: also preloads the worker fork server with the encoders and starts it now, while the
+  command is still importing and reading its input (~0.3 s per worker otherwise).
+
+:func:`matchkit.cli.main.main` calls the command's start-up when it runs as the process's entry point (no ``argv``
+given); an encoding worker calls :func:`lean_process` in its initializer.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from multiprocessing.context import BaseContext
+from matchkit.runtime.workers import default_workers, pool_context
 
-WORKERS_ENV_VAR = "MATCHKIT_WORKERS"
-MAX_DEFAULT_WORKERS = 4
-PRELOAD = ["matchkit.encode.parallel"]
-
-
-def default_workers() -> int:
-    """``MATCHKIT_WORKERS`` if set, else the usable cores (at most 4)."""
-    configured = os.environ.get(WORKERS_ENV_VAR, "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, cores))
-
-
-def pool_context() -> BaseContext:
-    """The multiprocessing context encoding pools use: a fork server that preloads the encoders."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
-    return context
-
-
-def warm_up() -> None:
-    """Start the fork server now (if workers will be used), so its imports overlap the caller's own start-up."""
-    if default_workers() <= 1:
-        return
-    pool_context()
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
+PRELOAD = ["matchkit.jobs.encoding"]
 
 
 class _WithholdPandas:
@@ -108,3 +82,20 @@ def lean_process() -> None:
     pandas withheld (:func:`withhold_pandas`) and freed memory kept for reuse (:func:`keep_freed_memory`)."""
     withhold_pandas()
     keep_freed_memory()
+
+
+def start_hash_process() -> None:
+    """The ``hash`` command's process: lean (:func:`lean_process`), and the worker fork server preloaded with the
+    encoders and started now (if workers will be used), so its imports overlap the command's own start-up."""
+    lean_process()
+    if default_workers() <= 1:
+        return
+    pool_context().set_forkserver_preload(PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def start_link_process() -> None:
+    """The ``link`` command's process: numpy and pyarrow only (pyarrow would otherwise import pandas, ~0.2 s)."""
+    lean_process()

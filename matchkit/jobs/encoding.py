@@ -5,7 +5,7 @@ decodes, parses and encodes its block, so parsing runs in parallel too and line 
 Parquet are read in the parent and their chunks sent to the workers. A file of one unit is encoded in this process;
 a small pool of worker processes starts only when a second unit exists (a small file is not worth the start-up).
 A CSV file is cut into at least four blocks per worker, so the workers share it evenly and the parent writes early
-blocks while later ones are still being encoded. Workers come from a preloaded fork server (``matchkit.workers``).
+blocks while later ones are still being encoded. Workers come from a preloaded fork server (``matchkit.runtime.workers``).
 Each worker builds its own ``TableEncoder`` from the key, which travels to it over the pool's pipe, never through a
 file or an argument list. At most ``2 × workers`` units are in flight, so memory stays bounded.
 """
@@ -19,13 +19,14 @@ from typing import TypeAlias
 
 import pyarrow as pa
 
-from matchkit.encode.link_table import LinkTableEncoder
-from matchkit.encode.table import TableEncoder
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.fields_table import LinkTableEncoder
+from matchkit.encode.person import Encoder
+from matchkit.encode.person_table import TableEncoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
-from matchkit.keys import SharedKey
+from matchkit.runtime.process import lean_process
+from matchkit.runtime.workers import default_workers, pool_context
 from matchkit.schema import Schema
-from matchkit.workers import default_workers, lean_process, pool_context
+from matchkit.security.keys import SharedKey
 
 Faults = list[tuple[int, str, str]]
 Notes = dict[str, int]

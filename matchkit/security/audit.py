@@ -38,7 +38,6 @@ from typing import Any
 from matchkit import __version__
 from matchkit.errors import MatchkitError
 
-AUDIT_ENV_VAR = "MATCHKIT_AUDIT_LOG"
 AUDIT_FORMAT = "matchkit-audit"
 AUDIT_VERSION = 1
 GENESIS = "0" * 64

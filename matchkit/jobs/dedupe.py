@@ -17,7 +17,7 @@ import numpy as np
 from matchkit.io.atomic import AtomicFile, check_output_path
 from matchkit.io.hashed.format import LINE_COLUMN
 from matchkit.io.hashed.reader import open_hashed
-from matchkit.jobs.link import _linkage_layout, write_pairs_csv
+from matchkit.jobs.link import linkage_layout, write_pairs_csv
 from matchkit.link.dedupe import DedupeResult, check_clustering, dedupe_side
 from matchkit.link.engine import (
     RANDOM_PAIRS,
@@ -59,7 +59,7 @@ def dedupe_file(
         if target is not None:
             check_output_path(Path(target), label)
     hashed = open_hashed(path)
-    layout = _linkage_layout(hashed, "dedupe")
+    layout = linkage_layout(hashed, "dedupe")
     names = (hashed.path.name, hashed.path.name)
     plans = plan_fields(layout, layout, names)
     passes = plan_passes(layout, layout, names)

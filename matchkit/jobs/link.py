@@ -70,7 +70,7 @@ def link_files(
             check_output_path(Path(target), label)
     with ThreadPoolExecutor(max_workers=2) as pool:  # digest checks (hashlib, file reads) release the GIL
         left_file, right_file = pool.map(open_hashed, (left_path, right_path))
-    left_layout, right_layout = _linkage_layout(left_file), _linkage_layout(right_file)
+    left_layout, right_layout = linkage_layout(left_file), linkage_layout(right_file)
     check_compatible([left_file, right_file])
     names = (left_file.path.name, right_file.path.name)
     plans = plan_fields(left_layout, right_layout, names)
@@ -102,7 +102,8 @@ def link_files(
     return result
 
 
-def _linkage_layout(hashed: HashedFile, command: str = "link") -> LinkageLayout:
+def linkage_layout(hashed: HashedFile, command: str = "link") -> LinkageLayout:
+    """The file's linkage layout; a file hashed with a source schema is refused, naming it and ``command``."""
     if hashed.manifest.linkage is None:
         raise ManifestError(
             f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit {command}' takes files hashed with "

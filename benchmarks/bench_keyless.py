@@ -85,7 +85,7 @@ def main() -> None:
                         help="operations per core for the floor measured before and after each stage")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    from matchkit.workers import default_workers
+    from matchkit.runtime.workers import default_workers
 
     workers = args.workers or default_workers()
     work = Path(args.workdir)

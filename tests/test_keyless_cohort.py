@@ -17,13 +17,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.person import Encoder
+from matchkit.jobs.keyless import request_file, seal_file
 from matchkit.keyless.answer import answer_file
 from matchkit.keyless.common import PUBLIC_ENCODING_KEY, new_oprf_key
 from matchkit.keyless.evidence import Person
 from matchkit.keyless.opener import _probe, open_request
-from matchkit.keyless.request import request_file
-from matchkit.keyless.sealed import open_sealed, seal_file
+from matchkit.keyless.sealed import open_sealed
 from matchkit.security import oprf
 from tests.conftest import make_id
 

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
+from matchkit.jobs.keyless import request_file, seal_file
 from matchkit.keyless.answer import answer_file
 from matchkit.keyless.common import KeylessError, new_oprf_key
 from matchkit.keyless.opener import open_request
-from matchkit.keyless.request import request_file
-from matchkit.keyless.sealed import merge_tables, open_sealed, seal_file
+from matchkit.keyless.sealed import merge_tables, open_sealed
 from tests.test_privacy import sample_file
 
 

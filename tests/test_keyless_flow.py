@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.io.hashed import HashedFileWriter
+from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.keyless.request import ELEMENT_SCHEMA, REQUEST_META_KEY
 from tests.test_privacy import SOURCES, identifying_values, parquet_texts, sample_file
 
@@ -169,12 +169,11 @@ def test_answer_refusals_exit_1_and_are_logged(flows: dict, tmp_path: Path) -> N
     # a malformed element: a well-formed request file whose element is not a ristretto255 encoding
     bad = tmp_path / "bad.parquet"
     manifest = json.loads(pq.read_metadata(kl / "request.parquet").metadata[REQUEST_META_KEY])
-    manifest.pop("content_digest")
     elements = pq.read_table(kl / "request.parquet").column("element").to_pylist()
     elements[len(elements) // 2] = b"\xff" * 32
     writer = HashedFileWriter(bad, ELEMENT_SCHEMA)
     writer.write(pa.table({"element": pa.array(elements, pa.binary(32))}, schema=ELEMENT_SCHEMA))
-    writer.close(manifest, meta_key=REQUEST_META_KEY)
+    writer.close_artefact(manifest, meta_key=REQUEST_META_KEY)
     code, text = run(["answer", bad, "--oprf-key", key, "-o", tmp_path / "a2.parquet", "--audit-log", log])
     assert code == 1 and "not a valid ristretto255 encoding" in text
     # a year the key does not serve

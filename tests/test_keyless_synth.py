@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from matchkit.cli.main import main
+from matchkit.jobs.hash import hash_file
+from matchkit.jobs.keyless import request_file, seal_file
+from matchkit.jobs.verify import verify_files
 from matchkit.keyless.answer import answer_file
 from matchkit.keyless.common import new_oprf_key
 from matchkit.keyless.opener import open_request
-from matchkit.keyless.request import request_file
-from matchkit.keyless.sealed import seal_file
-from matchkit.keys import new_key
-from matchkit.pipeline import hash_file, verify_files
+from matchkit.security.keys import new_key
 
 EXTRACTS = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
 FLAG_COLUMNS = ["claim_id", "deduction", "status", "reasons", "claimed_amount", "allowed_amount", "verified_months",

@@ -7,8 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from matchkit.keys import load_key, new_key, write_key
-from matchkit.signing import (
+from matchkit.security.keys import load_key, new_key, write_key
+from matchkit.security.signing import (
     PUBLIC_KEY_FORMAT,
     SIGNING_KEY_FORMAT,
     load_public_key,
@@ -75,7 +75,7 @@ def run_new_signing(args: argparse.Namespace) -> int:
 def run_new_oprf(args: argparse.Namespace) -> int:
     from matchkit.errors import MatchkitError
     from matchkit.jobs.keyless import new_oprf_key_job
-    from matchkit.keys import DEFAULT_PURPOSE
+    from matchkit.security.keys import DEFAULT_PURPOSE
 
     first, sep, last = args.years.partition("-")
     if not sep or not first.strip().isdigit() or not last.strip().isdigit():
@@ -107,7 +107,7 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"public key  {public_key_path(args.keyfile)}")
         return 0
     if kind == "matchkit-oprf-key":
-        from matchkit.keyless.common import load_oprf_key
+        from matchkit.jobs.keyless import load_oprf_key
 
         oprf_key = load_oprf_key(args.keyfile)
         print(f"OPRF key    {oprf_key.key_id} (keyless mode; never shared)")

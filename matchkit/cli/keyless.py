@@ -6,12 +6,16 @@ Thin over :mod:`matchkit.jobs.keyless`: parse, call, print counts (never a value
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-from matchkit.cli.audit import add_audit_option, audit_log_path
+from matchkit import settings
+from matchkit.cli.audit import add_audit_option
 from matchkit.errors import MatchkitError
 
+
+def _audit_log(args: argparse.Namespace) -> str | None:
+    """``--audit-log``, else ``MATCHKIT_AUDIT_LOG`` (:mod:`matchkit.settings`), else no log."""
+    return args.audit_log or settings.audit_log() or None
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     seal = subparsers.add_parser(
@@ -34,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seal.add_argument("--sign", metavar="AGENCY.key", default=None, help="sign the table with this signing key")
     seal.add_argument("--encoding", default="auto", help="CSV text encoding (auto, utf-8, gb18030, gbk)")
     seal.add_argument("--purpose", default=None, help="override the schema's purpose label")
+    seal.add_argument("--allow-empty", action="store_true",
+                      help="accept an input with no data rows (a header only) and seal an empty table; without it "
+                      "such an input is refused (exit 1)")
     add_audit_option(seal)
     seal.set_defaults(func=run_seal)
 
@@ -48,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     request.add_argument("--encoding", default="auto")
     request.add_argument("--tax-year", type=int, default=None, metavar="YEAR",
                          help="list only the lines of this tax year (required when the claims cover several)")
+    request.add_argument("--allow-empty", action="store_true",
+                         help="accept a claims input with no data rows (a header only); without it such an input is "
+                         "refused (exit 1)")
     request.set_defaults(func=run_request)
 
     answer = subparsers.add_parser(
@@ -99,7 +109,7 @@ def run_seal(args: argparse.Namespace) -> int:
         if len(args.merge) < 2:
             raise MatchkitError("--merge needs a base table and at least one delta")
         manifest = merge_job(args.merge[0], args.merge[1:], args.output, sign=args.sign,
-                             audit_log=audit_log_path(args))
+                             audit_log=_audit_log(args))
         print(f"merged {len(args.merge) - 1} delta(s) into {args.output}: {manifest['rows']} rows "
               f"(chain of {len(manifest['chain'])} seals, key {manifest['key_fingerprint']})")
         return 0
@@ -108,7 +118,7 @@ def run_seal(args: argparse.Namespace) -> int:
                             "(or --merge BASE DELTA... -o TABLE)")
     result = seal_job(args.source, args.input, args.oprf_key, args.output, tax_year=args.tax_year,
                       rejects=args.rejects, previous=args.previous, sign=args.sign, encoding=args.encoding,
-                      purpose=args.purpose, audit_log=audit_log_path(args))
+                      purpose=args.purpose, audit_log=_audit_log(args), allow_empty=args.allow_empty)
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_sealed} sealed + {result.rows_rejected} rejected")
     kind = result.manifest["table_kind"]
     extra = f" ({result.rows_added} added or changed, {result.rows_removed} removed)" if kind == "delta" else ""
@@ -123,7 +133,7 @@ def run_request(args: argparse.Namespace) -> int:
     from matchkit.jobs.keyless import request_job
 
     result = request_job(args.claims, args.output, args.state, rejects=args.rejects, encoding=args.encoding,
-                         tax_year=args.tax_year)
+                         tax_year=args.tax_year, allow_empty=args.allow_empty)
     print(f"{args.claims}: {result.rows_in} rows in = {result.rows_listed} listed + {result.rows_rejected} rejected"
           + (f" + {result.rows_other_years} of other tax years" if result.rows_other_years else ""))
     print(f"wrote request {result.output}: {result.elements} blinded elements, purpose "
@@ -137,7 +147,7 @@ def run_answer(args: argparse.Namespace) -> int:
     from matchkit.jobs.keyless import answer_job
 
     result = answer_job(args.request, args.oprf_key, args.output, max_elements=args.max_elements,
-                        audit_log=audit_log_path(args), sign=args.sign)
+                        audit_log=_audit_log(args), sign=args.sign)
     print(f"answered request {result.request_id}: {result.elements} elements -> {result.output}")
     return 0
 
@@ -147,8 +157,8 @@ def run_open(args: argparse.Namespace) -> int:
 
     answers = _pairs(args.answer, "--answer")
     tables = _pairs(args.table, "--table")
-    trust = args.trust or os.environ.get("MATCHKIT_TRUST_DIR") or None
-    result = open_job(args.state, answers, tables, args.output, trust=trust, audit_log=audit_log_path(args))
+    trust = args.trust or settings.trust_dir() or None
+    result = open_job(args.state, answers, tables, args.output, trust=trust, audit_log=_audit_log(args))
     print(f"wrote {result.claims} ({result.claim_lines} claim lines)")
     for opened in result.sources:
         print(f"{opened.source}: opened {opened.rows_opened} of {opened.table_rows} rows -> {opened.output}")

@@ -1,1 +1,2 @@
-"""Jobs: what a user runs, as library calls over files (the CLI is thin over them)."""
+"""The jobs a user runs (hash, verify, link, dedupe, the keyless seal/request/answer/open), as library calls:
+orchestration only; the CLI is a thin layer on top."""

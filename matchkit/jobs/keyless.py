@@ -4,18 +4,111 @@ calls the library in :mod:`matchkit.keyless`, and returns its typed result."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from matchkit.keyless.answer import AnswerResult, answer_file
-from matchkit.keyless.common import KeylessError, OprfKey, load_oprf_key, new_oprf_key, write_oprf_key
-from matchkit.keyless.opener import OpenResult, open_request
-from matchkit.keyless.request import RequestResult, request_file
-from matchkit.keyless.sealed import SealResult, merge_tables, seal_file
-from matchkit.signing import load_signing_key
+import pyarrow as pa
 
-__all__ = ["answer_job", "merge_job", "new_oprf_key_job", "open_job", "request_job", "seal_job"]
+from matchkit.encode.person import ENCODING_VERSION, Encoder
+from matchkit.encode.person_table import RecordIdChecker
+from matchkit.errors import EmptyInputError, MatchkitError
+from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
+from matchkit.jobs.encoding import encode_chunks, make_table_encoder
+from matchkit.jobs.hash import _RejectsWriter
+from matchkit.keyless import request as request_lib
+from matchkit.keyless import sealed as sealed_lib
+from matchkit.keyless.answer import AnswerResult, answer_file
+from matchkit.keyless.common import (
+    PUBLIC_ENCODING_KEY,
+    KeylessError,
+    OprfKey,
+    load_oprf_key,
+    new_oprf_key,
+    write_oprf_key,
+)
+from matchkit.keyless.opener import OpenResult, open_request
+from matchkit.keyless.reading import Encoded
+from matchkit.keyless.request import RequestResult
+from matchkit.keyless.sealed import SealResult, merge_tables
+from matchkit.schema import Schema, load_schema
+from matchkit.security.signing import SigningKey, load_signing_key
+
+__all__ = ["answer_job", "encode_input", "load_oprf_key", "merge_job", "new_oprf_key_job", "open_job", "request_file", "request_job",
+           "seal_file", "seal_job"]
+
+
+def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, rejects_path: str | Path | None = None,
+                 encoding: str = "auto", workers: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                 allow_empty: bool = False) -> Encoded:
+    """Read, normalise and encode a raw input exactly as ``matchkit hash`` does (its reader, worker processes,
+    row checks and rejects file, published only when complete), under the public encoding key, in memory. An
+    input with no data rows raises ``EmptyInputError`` (nothing written) unless ``allow_empty``."""
+    if schema.kind != "source":
+        raise KeylessError(f"schema '{schema.name}' is a linkage schema; the keyless mode seals source extracts")
+    reader = RawReader(input_path, schema, encoding=encoding, chunk_rows=chunk_rows)
+    encoder = Encoder(PUBLIC_ENCODING_KEY, purpose, ENCODING_VERSION)
+    table_encoder = make_table_encoder(schema, encoder)
+    record_ids = RecordIdChecker(schema.record_id)
+    rejects = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+    parts: list[pa.Table] = []
+    rows_in = rows_rejected = 0
+    try:
+        with contextlib.closing(encode_chunks(reader, table_encoder, PUBLIC_ENCODING_KEY, purpose,
+                                              workers)) as chunks:
+            for read, (table, faults, _notes) in chunks:
+                table, repeats = record_ids.check(table)
+                all_faults = sorted(faults + repeats)
+                rows_in += read
+                rows_rejected += len(all_faults)
+                if rejects:
+                    rejects.write(all_faults)
+                if table.num_rows:
+                    parts.append(table)
+        if rows_in == 0 and not allow_empty:
+            raise EmptyInputError("no data rows (only a header, or an empty sheet or table): refused, as an empty "
+                                  "extract is usually a failed export; pass --allow-empty if it is expected",
+                                  path=input_path)
+        if rejects:
+            rejects.finish()
+            rejects.publish()
+    except BaseException:
+        if rejects:
+            rejects.abort()
+        raise
+    table = pa.concat_tables(parts) if parts else table_encoder.arrow_schema.empty_table()
+    if rows_in != table.num_rows + rows_rejected:  # pragma: no cover - an internal invariant
+        raise MatchkitError("row accounting failed (internal error): please report")
+    return Encoded(schema, purpose, table.combine_chunks(), table_encoder.arrow_schema, rows_in, rows_rejected,
+                   Path(input_path).name, reader.format, reader.encoding)
+
+
+def seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey, output: str | Path, *,
+              tax_year: int, purpose: str | None = None, rejects_path: str | Path | None = None,
+              encoding: str = "auto", previous: str | Path | None = None, signing_key: SigningKey | None = None,
+              audit_log: str | Path | None = None, workers: int | None = None, allow_empty: bool = False
+              ) -> SealResult:
+    """Seal one raw extract (:func:`matchkit.keyless.sealed.seal_file`), read as ``hash`` reads it."""
+    read = partial(encode_input, input_path=input_path, rejects_path=rejects_path, encoding=encoding,
+                   workers=workers, allow_empty=allow_empty)
+    return sealed_lib.seal_file(source, input_path, key, output, tax_year=tax_year, encode_input=read,
+                                purpose=purpose, rejects_path=rejects_path, previous=previous,
+                                signing_key=signing_key, audit_log=audit_log, workers=workers)
+
+
+def request_file(claims_input: str | Path, output: str | Path, state_path: str | Path, *,
+                 rejects_path: str | Path | None = None, encoding: str = "auto", tax_year: int | None = None,
+                 purpose: str | None = None, workers: int | None = None, allow_empty: bool = False
+                 ) -> RequestResult:
+    """List the claims as one request (:func:`matchkit.keyless.request.request_file`), read as ``hash`` reads
+    them."""
+    read = partial(encode_input, input_path=claims_input, rejects_path=rejects_path, encoding=encoding,
+                   workers=workers, allow_empty=allow_empty)
+    return request_lib.request_file(claims_input, output, state_path, encode_input=read,
+                                    claims_schema=load_schema("claims"), rejects_path=rejects_path,
+                                    tax_year=tax_year, purpose=purpose, workers=workers)
 
 
 def new_oprf_key_job(output: str | Path, *, purposes: Sequence[str], years: tuple[int, int]) -> OprfKey:
@@ -28,12 +121,13 @@ def new_oprf_key_job(output: str | Path, *, purposes: Sequence[str], years: tupl
 
 def seal_job(source: str, input_path: str | Path, oprf_key: str | Path, output: str | Path, *, tax_year: int,
              rejects: str | Path | None = None, previous: str | Path | None = None, sign: str | Path | None = None,
-             encoding: str = "auto", purpose: str | None = None, audit_log: str | Path | None = None
-             ) -> SealResult:
+             encoding: str = "auto", purpose: str | None = None, audit_log: str | Path | None = None,
+             allow_empty: bool = False) -> SealResult:
     key = load_oprf_key(oprf_key)
     signing_key = load_signing_key(sign) if sign else None
     return seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose, rejects_path=rejects,
-                     encoding=encoding, previous=previous, signing_key=signing_key, audit_log=audit_log)
+                     encoding=encoding, previous=previous, signing_key=signing_key, audit_log=audit_log,
+                     allow_empty=allow_empty)
 
 
 def merge_job(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *, sign: str | Path | None = None,
@@ -43,8 +137,9 @@ def merge_job(base: str | Path, deltas: Sequence[str | Path], output: str | Path
 
 
 def request_job(claims_input: str | Path, output: str | Path, state: str | Path, *, rejects: str | Path | None = None,
-                encoding: str = "auto", tax_year: int | None = None) -> RequestResult:
-    return request_file(claims_input, output, state, rejects_path=rejects, encoding=encoding, tax_year=tax_year)
+                encoding: str = "auto", tax_year: int | None = None, allow_empty: bool = False) -> RequestResult:
+    return request_file(claims_input, output, state, rejects_path=rejects, encoding=encoding, tax_year=tax_year,
+                        allow_empty=allow_empty)
 
 
 def answer_job(request: str | Path, oprf_key: str | Path, output: str | Path, *, max_elements: int | None = None,

@@ -20,7 +20,6 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import stat
 import struct
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from matchkit.errors import KeyFileError, MatchkitError
-from matchkit.keys import DEFAULT_PURPOSE, SharedKey, read_key_file
+from matchkit.io.atomic import AtomicFile
 from matchkit.security import oprf
+from matchkit.security.keys import DEFAULT_PURPOSE, SharedKey, read_key_file
 
 OPRF_KEY_FORMAT = "matchkit-oprf-key"
 OPRF_KEY_VERSION = 1
@@ -178,28 +178,20 @@ def xor(a: bytes, b: bytes) -> bytes:
 
 # --- files --------------------------------------------------------------------------------------------------------
 def write_private(target: Path, data: bytes, *, label: str, error: type[MatchkitError] = KeylessError) -> None:
-    """Create ``target`` with mode 0600 (never overwriting), write ``data`` to a temp file first."""
+    """Create ``target`` with mode 0600 (never overwriting), through the one atomic writer (a temp file beside it,
+    ``fsync``, then renamed into place; an OS fault is an ``OutputFileError`` naming the file)."""
     if target.exists():
         raise error(f"refusing to overwrite an existing {label}", path=target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise error(f"{label} folder does not exist", path=folder)
-    temp = folder / f".{target.name}.{secrets.token_hex(4)}.partial"
+    private = AtomicFile(target, label, error, mode=0o600)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise error(f"cannot create {label} ({exc.strerror})", path=target) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with private.writing():
+            private.handle.write(data)
+        private.finish()
         if target.exists():
             raise error(f"refusing to overwrite an existing {label}", path=target)
-        os.replace(temp, target)
+        private.publish()
     except BaseException:
-        temp.unlink(missing_ok=True)
+        private.abort()
         raise
 
 
@@ -221,9 +213,13 @@ def now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def manifest_of(path: Path, meta_key: bytes, expected_format: str, label: str) -> dict[str, Any]:
-    """The JSON manifest in a Parquet footer, refusing anything that is not the expected keyless artefact."""
+def manifest_of(path: Path, meta_key: bytes, expected_format: str, label: str, *, check_digest: bool = True
+                ) -> dict[str, Any]:
+    """The JSON manifest in a Parquet footer, refusing anything that is not the expected keyless artefact; with
+    ``check_digest`` also one whose whole-file digest (the hashed files' format-2 digest record) does not match."""
     import pyarrow.parquet as pq
+
+    from matchkit.io.hashed.reader import check_artefact_digest
 
     if not path.is_file():
         raise KeylessError(f"{label} not found", path=path)
@@ -238,4 +234,6 @@ def manifest_of(path: Path, meta_key: bytes, expected_format: str, label: str) -
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != expected_format:
         raise KeylessError(f"not a {label} (no '{expected_format}' manifest)", path=path)
+    if check_digest:
+        check_artefact_digest(path, metadata, label.split(" (")[0], KeylessError)
     return manifest

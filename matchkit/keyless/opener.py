@@ -35,10 +35,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from matchkit import __version__
-from matchkit.audit import audited
-from matchkit.encode.table import TableEncoder
-from matchkit.encode.tokens import ENCODING_VERSION, Encoder
-from matchkit.io.hashed import FILE_FORMAT, FILE_FORMAT_VERSION, HashedFileWriter
+from matchkit.encode.person import ENCODING_VERSION, Encoder
+from matchkit.encode.person_table import TableEncoder
+from matchkit.io.hashed.format import Manifest
+from matchkit.io.hashed.reader import check_artefact_signature
+from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.keyless.answer import ANSWER_FORMAT, ANSWER_META_KEY, read_elements
 from matchkit.keyless.common import (
     PUBLIC_ENCODING_KEY,
@@ -53,7 +54,8 @@ from matchkit.keyless.request import RequestState, load_state, local_int
 from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad
 from matchkit.schema import Schema, load_schema
 from matchkit.security import oprf
-from matchkit.signing import TrustStore, load_trust_dir, verify_file_signature
+from matchkit.security.audit import audited
+from matchkit.security.signing import TrustStore, load_trust_dir
 
 
 @dataclass
@@ -110,8 +112,8 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
     prepared = []
     for name, table_path in tables.items():
         if store is not None:
-            verify_file_signature(table_path, store)
-            verify_file_signature(answers[name], store)
+            check_artefact_signature(table_path, store)  # the digest: checked as each is read below
+            check_artefact_signature(answers[name], store)
         table = open_sealed(table_path)
         if table.source != name:
             raise KeylessError(f"is a sealed '{table.source}' table, given as {name}=", path=table.path)
@@ -132,17 +134,15 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
         ], workers)
         opened = _open_table(state, schema, table, derived)
         target = out / f"{name}.parquet"
-        manifest = _hashed_manifest(schema, info, fingerprint, rows=opened.num_rows)
-        manifest["keyless"] = {"table": table.path.name, "table_rows": len(table.rows), "rows_opened":
-                               opened.num_rows, "agency_key_fingerprint": table.manifest["key_fingerprint"],
-                               "chain_length": len(table.chain)}
+        manifest = _hashed_manifest(schema, info, fingerprint, rows=opened.num_rows,
+                                    input_name=f"{table.path.name} (opened)")
         _write_hashed(target, opened, manifest)
         result.sources.append(OpenedSource(name, len(table.rows), opened.num_rows, target))
     claims_schema = load_schema("claims")
-    manifest = _hashed_manifest(claims_schema, info, fingerprint, rows=state.claims.num_rows)
-    manifest.update(input_name=info["input_name"], input_format=info["input_format"],
-                    input_encoding=info["input_encoding"], rows_in=info["rows_in"],
-                    rows_rejected=info["rows_rejected"])
+    manifest = _hashed_manifest(claims_schema, info, fingerprint, rows=state.claims.num_rows,
+                                input_name=info["input_name"]).replace(
+        input_format=info["input_format"], input_encoding=info["input_encoding"], rows_in=info["rows_in"],
+        rows_rejected=info["rows_rejected"])
     _write_hashed(result.claims, state.claims, manifest)
     return result
 
@@ -311,18 +311,19 @@ def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
 
-def _hashed_manifest(schema: Schema, info: dict[str, Any], fingerprint: str, *, rows: int) -> dict[str, Any]:
-    return {
-        "format": FILE_FORMAT, "format_version": FILE_FORMAT_VERSION, "source": schema.name,
-        "schema_version": schema.version, "schema_digest": schema.digest, "encoding_version": ENCODING_VERSION,
-        "purpose": info["purpose"], "key_id": f"request-{info['request_id'][:12]}", "key_fingerprint": fingerprint,
-        "input_name": f"opened:{schema.name}", "input_format": "keyless", "input_encoding": None,
-        "rows_in": rows, "rows_hashed": rows, "rows_rejected": 0, "tax_year": info["tax_year"],
-        "tool_version": __version__, "created": now(),
-    }
+def _hashed_manifest(schema: Schema, info: dict[str, Any], fingerprint: str, *, rows: int, input_name: str
+                     ) -> Manifest:
+    """The manifest of an opened file: a format-2 hashed file under the request's own key (its id and
+    fingerprint), so that ``verify`` reads the opened files of one request together and no other file."""
+    return Manifest(
+        source=schema.name, schema_version=schema.version, schema_digest=schema.digest,
+        encoding_version=ENCODING_VERSION, purpose=info["purpose"], key_id=f"request-{info['request_id'][:12]}",
+        key_fingerprint=fingerprint, input_name=input_name, input_format="keyless", input_encoding=None,
+        rows_in=rows, rows_hashed=rows, rows_rejected=0, tool_version=__version__, created=now(),
+    )
 
 
-def _write_hashed(target: Path, table: pa.Table, manifest: dict[str, Any]) -> None:
+def _write_hashed(target: Path, table: pa.Table, manifest: Manifest) -> None:
     writer = HashedFileWriter(target, table.schema)
     try:
         writer.write(table)

@@ -29,10 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from matchkit import __version__
-from matchkit.io.hashed import HashedFileWriter
+from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.keyless.common import KeylessError, now, read_private, write_private
 from matchkit.keyless.evidence import Person, persons_of, token_columns
-from matchkit.keyless.reading import encode_input
+from matchkit.keyless.reading import EncodeInput
+from matchkit.schema import Schema
 from matchkit.security import oprf
 
 REQUEST_META_KEY = b"matchkit.request"
@@ -83,15 +84,17 @@ class RequestResult:
 
 
 def request_file(claims_input: str | Path, output: str | Path, state_path: str | Path, *,
-                 rejects_path: str | Path | None = None, encoding: str = "auto", tax_year: int | None = None,
-                 purpose: str | None = None, workers: int | None = None) -> RequestResult:
+                 encode_input: EncodeInput, claims_schema: Schema, rejects_path: str | Path | None = None,
+                 tax_year: int | None = None, purpose: str | None = None, workers: int | None = None
+                 ) -> RequestResult:
+    """List the claims of ``claims_input`` (read by ``encode_input``, which writes ``rejects_path``) as one
+    request for one tax year: :func:`matchkit.jobs.keyless.request_file` passes the hash job's reading."""
     state_target = Path(state_path)
     if state_target.exists():
         raise KeylessError("refusing to overwrite an existing request state", path=state_target)
     if Path(output).exists():
         raise KeylessError("refusing to overwrite an existing request", path=output)
-    encoded = encode_input("claims", claims_input, purpose=purpose, rejects_path=rejects_path, encoding=encoding,
-                           workers=workers)
+    encoded = encode_input(claims_schema, purpose or claims_schema.purpose)
     table = encoded.table
     years = sorted({v for v in table.column("tax_year").to_pylist() if v is not None})
     if tax_year is None:
@@ -153,7 +156,7 @@ def request_file(claims_input: str | Path, output: str | Path, state_path: str |
         try:
             writer.write(pa.table({"element": pa.array(elements, pa.binary(oprf.ELEMENT_BYTES))},
                                   schema=ELEMENT_SCHEMA))
-            manifest = writer.close(manifest, meta_key=REQUEST_META_KEY)
+            manifest = writer.close_artefact(manifest, meta_key=REQUEST_META_KEY)
         except BaseException:
             writer.abort()
             raise

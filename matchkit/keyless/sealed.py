@@ -37,9 +37,8 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from matchkit import __version__
-from matchkit.audit import audited
-from matchkit.encode.tokens import ENCODING_VERSION
-from matchkit.io.hashed import HashedFileWriter, data_digest
+from matchkit.encode.person import ENCODING_VERSION
+from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.keyless.common import (
     EvaluationKey,
     KeylessError,
@@ -48,9 +47,10 @@ from matchkit.keyless.common import (
     seal_values_many,
 )
 from matchkit.keyless.evidence import Person, persons_of, token_columns
-from matchkit.keyless.reading import encode_input
+from matchkit.keyless.reading import EncodeInput
 from matchkit.schema import Schema
-from matchkit.signing import SigningKey
+from matchkit.security.audit import audited
+from matchkit.security.signing import SigningKey
 
 SEALED_META_KEY = b"matchkit.sealed"
 SEALED_FORMAT = "matchkit-sealed"
@@ -114,13 +114,13 @@ def open_sealed(path: str | Path, *, check_digest: bool = True) -> SealedTable:
     from matchkit.keyless.common import manifest_of
 
     target = Path(path)
-    manifest = manifest_of(target, SEALED_META_KEY, SEALED_FORMAT, "sealed table (from 'matchkit seal')")
+    manifest = manifest_of(target, SEALED_META_KEY, SEALED_FORMAT, "sealed table (from 'matchkit seal')",
+                           check_digest=False)
     if manifest.get("format_version") != SEALED_FORMAT_VERSION:
         raise KeylessError(f"sealed table format version {manifest.get('format_version')!r} is not supported",
                            path=target)
-    if check_digest and data_digest(target) != manifest.get("content_digest"):
-        raise KeylessError("content does not match its manifest digest: the table was altered or truncated",
-                           path=target)
+    if check_digest:
+        manifest_of(target, SEALED_META_KEY, SEALED_FORMAT, "sealed table")
     try:
         table = pq.read_table(target)
     except Exception as exc:  # a damaged file can fail in any decoder
@@ -215,21 +215,23 @@ def seal_file(
     output: str | Path,
     *,
     tax_year: int,
+    encode_input: EncodeInput,
     purpose: str | None = None,
     rejects_path: str | Path | None = None,
-    encoding: str = "auto",
     previous: str | Path | None = None,
     signing_key: SigningKey | None = None,
     audit_log: str | Path | None = None,
     workers: int | None = None,
 ) -> SealResult:
-    """Seal one raw extract in full, or (``previous``) as the delta against a previous full or merged table."""
+    """Seal one raw extract in full, or (``previous``) as the delta against a previous full or merged table.
+    ``encode_input`` reads ``input_path`` (writing ``rejects_path``): :func:`matchkit.jobs.keyless.seal_file`
+    passes the hash job's reading."""
     with audited(audit_log, "seal") as record:
         record.add_input(input_path)
         if previous is not None:
             record.add_input(previous)
         result = _seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose,
-                            rejects_path=rejects_path, encoding=encoding, previous=previous,
+                            rejects_path=rejects_path, encode_input=encode_input, previous=previous,
                             signing_key=signing_key, workers=workers)
         record.add_output(result.output, rows=result.rows_sealed)
         record.add_output(result.rejects, rows=result.rows_rejected)
@@ -245,7 +247,7 @@ def seal_file(
 
 
 def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey, output: str | Path, *,
-               tax_year: int, purpose: str | None, rejects_path: str | Path | None, encoding: str,
+               tax_year: int, purpose: str | None, rejects_path: str | Path | None, encode_input: EncodeInput,
                previous: str | Path | None, signing_key: SigningKey | None, workers: int | None) -> SealResult:
     from matchkit.schema import load_schema
 
@@ -264,8 +266,7 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
         if prev.manifest.get("table_kind") == "delta":
             raise KeylessError("--previous must be a full or merged table (the whole previous state), not a delta;"
                                " merge the deltas first with 'matchkit seal --merge'", path=prev.path)
-    encoded = encode_input(schema, input_path, purpose=purpose, rejects_path=rejects_path, encoding=encoding,
-                           workers=workers)
+    encoded = encode_input(schema, purpose)
     table = encoded.table
     clear_names = clear_columns(encoded.arrow_schema, schema)
     clear_values = {name: table.column(name).to_pylist() for name in clear_names}
@@ -435,7 +436,7 @@ def write_sealed(output: str | Path, manifest: dict[str, Any], *, rows: list[tup
 
 def _close_sealed(writer: HashedFileWriter, manifest: dict[str, Any], signing_key: SigningKey | None
                   ) -> dict[str, Any]:
-    return writer.close(manifest, signing_key=signing_key, meta_key=SEALED_META_KEY)
+    return writer.close_artefact(manifest, signing_key=signing_key, meta_key=SEALED_META_KEY)
 
 
 def _check_same_table(other: SealedTable, schema: Schema, ekey: EvaluationKey, purpose: str, tax_year: int) -> None:

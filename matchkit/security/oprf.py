@@ -166,7 +166,7 @@ _CHUNK_ITEMS = 8192
 def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], workers: int | None = None) -> list[R]:
     """``function`` over consecutive chunks of ``items`` on every core, results in order. ``function`` must be a
     module-level function (it runs in worker processes); small batches run in this process."""
-    from matchkit.workers import default_workers, pool_context
+    from matchkit.runtime.workers import default_workers, pool_context
 
     count = len(items)
     workers = default_workers() if workers is None else workers

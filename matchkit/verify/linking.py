@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from matchkit.errors import InternalError
+from matchkit.io.hashed.format import DOB_TOKEN, ID_NEAR, ID_TOKEN, NAME_FUZZY
 from matchkit.verify.evidence import ENTITIES
-from matchkit.verify.tokens import intern_words, token_words
+from matchkit.verify.interning import intern_words, token_words
 
 Linker = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
-QUERY_COLUMNS = ("id_near", "name_fz", "dob_tok")
-PERSON_COLUMNS = ("id_tok", "id_near", "name_fz", "dob_tok")
+QUERY_COLUMNS = (ID_NEAR, NAME_FUZZY, DOB_TOKEN)
+PERSON_COLUMNS = (ID_TOKEN, *QUERY_COLUMNS)
 ENCODING_COLUMNS = QUERY_COLUMNS  # a person's encodings besides the id token
 
 

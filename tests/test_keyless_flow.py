@@ -263,3 +263,70 @@ def test_every_input_row_is_sealed_or_rejected(flows: dict) -> None:
         assert manifest["rows"] == manifest["rows_sealed"]
         hashed = json.loads(pq.read_metadata(flows["shared"] / f"{source}.parquet").metadata[b"matchkit.manifest"])
         assert (manifest["rows_sealed"], manifest["rows_rejected"]) == (hashed["rows_hashed"], hashed["rows_rejected"])
+
+
+def test_opened_files_are_format_2_hashed_files(flows: dict) -> None:
+    """What `open` writes is read by main's hashed-file reader: format 2, whole-file digest checked, a Manifest."""
+    from matchkit.io.hashed.format import FILE_FORMAT_VERSION
+    from matchkit.io.hashed.reader import open_hashed
+
+    opened = flows["kl"] / "opened"
+    for source in SOURCES:
+        hashed = open_hashed(opened / f"{source}.parquet")
+        assert hashed.digest is not None and len(hashed.digest) == 64
+        assert hashed.manifest.source == source and hashed.manifest.input_format == (
+            "keyless" if source != "claims" else "csv")
+        raw = json.loads(pq.read_metadata(opened / f"{source}.parquet").metadata[b"matchkit.manifest"])
+        assert raw["format_version"] == FILE_FORMAT_VERSION
+
+
+def _altered(source: Path, target: Path) -> Path:
+    data = bytearray(source.read_bytes())
+    data[len(data) // 3] ^= 0x01  # a byte of the data pages: the footer and its manifest still parse
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_altered_keyless_artefacts_are_refused_naming_the_file(flows: dict, tmp_path: Path) -> None:
+    kl: Path = flows["kl"]
+    run = flows["run"]
+    request = _altered(kl / "request.parquet", tmp_path / "request.parquet")
+    code, text = run(["answer", request, "--oprf-key", kl / "education.oprf", "-o", tmp_path / "a.parquet"])
+    assert code == 1 and "altered" in text and str(request) in text
+    assert not (tmp_path / "a.parquet").exists()
+    table = _altered(kl / "education.table.parquet", tmp_path / "table.parquet")
+    answer = _altered(kl / "education.answer.parquet", tmp_path / "answer.parquet")
+    for label, (t, a) in {"table": (table, kl / "education.answer.parquet"),
+                          "answer": (kl / "education.table.parquet", answer)}.items():
+        code, text = run(["open", "--state", kl / "state.zip", "--answer", f"education={a}", "--table",
+                          f"education={t}", "-o", tmp_path / f"o_{label}"])
+        assert code == 1 and "altered" in text, text
+        assert str(t if label == "table" else a) in text
+        # signed by a trusted agency, yet changed after signing: refused too
+        code, text = run(["open", "--state", kl / "state.zip", "--answer", f"education={a}", "--table",
+                          f"education={t}", "-o", tmp_path / f"s_{label}", "--trust", flows["trust"]])
+        assert code == 1, text
+
+
+def test_an_empty_extract_is_refused_unless_allowed(flows: dict, tmp_path: Path) -> None:
+    """seal and request read raw rows as hash does: a header-only input is EmptyInputError (exit 1, nothing
+    written) unless --allow-empty."""
+    kl: Path = flows["kl"]
+    run = flows["run"]
+    for source in ("education", "claims"):
+        header = sample_file(source).read_bytes().splitlines()[0]  # any encoding: the header line as it is
+        (tmp_path / f"{source}.csv").write_bytes(header + b"\n")
+    empty = tmp_path / "education.csv"
+    code, text = run(["seal", "education", empty, "--oprf-key", kl / "education.oprf", "--tax-year", "2024",
+                      "-o", tmp_path / "t.parquet", "--rejects", tmp_path / "r.csv"])
+    assert code == 1 and "no data rows" in text and "--allow-empty" in text and str(empty) in text
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "r.csv").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    code, text = run(["seal", "education", empty, "--oprf-key", kl / "education.oprf", "--tax-year", "2024",
+                      "-o", tmp_path / "t.parquet", "--rejects", tmp_path / "r.csv", "--allow-empty"])
+    assert code == 0, text
+    sealed = json.loads(pq.read_metadata(tmp_path / "t.parquet").metadata[b"matchkit.sealed"])
+    assert (sealed["rows_in"], sealed["rows"]) == (0, 0)
+    code, text = run(["request", tmp_path / "claims.csv", "-o", tmp_path / "q.parquet", "--state", tmp_path / "s"])
+    assert code == 1 and "no data rows" in text
+    assert not (tmp_path / "q.parquet").exists() and not (tmp_path / "s").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from matchkit.verify import REASON_CODES, verify_tables
 from tests.test_verify_rules import (
     civil,
     claim,
@@ -16,7 +17,6 @@ from tests.test_verify_rules import (
     codes,
     education,
     elderly,
-    fake_linker,
     household,
     illness,
     medical,
@@ -25,7 +25,6 @@ from tests.test_verify_rules import (
     only_child,
     verify,
 )
-from matchkit.verify import REASON_CODES, verify_tables
 
 
 def child_claim(cid: str, taxpayer: str, subject_id: str, name: str | None, **kw) -> dict:

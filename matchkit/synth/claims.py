@@ -32,7 +32,7 @@ from matchkit.synth.population import (
 REASON_ORDER = ("INVALID_SUBJECT_ID", "SUBJECT_NOT_FOUND", "FUZZY_MATCH", "NOT_ENROLLED", "STAGE_MISMATCH",
                 "AGE_INELIGIBLE", "SHARE_EXCEEDED", "OVER_CAP", "SUBJECT_DECEASED", "NOT_ONLY_CHILD",
                 "SIBLING_CAP_EXCEEDED", "RELATION_UNVERIFIED", "EXPENSE_BELOW_THRESHOLD",
-                "AMOUNT_EXCEEDS_EVIDENCE", "DUPLICATE_CLAIM", "SOURCE_MISSING", "AMBIGUOUS_MATCH", "NOT_IN_FORCE",
+                "AMOUNT_EXCEEDS_EVIDENCE", "DUPLICATE_CLAIM", "SOURCE_MISSING", "AMBIGUOUS_MATCH",
                 "NAME_MISMATCH")
 
 # Defect classes, their share of the defective lines, and lines per constructed case.
@@ -489,7 +489,13 @@ class ClaimBuilder:
                 break
         else:
             return None
-        guardian = self.taxpayer_for_unrelated(set(parents), older_than=int(self.pop.birth[kid]) - 20 * 365)
+        born = int(self.pop.birth[kid])
+        for _ in range(1000):  # a guardian of a parent's age: 20 to 45 years older
+            guardian = self.taxpayer_for_unrelated(set(parents), older_than=born - 20 * 365)
+            if self.pop.birth[guardian] > born - 45 * 365:
+                break
+        else:
+            return None
         self.new_ids.add(other_id)
         self.extra_people.append({"like": kid, "id": other_id, "male": int(other_id[16]) % 2 == 1,
                                   "parent": guardian, "name": name})

@@ -270,21 +270,21 @@ def exact_name_disagrees(
     named_parts: list[np.ndarray] = []
     key_parts: list[list[np.ndarray]] = [[] for _ in AGREEING_NAME_ELEMENTS]
     for name in universe:
-        for entity in ENTITIES[name]:
-            entity_codes = codes[(name, entity)]
-            start = 0
-            for batch in encodings[name].batches([f"{entity}_name_fz"]):
-                count = len(batch)
-                local = np.flatnonzero(sorted_in(entity_codes[start : start + count], wanted))
-                start += count
+        start = 0  # one pass over the extract for all its entities' names
+        for batch in encodings[name].batches([f"{entity}_name_fz" for entity in ENTITIES[name]]):
+            count = len(batch)
+            for entity in ENTITIES[name]:
+                batch_codes = codes[(name, entity)][start : start + count]
+                local = np.flatnonzero(sorted_in(batch_codes, wanted))
                 if not len(local):
                     continue
-                row_codes = entity_codes[start - count + local]
+                row_codes = batch_codes[local]
                 valid, *elements = _name_elements(take(batch[f"{entity}_name_fz"], local))
-                named_parts.append(row_codes[valid])
+                named_parts.append(np.unique(row_codes[valid]))
                 for i in range(len(AGREEING_NAME_ELEMENTS)):
                     keys, present = elements[2 * i], elements[2 * i + 1]
-                    key_parts[i].append(mix_keys(row_codes[present], keys[present]))
+                    key_parts[i].append(np.unique(mix_keys(row_codes[present], keys[present])))
+            start += count
     named = np.unique(np.concatenate(named_parts)) if named_parts else np.zeros(0, np.int64)
     agrees = np.zeros(len(subject_codes), dtype=bool)
     for i, parts in enumerate(key_parts):

@@ -7,9 +7,13 @@ code. The real encodings (pinyin, traditional characters, the default linker) ar
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from matchkit.verify import REASON_CODES, verify_tables
+from matchkit.verify.linking import FrameEncodings, exact_name_disagrees
 from tests.test_verify_rules import (
     civil,
     claim,
@@ -213,3 +217,52 @@ def test_two_lines_of_one_kind_still_duplicate() -> None:
     # degree study in two halves of the year is not a duplicate; other taxpayers never are
     halves = verify(claims_frame(degree("a", end=6), degree("b", start=7), certificate("x", "you")))
     assert set(halves.reasons) == {"SOURCE_MISSING"}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the vectorised name check against a plain reference
+
+
+@st.composite
+def name_lists(draw: st.DrawFn) -> list[int] | None:
+    return draw(st.one_of(st.none(), st.lists(st.integers(0, 4), min_size=1, max_size=4)))
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 5), name_lists()), min_size=1, max_size=12),
+    st.lists(st.tuples(st.integers(0, 5), name_lists()), max_size=12),
+    st.lists(st.tuples(st.integers(0, 5), name_lists()), max_size=6),
+)
+@settings(max_examples=150, deadline=None)
+def test_exact_name_disagrees_matches_a_plain_reference(lines, parents, children) -> None:
+    """Per line: the claim has a name, the person has at least one name in the extracts and none of them shares
+    element 0 or element 1 with the claim's (at the same position)."""
+    rows = max(len(parents), len(children))
+    parents = parents + [(-1, None)] * (rows - len(parents))
+    children = children + [(-1, None)] * (rows - len(children))
+    frame = pd.DataFrame(
+        {"parent_name_fz": [n for _, n in parents], "child_name_fz": [n for _, n in children]}, dtype=object
+    )
+    codes_by_entity = {
+        ("household", "parent"): np.array([c for c, _ in parents], dtype=np.int64),
+        ("household", "child"): np.array([c for c, _ in children], dtype=np.int64),
+    }
+    got = exact_name_disagrees(
+        pd.Series([n for _, n in lines], dtype=object),
+        np.array([c for c, _ in lines], dtype=np.int64),
+        ("household",),
+        {"household": FrameEncodings(frame)},
+        codes_by_entity,
+    )
+    held: dict[int, list[list[int]]] = {}
+    for people in (parents, children):
+        for code, names in people:
+            if code >= 0 and names:
+                held.setdefault(code, []).append(names)
+    for position, (code, names) in enumerate(lines):
+        agrees = any(
+            any(i < len(names) and i < len(other) and names[i] == other[i] for i in (0, 1))
+            for other in held.get(code, [])
+        ) if names else False
+        expected = bool(names) and code in held and not agrees
+        assert got[position] == expected

@@ -253,6 +253,7 @@ def test_exact_name_disagrees_matches_a_plain_reference(lines, parents, children
         ("household",),
         {"household": FrameEncodings(frame)},
         codes_by_entity,
+        6,
     )
     held: dict[int, list[list[int]]] = {}
     for people in (parents, children):

@@ -233,8 +233,9 @@ def verify_tables(
         universe = tuple(name for name in SOURCES if name in sources and name in LINKED_SOURCES)
         say(f"checking subject names of {len(named_exact)} exact link(s)")
         mismatch[named_exact] = exact_name_disagrees(
-            take(claims["subject_name_fz"], named_exact), raw_subject[named_exact], universe, encodings, codes
+            take(claims["subject_name_fz"], named_exact), raw_subject[named_exact], universe, encodings, codes, size
         )
+        say(f"{int(mismatch.sum())} exact link(s) whose subject name disagrees")
 
     match = np.where(exact, "exact", "none").astype(object)
     score = exact.astype(np.float64)

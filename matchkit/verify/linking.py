@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from matchkit.errors import InternalError
+from matchkit.link.blocking import sorted_unique
 from matchkit.link.compare import NAME_PHONETIC, as_lists, name_fuzzy
 from matchkit.link.tokens import ListTokens, TokenFrame, mix_keys, prepare_column
 from matchkit.verify.evidence import ENTITIES, sorted_in
@@ -257,17 +258,20 @@ def exact_name_disagrees(
     universe: Sequence[str],
     encodings: dict[str, PersonEncodings],
     codes: dict[tuple[str, str], np.ndarray],
+    size: int,
 ) -> np.ndarray:
     """Per claim line (``claim_names`` its ``subject_name_fz``, ``subject_codes`` its exactly linked person): the
     claim names the subject and the extracts of ``universe`` hold a name for that person, but none of those names
     agrees with the claim's (neither the same normalised name nor the same pinyin, under the same birth-date salt).
+    ``size``: person codes are below it.
 
     Vectorised: the extracts' ``*_name_fz`` columns are read in batches, keeping the rows of the wanted people only,
     as (person code, name element) keys; each line is then two sorted look-ups.
     """
     claim_valid, *claim_elements = _name_elements(claim_names)
-    wanted = np.unique(subject_codes[claim_valid])
-    named_parts: list[np.ndarray] = []
+    wanted = np.zeros(size + 1, dtype=bool)  # by code; code -1 (no token) reads the last cell, always False
+    wanted[subject_codes[claim_valid]] = True
+    named = np.zeros(size + 1, dtype=bool)
     key_parts: list[list[np.ndarray]] = [[] for _ in AGREEING_NAME_ELEMENTS]
     for name in universe:
         start = 0  # one pass over the extract for all its entities' names
@@ -275,23 +279,22 @@ def exact_name_disagrees(
             count = len(batch)
             for entity in ENTITIES[name]:
                 batch_codes = codes[(name, entity)][start : start + count]
-                local = np.flatnonzero(sorted_in(batch_codes, wanted))
+                local = np.flatnonzero(wanted[batch_codes])
                 if not len(local):
                     continue
                 row_codes = batch_codes[local]
-                valid, *elements = _name_elements(take(batch[f"{entity}_name_fz"], local))
-                named_parts.append(np.unique(row_codes[valid]))
+                valid, *elements = _name_elements(batch[f"{entity}_name_fz"])
+                named[row_codes[valid[local]]] = True
                 for i in range(len(AGREEING_NAME_ELEMENTS)):
-                    keys, present = elements[2 * i], elements[2 * i + 1]
-                    key_parts[i].append(np.unique(mix_keys(row_codes[present], keys[present])))
+                    keys, present = elements[2 * i][local], elements[2 * i + 1][local]
+                    key_parts[i].append(sorted_unique(mix_keys(row_codes[present], keys[present])))
             start += count
-    named = np.unique(np.concatenate(named_parts)) if named_parts else np.zeros(0, np.int64)
     agrees = np.zeros(len(subject_codes), dtype=bool)
     for i, parts in enumerate(key_parts):
-        known = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        known = sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         keys, present = claim_elements[2 * i], claim_elements[2 * i + 1]
         agrees |= present & sorted_in(mix_keys(subject_codes, keys), known)
-    return claim_valid & sorted_in(subject_codes, named) & ~agrees
+    return claim_valid & named[subject_codes] & ~agrees
 
 
 def _positions(person_tokens: pd.Series, found_tokens: pd.Series) -> np.ndarray:

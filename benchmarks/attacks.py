@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from matchkit.encode.fields import qgrams
-from matchkit.encode.tokens import name_variants
+from matchkit.encode.person import name_variants
 from matchkit.normalize.names import name_pinyin
 
 NO_GUESS = -1

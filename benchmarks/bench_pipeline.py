@@ -180,9 +180,9 @@ def run_pipeline(n_claims: int, seed: int, workdir: str | Path, *, flags_name: s
 
 
 def _manifest_counts(path: Path) -> dict[str, int]:
-    from matchkit.io.hashed import open_hashed
+    from matchkit.io.hashed.reader import open_hashed
 
-    manifest = open_hashed(path, check_digest=False).manifest
+    manifest = open_hashed(path, check_digest=False).manifest.to_json()
     return {k: int(manifest[k]) for k in ("rows_in", "rows_hashed", "rows_rejected")}
 
 

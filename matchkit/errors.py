@@ -35,6 +35,15 @@ class InputFileError(MatchkitError):
     """An input data file cannot be used as a whole (encoding, format, missing columns, empty)."""
 
 
+class EmptyInputError(InputFileError):
+    """An input file has a header but no data rows (refused unless the caller says an empty extract is expected)."""
+
+
+class OutputFileError(MatchkitError):
+    """An output file cannot be written: its folder is missing, the disk is full, permission is denied, or any other
+    error of the operating system while writing it. Nothing partial is left under its name."""
+
+
 class ManifestError(MatchkitError):
     """A hashed file is not a matchkit file, is damaged, or does not fit with the other files of the run."""
 

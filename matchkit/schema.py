@@ -1,8 +1,9 @@
 """Source schemas: declarative TOML files that say which columns a source has and how each is treated.
 
 A schema is validated on load and *all* its faults are reported at once, each with its path
-(``columns[3].type: unknown type 'dat'``). Built-in schemas live in ``configs/schemas/<name>.toml``; a user can
-point ``matchkit hash`` at a schema file of their own.
+(``columns[3].type: unknown type 'dat'``). Built-in schemas ship in the package, ``matchkit/data/schemas/<name>.toml``
+(read through :mod:`matchkit.resources`; ``MATCHKIT_CONFIG_DIR`` overrides); ``matchkit schema show NAME`` prints
+one. A user can point ``matchkit hash`` at a schema file of their own.
 
 Column types and what the hashed file keeps of them:
 
@@ -32,10 +33,12 @@ import hashlib
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from matchkit.errors import SchemaError
+from matchkit.resources import schema_file
 
 COLUMN_TYPES = frozenset(
     {"id", "id_type", "name", "birth_date", "record_id", "month", "date", "year", "amount", "share", "bool", "code",
@@ -141,19 +144,12 @@ def fold_header(header: str) -> str:
     return _fold_header(header)
 
 
-def configs_dir() -> Path:
-    """The configuration folder: ``MATCHKIT_CONFIG_DIR``, else ``configs/`` beside the package (source checkout)."""
-    override = os.environ.get("MATCHKIT_CONFIG_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1] / "configs"
-
-
 def load_schema(source: str | Path) -> Schema:
     """A built-in source by name (``education``) or a schema file by path (anything ending in ``.toml``)."""
     text_source = str(source)
+    path: Path | Traversable
     if text_source in BUILTIN_SOURCES or text_source in BUILTIN_LINK_SCHEMAS:
-        path = configs_dir() / "schemas" / f"{text_source}.toml"
+        path = schema_file(text_source)
     elif text_source.endswith(".toml") or os.sep in text_source:
         path = Path(text_source)
     else:
@@ -161,17 +157,31 @@ def load_schema(source: str | Path) -> Schema:
                    f"{', '.join(BUILTIN_SOURCES + BUILTIN_LINK_SCHEMAS)}, "
                    "or give the path of a schema .toml file")
         raise SchemaError([message])
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise SchemaError(["schema file not found"], path=path) from exc
-    except OSError as exc:
-        raise SchemaError([f"cannot read schema file ({exc.strerror})"], path=path) from exc
+    raw = _read_schema_bytes(path)
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SchemaError([f"not valid TOML: {exc}"], path=path) from exc
-    return parse_schema(document, path=path, digest=hashlib.sha256(raw).hexdigest())
+        raise SchemaError([f"not valid TOML: {exc}"], path=str(path)) from exc
+    return parse_schema(document, path=str(path), digest=hashlib.sha256(raw).hexdigest())
+
+
+def builtin_schema(name: str) -> tuple[str, bytes]:
+    """Where a built-in schema is read from and its bytes (``matchkit schema show``): the packaged copy, or the
+    one in ``MATCHKIT_CONFIG_DIR`` when that is set, exactly as ``load_schema(name)`` reads it."""
+    if name not in BUILTIN_SOURCES and name not in BUILTIN_LINK_SCHEMAS:
+        names = ", ".join(BUILTIN_SOURCES + BUILTIN_LINK_SCHEMAS)
+        raise SchemaError([f"unknown built-in schema {name!r}; built-in schemas: {names}"])
+    path = schema_file(name)
+    return str(path), _read_schema_bytes(path)
+
+
+def _read_schema_bytes(path: Path | Traversable) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SchemaError(["schema file not found"], path=str(path)) from exc
+    except OSError as exc:
+        raise SchemaError([f"cannot read schema file ({exc.strerror})"], path=str(path)) from exc
 
 
 def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, digest: str = "") -> Schema:

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from matchkit.keys import SharedKey, new_key, write_key
 from matchkit.normalize.ids import check_char
+from matchkit.security.keys import SharedKey, new_key, write_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +29,7 @@ def _no_ambient_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MATCHKIT_KEY_FILE", raising=False)
     monkeypatch.delenv("MATCHKIT_AUDIT_LOG", raising=False)  # a developer's own log or trust folder must not
     monkeypatch.delenv("MATCHKIT_TRUST_DIR", raising=False)  # leak into the tests
-    os.environ.setdefault("MATCHKIT_CONFIG_DIR", str(REPO / "configs"))
+    monkeypatch.delenv("MATCHKIT_CONFIG_DIR", raising=False)  # the packaged data files, as a user gets them
 
 
 # Timing is not a property: a loaded 2-core CI machine must not fail a test for being slow.

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matchkit.keys import SharedKey
+from matchkit.security.keys import SharedKey
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from matchkit.audit import GENESIS, AuditLog, AuditLogError, check_log, line_hash
 from matchkit.cli.main import main
+from matchkit.security.audit import GENESIS, AuditLog, AuditLogError, check_log, line_hash
 from tests.conftest import make_id
 
 TAXPAYER = make_id("32040219850611004")

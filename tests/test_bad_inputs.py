@@ -2,8 +2,9 @@
 traceback, never a raw value in any message, rejects file or output.
 
 File-level faults (the whole file, key, schema or hashed file cannot be used) exit 1 with a message naming the
-file and what is wrong, and leave no output behind. A header-only file is *not* a fault: 0 rows in = 0 hashed +
-0 rejected, exit 0, an empty hashed file with its manifest. Row-level faults reject that row with its line number,
+file and what is wrong, and leave no output behind. A header-only file (no data rows) is refused too, unless
+``--allow-empty`` says it is expected: then 0 rows in = 0 hashed + 0 rejected, exit 0, an empty hashed file with its
+manifest. Row-level faults reject that row with its line number,
 column and reason, and the run goes on (exit 0).
 """
 
@@ -23,11 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.errors import IncompatibleFilesError
-from matchkit.io.hashed import HashedFile, HashedFileWriter, check_compatible, open_hashed
-from matchkit.keys import load_key, new_key, write_key
-from matchkit.pipeline import hash_file
-from matchkit.signing import new_signing_key, write_signing_key
+from matchkit.errors import EmptyInputError, IncompatibleFilesError, InputFileError
+from matchkit.io.hashed.reader import HashedFile, check_compatible, open_hashed
+from matchkit.io.hashed.writer import HashedFileWriter
+from matchkit.jobs.hash import hash_file
+from matchkit.security.keys import load_key, new_key, write_key
+from matchkit.security.signing import new_signing_key, write_signing_key
 from tests.conftest import make_id
 
 TAXPAYER = make_id("32040219850611004")
@@ -77,13 +79,23 @@ def hashed(tmp_path_factory) -> dict[str, Path]:
 
 
 def rewrite_manifest(source: Path, target: Path, **changes: object) -> Path:
-    """A consistent hashed file (valid content digest) whose manifest says something else."""
+    """A consistent hashed file (valid digest) whose manifest says something else."""
     original = open_hashed(source)
     table = original.read()
     writer = HashedFileWriter(target, table.schema)
     writer.write(table)
-    writer.close({k: v for k, v in {**original.manifest, **changes}.items() if k != "content_digest"})
+    writer.close(_RawManifest({**original.manifest.to_json(), **changes}))
     return target
+
+
+class _RawManifest:
+    """Manifest JSON as given, even what this matchkit would never write (a newer format version)."""
+
+    def __init__(self, body: dict[str, object]) -> None:
+        self.body = body
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.body, sort_keys=True).encode()
 
 
 # --- file-level faults of `matchkit hash` ---------------------------------------------------------------------------
@@ -405,25 +417,59 @@ def test_file_level_fault_exits_1_naming_the_file(tmp_path, capsys, case):
     assert leftovers(tmp_path) == []
 
 
-# --- header-only files: not an error, explicitly ---------------------------------------------------------------------
+# --- header-only files: refused unless --allow-empty -----------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
-def test_header_only_file_is_zero_rows_not_an_error(tmp_path, key_file, capsys, fmt):
+def _header_only(tmp_path: Path, fmt: str) -> Path:
     if fmt == "xlsx":
-        source = _xlsx(tmp_path, "in.xlsx", EDU_HEADER, [])
-    elif fmt == "parquet":
+        return _xlsx(tmp_path, "in.xlsx", EDU_HEADER, [])
+    if fmt == "parquet":
         source = tmp_path / "in.parquet"
         pd.DataFrame({c: pd.Series([], dtype="string") for c in EDU_HEADER}).to_parquet(source, index=False)
-    else:
-        source = _write(tmp_path, "in.csv", (",".join(EDU_HEADER) + ("\r\n" if fmt == "csv_crlf" else "\n")).encode())
+        return source
+    return _write(tmp_path, "in.csv", (",".join(EDU_HEADER) + ("\r\n" if fmt == "csv_crlf" else "\n")).encode())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
+def test_header_only_file_is_refused_by_name(tmp_path, key_file, capsys, fmt):
+    source = _header_only(tmp_path, fmt)
     code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet",
                               "--rejects", tmp_path / "r.csv"], capsys)
+    assert code == 1, (out, err)
+    assert err.startswith("matchkit: error: ") and "Traceback" not in err
+    assert f"{source}: no data rows" in err and "--allow-empty" in err
+    assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "r.csv").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_header_only_file_is_refused_by_the_library(tmp_path, key_file):
+    source = _header_only(tmp_path, "csv")
+    with pytest.raises(EmptyInputError) as info:
+        hash_file("education", source, load_key(key_file), tmp_path / "o.parquet")
+    assert isinstance(info.value, InputFileError) and info.value.path == str(source)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "shared.key"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv_crlf", "xlsx", "parquet"])
+def test_header_only_file_with_allow_empty_is_zero_rows(tmp_path, key_file, capsys, fmt):
+    source = _header_only(tmp_path, fmt)
+    code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet",
+                              "--rejects", tmp_path / "r.csv", "--allow-empty"], capsys)
     assert code == 0, err
     assert "0 rows in = 0 hashed + 0 rejected" in out
-    manifest = open_hashed(tmp_path / "o.parquet").manifest
+    manifest = open_hashed(tmp_path / "o.parquet").manifest.to_json()
     assert (manifest["rows_in"], manifest["rows_hashed"], manifest["rows_rejected"]) == (0, 0, 0)
     assert pq.read_table(tmp_path / "o.parquet").num_rows == 0
     assert (tmp_path / "r.csv").read_text(encoding="utf-8").strip() == "line,column,reason"
+    result = hash_file("education", source, load_key(key_file), tmp_path / "lib.parquet", allow_empty=True)
+    assert result.rows_in == 0 and open_hashed(result.output).manifest.rows_in == 0
+
+
+def test_every_row_rejected_is_not_an_empty_input(tmp_path, key_file, capsys):
+    """Rows that are all rejected are data rows: the run succeeds and the rejects say why."""
+    source = _write(tmp_path, "in.csv", csv_bytes(EDU_HEADER, [["not-an-id", "x", "", "compulsory", "2021-09", ""]]))
+    code, out, err = run_cli(["hash", "education", source, "--key", key_file, "-o", tmp_path / "o.parquet"], capsys)
+    assert code == 0, err
+    assert "1 rows in = 0 hashed + 1 rejected" in out
 
 
 def test_nul_byte_far_down_a_text_file_is_refused_with_its_line(tmp_path, key_file, capsys):
@@ -471,7 +517,7 @@ def _newer_encoding(d: Path, h: dict[str, Path]) -> list[object]:
 
 
 def _newer_format(d: Path, h: dict[str, Path]) -> list[object]:
-    return ["--claims", rewrite_manifest(h["claims"], d / "newer.parquet", format_version=2), "-o", d / "f.csv"]
+    return ["--claims", rewrite_manifest(h["claims"], d / "newer.parquet", format_version=3), "-o", d / "f.csv"]
 
 
 def _claims_as_extract(d: Path, h: dict[str, Path]) -> list[object]:
@@ -543,11 +589,11 @@ def _unused_source(d: Path, h: dict[str, Path]) -> list[object]:
 VERIFY_CASES = [
     ("parquet_not_ours", _not_ours, "foreign.parquet", "no matchkit manifest"),
     ("newer_encoding_version", _newer_encoding, "newer.parquet", "encoding version 'mk9' is not supported"),
-    ("newer_file_format", _newer_format, "newer.parquet", "file format version 2 is not supported"),
+    ("newer_file_format", _newer_format, "newer.parquet", "file format version 3 is not supported"),
     ("claims_file_as_extract", _claims_as_extract, "claims2.parquet", "give it with --claims"),
     ("extract_as_claims", _extract_as_claims, "edu.parquet", "not a claims file"),
     ("truncated_hashed_file", _truncated_hashed, "cut.parquet", "not a Parquet file"),
-    ("data_page_altered", _altered_page, "altered.parquet", "does not match its manifest digest"),
+    ("data_page_altered", _altered_page, "altered.parquet", "does not match its digest"),
     ("manifest_damaged", _damaged_manifest, "damaged.parquet", "manifest is damaged"),
     ("raw_csv_as_claims", _csv_as_claims, "claims.csv", "not a Parquet file"),
     ("empty_hashed_file", _empty_hashed, "empty.parquet", "not a Parquet file"),
@@ -577,7 +623,7 @@ def test_files_hashed_with_different_keys_are_refused_by_name(tmp_path, hashed, 
     assert code == 0
     code, _, err = run_cli(["verify", "--claims", hashed["claims"], tmp_path / "education.parquet", "-o",
                             tmp_path / "f.csv"], capsys)
-    claims_key = open_hashed(hashed["claims"]).manifest["key_id"]
+    claims_key = open_hashed(hashed["claims"]).manifest.key_id
     other_id = load_key(other_key).key_id
     assert code == 1
     assert (f"education.parquet was hashed with key id '{other_id}' but claims.parquet with '{claims_key}'"

@@ -30,14 +30,14 @@ from matchkit.encode.fields import (
     popcounts,
     qgrams,
 )
-from matchkit.encode.link_table import LinkTableEncoder
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.fields_table import LinkTableEncoder
+from matchkit.encode.person import Encoder
 from matchkit.io.readers import Chunk
-from matchkit.keys import SharedKey
 from matchkit.link.compare import dice
-from matchkit.link.tokens import arrow_tokens
+from matchkit.link.token_columns import arrow_tokens
 from matchkit.normalize.values import clean_text
 from matchkit.schema import parse_schema
+from matchkit.security.keys import SharedKey
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -623,7 +623,7 @@ def test_coded_columns_remap_like_a_plain_list(values):
     """A coded column (codes into distinct values) mapped value by value equals the plain list mapped row by row."""
     import pandas as pd
 
-    from matchkit.encode.link_table import Coded
+    from matchkit.encode.fields_table import Coded
 
     codes, distinct = pd.factorize(np.array(values, dtype=object), use_na_sentinel=True)
     coded = Coded(codes, np.asarray(distinct, dtype=object))

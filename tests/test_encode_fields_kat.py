@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from matchkit.encode.fields import BloomEncoder, blocking_tokens, exact_tokens
-from matchkit.encode.link_table import LinkTableEncoder
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.fields_table import LinkTableEncoder
+from matchkit.encode.person import Encoder
 from matchkit.io.readers import Chunk
-from matchkit.keys import SharedKey
 from matchkit.schema import load_schema
+from matchkit.security.keys import SharedKey
 
 KAT_KEY = SharedKey("mk-kat", bytes(range(32)))
 PURPOSE = "febrl-linkage"
@@ -137,7 +137,7 @@ FEBRL_ROW_KAT = {
 
 
 def test_febrl_row_kat(encoder):
-    """One raw FEBRL row, normalised and encoded per configs/schemas/febrl.toml (names salted with the date of
+    """One raw FEBRL row, normalised and encoded per the built-in febrl schema (names salted with the date of
     birth): every output cell is frozen."""
     table_encoder = LinkTableEncoder(load_schema("febrl"), encoder)
     chunk = Chunk({name: np.array([value], dtype=object) for name, value in FEBRL_ROW.items()}, np.array([2]))

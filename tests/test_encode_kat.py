@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matchkit.encode.tokens import NEAR_WINDOWS, Encoder, name_variants
-from matchkit.keys import SharedKey
+from matchkit.encode.person import NEAR_WINDOWS, Encoder, name_variants
+from matchkit.security.keys import SharedKey
 
 KAT_KEY = SharedKey("mk-kat", bytes(range(32)))
 PURPOSE = "iit-special-deduction"
@@ -129,7 +129,7 @@ def test_end_to_end_hash_kat(tmp_path):
     this release must give these exact tokens in every later release of mk1."""
     from pyarrow import parquet as pq
 
-    from matchkit.pipeline import hash_file
+    from matchkit.jobs.hash import hash_file
 
     source = tmp_path / "kat.csv"
     source.write_text(KAT_CSV, encoding="utf-8")

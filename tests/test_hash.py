@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.io.hashed import open_hashed
-from matchkit.keys import load_key
-from matchkit.pipeline import hash_file
+from matchkit.io.hashed.reader import open_hashed
+from matchkit.jobs.hash import hash_file
+from matchkit.security.keys import load_key
 from tests.conftest import make_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_rejects_carry_line_column_reason_and_accounting_holds(tmp_path, key_fil
     assert set(rejects[5]["reason"].split(";")) == {"bad_month", "bad_date"}
     assert rejects[6]["reason"] == "wrong_field_count"
     assert "unknown_code" in rejects[7]["reason"]
-    manifest = open_hashed(tmp_path / "o.parquet").manifest
+    manifest = open_hashed(tmp_path / "o.parquet").manifest.to_json()
     assert manifest["rows_in"] == 6 and manifest["rows_rejected"] == 5
 
 
@@ -216,4 +216,4 @@ def test_hash_on_a_terminal_draws_a_progress_bar(tmp_path, key_file, monkeypatch
     code = main(["hash", "education", str(source), "--key", str(key_file), "-o", str(tmp_path / "edu.parquet")])
     assert code == 0, terminal.getvalue()
     assert "hashing" in terminal.getvalue()
-    assert open_hashed(tmp_path / "edu.parquet").manifest["rows_in"] == 157
+    assert open_hashed(tmp_path / "edu.parquet").manifest.rows_in == 157

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from matchkit.errors import KeyFileError
-from matchkit.keys import KEY_ENV_VAR, SharedKey, load_key, new_key, parse_key, write_key
+from matchkit.security.keys import SharedKey, load_key, new_key, parse_key, write_key
+from matchkit.settings import KEY_ENV_VAR
 
 
 def test_new_key_is_256_bit_and_written_owner_only(tmp_path):

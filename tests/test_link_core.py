@@ -15,7 +15,7 @@ from matchkit.link.blocking import pass_keys
 from matchkit.link.fuzzy import acceptable, person_comparison_vectors
 from matchkit.link.scoring import comparison_levels, match_weights
 from matchkit.link.select import best_per_left
-from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, prepare_column
+from matchkit.link.token_columns import ListTokens, ScalarTokens, TokenFrame, prepare_column
 from tests.test_link_fakes import frame, record, swap, typo
 
 # --- data generators --------------------------------------------------------------------------------------------

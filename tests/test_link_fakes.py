@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from matchkit.encode.tokens import NEAR_WINDOWS, name_variants
+from matchkit.encode.person import NEAR_WINDOWS, name_variants
 
 
 def _int64(data: str) -> int:

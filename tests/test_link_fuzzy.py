@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from matchkit.link import best_links
-from matchkit.link.tokens import TokenFrame
+from matchkit.link.token_columns import TokenFrame
 from tests.test_link_fakes import frame, record, swap, typo
 
 ZHANG = "11010519800101123"

@@ -1,4 +1,4 @@
-"""Record-row comparison (matchkit.link.rows) against the column-by-column reference (matchkit.link.job.field_levels):
+"""Record-row comparison (matchkit.link.rows) against the column-by-column reference (matchkit.link.engine.field_levels):
 the same levels and similarities, bit for bit, for any mix of exact tokens, Bloom filters, nulls and empty filters;
 and the layouts it refuses (so the reference path takes over)."""
 
@@ -11,9 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matchkit.link import rows as rows_module
-from matchkit.link.job import FieldPlan, comparison_rows, comparison_table, field_levels
+from matchkit.link.engine import FieldPlan, comparison_rows, comparison_table, field_levels
 from matchkit.link.rows import DICE_CUTS, agreement_levels, compare_rows, record_rows
-from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, WordPieces, arrow_tokens, word_pieces
+from matchkit.link.token_columns import (
+    ListTokens,
+    ScalarTokens,
+    TokenFrame,
+    WordPieces,
+    arrow_tokens,
+    word_pieces,
+)
 
 
 def pieces_of(frame: TokenFrame, names: list[str]) -> dict[str, WordPieces]:

@@ -14,7 +14,7 @@ from matchkit.errors import SchemaError
 from matchkit.schema import BlockingKey, load_schema, parse_schema
 
 REPO = Path(__file__).resolve().parents[1]
-FEBRL_TOML = REPO / "configs" / "schemas" / "febrl.toml"
+FEBRL_TOML = REPO / "matchkit" / "data" / "schemas" / "febrl.toml"
 
 FEBRL_FIELDS = {  # name -> (type, encodings, bloom_bits, bloom_k, on_invalid)
     "given_name": ("name", ("exact", "bloom"), 512, 16, "reject"),

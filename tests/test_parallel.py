@@ -1,5 +1,5 @@
-"""Encoding in worker processes (matchkit.encode.parallel) gives exactly what encoding in this process gives, for
-every schema and every input format; and worker code never needs pandas (``matchkit.workers.withhold_pandas``).
+"""Encoding in worker processes (matchkit.jobs.encoding) gives exactly what encoding in this process gives, for
+every schema and every input format; and worker code never needs pandas (``matchkit.runtime.process.withhold_pandas``).
 
 Also the row checks of the claims and education sources (claim period, amounts, enrolment order), rewritten from
 pandas nullable arrays to numpy: equal to the former pandas version on any parsed values, and end to end on the
@@ -31,20 +31,20 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from matchkit.encode import parallel
-from matchkit.encode.parallel import EncodedChunk, encode_chunks, make_table_encoder
-from matchkit.encode.table import Faults, TableEncoder
-from matchkit.encode.tokens import ENCODING_VERSION, Encoder
+from matchkit.encode.person import ENCODING_VERSION, Encoder
+from matchkit.encode.person_table import Faults, TableEncoder
 from matchkit.io.readers import RawReader, resolve_encoding
-from matchkit.keys import SharedKey
-from matchkit.pipeline import hash_file
+from matchkit.jobs import encoding as parallel
+from matchkit.jobs.encoding import EncodedChunk, encode_chunks, make_table_encoder
+from matchkit.jobs.hash import hash_file
+from matchkit.runtime.workers import pool_context
 from matchkit.schema import load_schema
+from matchkit.security.keys import SharedKey
 from matchkit.synth import generate
-from matchkit.workers import pool_context
 from tests.conftest import make_id
 
 REPO = Path(__file__).resolve().parents[1]
-FEBRL = REPO / "configs" / "schemas" / "febrl.toml"
+FEBRL = REPO / "matchkit" / "data" / "schemas" / "febrl.toml"
 KEY = SharedKey("mk-test", bytes(range(32)))
 BUILT_IN = ("claims", "education", "household", "civil_affairs", "only_child", "medical_insurance")
 SOURCES = ("febrl", *BUILT_IN)
@@ -269,11 +269,11 @@ def test_a_real_worker_has_no_pandas(inputs: dict[tuple[str, str], Path]) -> Non
 WITHOUT_PANDAS = textwrap.dedent("""
     import json, sys
 
-    from matchkit.workers import withhold_pandas
+    from matchkit.runtime.process import withhold_pandas
 
     withhold_pandas()
-    from matchkit.keys import SharedKey
-    from matchkit.pipeline import hash_file
+    from matchkit.security.keys import SharedKey
+    from matchkit.jobs.hash import hash_file
 
     key = SharedKey("mk-test", bytes(range(32)))
     results = []
@@ -487,7 +487,7 @@ def test_claim_period_and_amount_rows(tmp_path: Path, fmt: str) -> None:
 KEEP_FREED = """
 import resource, sys
 import numpy as np
-from matchkit.workers import keep_freed_memory
+from matchkit.runtime.process import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

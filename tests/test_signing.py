@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 
 from matchkit.cli.main import main
-from matchkit.errors import KeyFileError, MatchkitError
-from matchkit.io.hashed import open_hashed
-from matchkit.keys import load_key
-from matchkit.pipeline import hash_file, verify_files
-from matchkit.signing import (
+from matchkit.errors import KeyFileError, ManifestError, MatchkitError
+from matchkit.io.hashed.reader import check_signature, open_hashed
+from matchkit.jobs.hash import hash_file
+from matchkit.jobs.verify import verify_files
+from matchkit.security.keys import load_key
+from matchkit.security.signing import (
     SIGNATURE_META_KEY,
     SignatureError,
     load_signing_key,
     load_trust_dir,
     new_signing_key,
     read_signature_record,
-    verify_file_signature,
     write_signing_key,
 )
 from tests.conftest import make_id
@@ -54,7 +54,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 def world(tmp_path_factory) -> dict[str, Path]:
     """A shared key, two agencies' signing keys (one trusted), and the raw files of a small job."""
     root = tmp_path_factory.mktemp("signing")
-    from matchkit.keys import new_key, write_key
+    from matchkit.security.keys import new_key, write_key
 
     paths: dict[str, Path] = {"root": root, "key": write_key(new_key(), root / "shared.key")}
     trust = root / "trust"
@@ -172,9 +172,9 @@ def test_hash_cli_signs(tmp_path, world, capsys):
     code, out, _ = run_cli(["hash", "household", world["household_csv"], "--key", world["key"], "-o",
                             tmp_path / "h.parquet", "--sign", world["household_sign"]], capsys)
     assert code == 0 and "signed by 'household bureau'" in out
-    info = verify_file_signature(tmp_path / "h.parquet", load_trust_dir(world["trust"]))
+    info = check_signature(tmp_path / "h.parquet", load_trust_dir(world["trust"]))
     assert info.signer == "household bureau"
-    assert open_hashed(tmp_path / "h.parquet").manifest["rows_hashed"] == 40
+    assert open_hashed(tmp_path / "h.parquet").manifest.rows_hashed == 40
 
 
 def test_unsigned_file_refused_when_trust_is_configured(tmp_path, world, capsys, monkeypatch):
@@ -206,18 +206,20 @@ def test_resigning_a_changed_file_with_an_untrusted_key_is_refused(tmp_path, wor
     forged = tmp_path / "forged.parquet"
     forged.write_bytes(rogue.replace(old, new))
     with pytest.raises(MatchkitError) as info:
-        verify_file_signature(forged, load_trust_dir(world["trust"]))
+        check_signature(forged, load_trust_dir(world["trust"]))
     assert "forged.parquet" in str(info.value)
 
 
 def _regions(data: bytes) -> dict[str, range]:
     footer_length = int.from_bytes(data[-8:-4], "little")
     footer_start = len(data) - 8 - footer_length
-    manifest_at = data.index(b'"content_digest"')
+    manifest_at = data.index(b'"format_version"')
     manifest_start = data.rindex(b"{", 0, manifest_at)
     manifest_end = data.index(b"}", manifest_at) + 1
     signature_at = data.index(b'"signature": "') + len(b'"signature": "')
+    digest_at = data.index(b'"digest": "') + len(b'"digest": "')
     return {
+        "digest": range(digest_at, digest_at + 64),
         "magic": range(4),
         "data_pages": range(4, footer_start),
         "manifest": range(manifest_start, manifest_end),
@@ -233,17 +235,18 @@ def test_every_single_byte_flip_is_refused(tmp_path, world):
     data = world["education"].read_bytes()
     regions = _regions(data)
     trust = load_trust_dir(world["trust"])
-    verify_file_signature(world["education"], trust)
+    check_signature(world["education"], trust)
     positions = sorted(set(range(len(data))) - {p for p in regions["data_pages"] if p % 3})
     flipped = tmp_path / "flipped.parquet"
     outcomes: dict[str, int] = {}
     for position in positions:
-        for mask in (0x01, 0x80) if position in regions["manifest"] or position in regions["signature"] else (0x04,):
+        for mask in (0x01, 0x80) if any(position in regions[r] for r in ("manifest", "signature", "digest")) \
+                else (0x04,):
             body = bytearray(data)
             body[position] ^= mask
             flipped.write_bytes(body)
             with pytest.raises(MatchkitError) as info:
-                verify_file_signature(flipped, trust)
+                check_signature(flipped, trust)
             message = str(info.value)
             assert message.startswith(str(flipped)), message
             if position in regions["data_pages"]:
@@ -252,7 +255,7 @@ def test_every_single_byte_flip_is_refused(tmp_path, world):
     assert len(positions) > 1000 and sum(outcomes.values()) >= len(positions)
 
 
-@pytest.mark.parametrize("region", ["magic", "data_pages", "manifest", "signature", "footer", "tail"])
+@pytest.mark.parametrize("region", ["magic", "data_pages", "manifest", "signature", "digest", "footer", "tail"])
 def test_tampered_file_refused_by_verify_cli(tmp_path, world, capsys, region):
     data = world["education"].read_bytes()
     span = _regions(data)[region]
@@ -276,20 +279,32 @@ def test_truncated_or_extended_signed_file_refused(tmp_path, world):
         target = tmp_path / f"{name}.parquet"
         target.write_bytes(body)
         with pytest.raises(MatchkitError) as info:
-            verify_file_signature(target, trust)
+            check_signature(target, trust)
         assert f"{name}.parquet" in str(info.value)
 
 
-def test_signature_covers_metadata_only_change(tmp_path, world):
-    """Rewriting the manifest (same length, still valid JSON) keeps the data digest valid but breaks the
-    signature: without --trust the content digest alone cannot see it; with --trust it is refused."""
+def test_signature_and_digest_cover_metadata_only_change(tmp_path, world):
+    """Rewriting the manifest (same length, still valid JSON) breaks the signature and, since file format 2, the
+    whole-file digest too: refused with --trust and without."""
     data = world["education"].read_bytes()
     assert b'"purpose": "iit-special-deduction"' in data
     forged = tmp_path / "forged.parquet"
     forged.write_bytes(data.replace(b'"purpose": "iit-special-deduction"', b'"purpose": "iit-special-deductioN"'))
-    assert open_hashed(forged).manifest["purpose"] == "iit-special-deductioN"  # digest covers data pages only
+    with pytest.raises(ManifestError, match="does not match its digest"):
+        open_hashed(forged)
     with pytest.raises(SignatureError, match="changed after it was signed"):
-        verify_file_signature(forged, load_trust_dir(world["trust"]))
+        check_signature(forged, load_trust_dir(world["trust"]))
+
+
+def test_digest_covers_the_signature(tmp_path, world):
+    """A signed file read without a trust folder: a changed signature digit is still refused, by the digest."""
+    data = bytearray(world["education"].read_bytes())
+    at = data.index(b'"signature": "') + len(b'"signature": "')
+    data[at + 10] = ord("0") if data[at + 10] != ord("0") else ord("1")
+    forged = tmp_path / "forged.parquet"
+    forged.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="does not match its digest"):
+        open_hashed(forged)
 
 
 def test_signature_record_is_in_footer_metadata(world):

@@ -265,7 +265,7 @@ def test_cli_help_and_run(tmp_path: Path) -> None:
 
 
 def test_module_entry_point_writes_sample(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "matchkit.synth", "--sample", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "matchkit", "synth", "--sample", str(tmp_path)],
                             capture_output=True, text=True, check=True)
     assert "claims" in result.stdout
     assert (tmp_path / "claims.csv").exists() and (tmp_path / "household.xlsx").exists()

@@ -12,14 +12,15 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from matchkit.keys import SharedKey
+from matchkit.jobs.hash import hash_file
+from matchkit.jobs.verify import load_hashed_inputs
 from matchkit.link.blocking import SharedKeys, block
 from matchkit.link.fuzzy import PERSON_PASSES, best_links
-from matchkit.link.tokens import TokenFrame
-from matchkit.pipeline import hash_file, load_hashed_inputs
+from matchkit.link.token_columns import TokenFrame
+from matchkit.security.keys import SharedKey
 from matchkit.synth import generate
 from matchkit.verify import HashedExtract, verify_tables
-from matchkit.verify.tokens import intern_words, token_words
+from matchkit.verify.interning import intern_words, token_words
 
 EXTRACTS = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from matchkit.keys import SharedKey
-from matchkit.pipeline import hash_file, load_hashed_inputs
+from matchkit.jobs.hash import hash_file
+from matchkit.jobs.verify import load_hashed_inputs
+from matchkit.security.keys import SharedKey
 from matchkit.synth.gb11643 import check_char
 from matchkit.verify import verify_tables
 
@@ -78,7 +79,8 @@ def flags(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     )
     key = SharedKey("mk-test", bytes(range(32)))
     for source in ("claims", "household", "education", "civil_affairs"):
-        hash_file(source, raw / f"{source}.csv", key, out / f"{source}.parquet", workers=1)
+        hash_file(source, raw / f"{source}.csv", key, out / f"{source}.parquet", workers=1,
+                  allow_empty=source == "civil_affairs")
     extracts: list[str | Path] = [out / f"{s}.parquet" for s in ("household", "education", "civil_affairs")]
     claims, sources, _ = load_hashed_inputs(out / "claims.parquet", extracts)
     return verify_tables(claims, sources).set_index("claim_id")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from matchkit.audit import AUDIT_ENV_VAR, check_log
+from matchkit.security.audit import check_log
+from matchkit.settings import AUDIT_ENV_VAR
 
 
 def add_audit_option(parser: argparse.ArgumentParser) -> None:
@@ -14,10 +14,6 @@ def add_audit_option(parser: argparse.ArgumentParser) -> None:
         "--audit-log", metavar="FILE", default=None,
         help=f"append one hash-chained JSON line about this run to FILE (default: ${AUDIT_ENV_VAR}; unset: "
         "no log). Only file names, digests and counts are logged, never a value from the data.")
-
-
-def audit_log_path(args: argparse.Namespace) -> str | None:
-    return args.audit_log or os.environ.get(AUDIT_ENV_VAR) or None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

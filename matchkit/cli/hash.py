@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from matchkit.cli.audit import add_audit_option, audit_log_path
+from matchkit.cli.audit import add_audit_option
 from matchkit.cli.options import add_key_option, progress_bar
-from matchkit.keys import load_key
-from matchkit.signing import load_signing_key
-from matchkit.workers import lean_process, warm_up
+from matchkit.runtime.process import start_hash_process
+from matchkit.security.keys import load_key
+from matchkit.security.signing import load_signing_key
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,14 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sign", metavar="AGENCY.key", default=None,
                         help="sign the whole output file with this agency signing key (mode 0600; made by "
                         "'matchkit key new-signing'), so verify --trust can tell who produced it")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="accept an input with no data rows (a header only) and write an empty hashed file; "
+                        "without it such an input is refused (exit 1)")
     add_audit_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, start_process=start_hash_process)
 
 
 def run(args: argparse.Namespace) -> int:
-    lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
-    warm_up()  # the worker fork server imports the encoders while this process imports the pipeline
-    from matchkit.pipeline import hash_file
+    from matchkit.jobs.hash import hash_file  # the worker fork server imports the encoders meanwhile
 
     key = load_key(args.key)
     signing_key = load_signing_key(args.sign) if args.sign else None
@@ -48,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
         result = hash_file(args.source, args.input, key, args.output, rejects_path=args.rejects,
                            encoding=args.encoding, purpose=args.purpose,
                            progress=bar.update if bar is not None else None,
-                           signing_key=signing_key, audit_log=audit_log_path(args))
+                           signing_key=signing_key, audit_log=args.audit_log,
+                           allow_empty=args.allow_empty)
     finally:
         if bar is not None:
             bar.close()
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_hashed} hashed + {result.rows_rejected} rejected")
-    print(f"wrote {result.output} (source {result.manifest['source']}, encoding {result.manifest['encoding_version']}"
-          f", key {result.manifest['key_id']})")
-    for field, count in result.manifest.get("kept_invalid", {}).items():
+    manifest = result.manifest
+    print(f"wrote {result.output} (source {manifest.source}, encoding {manifest.encoding_version}, key {manifest.key_id})")
+    for field, count in (manifest.linkage.kept_invalid if manifest.linkage else {}).items():
         if count:
             print(f"{field}: {count} values not valid for their type were encoded as written (on_invalid = keep)")
     if signing_key:

@@ -7,8 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from matchkit.keys import load_key, new_key, write_key
-from matchkit.signing import (
+from matchkit.security.keys import load_key, new_key, write_key
+from matchkit.security.signing import (
     PUBLIC_KEY_FORMAT,
     SIGNING_KEY_FORMAT,
     load_public_key,

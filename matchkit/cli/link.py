@@ -6,12 +6,10 @@ Both files come from `matchkit hash` with the same linkage schema and key. Like 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
+from matchkit.runtime.process import start_link_process
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
-from matchkit.workers import lean_process
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write every candidate pair with its score (for tuning and evaluation)")
     parser.add_argument("--stats", metavar="STATS.json", default=None,
                         help="also write the run's statistics (counts, timings, estimated m/u) as JSON")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, start_process=start_link_process)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,34 +47,28 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    lean_process()  # numpy and pyarrow only: pyarrow would otherwise import pandas (~0.2 s)
-    from matchkit.link.job import link_files  # numpy and pyarrow load only when a command needs them
+    from matchkit.jobs.link import link_files  # numpy and pyarrow load only when a command needs them
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,
-                        method=args.method, candidates_path=args.candidates, max_block_size=args.max_block_size,
-                        progress=progress)
+                        method=args.method, candidates_path=args.candidates, stats_path=args.stats,
+                        max_block_size=args.max_block_size, progress=progress)
     stats = result.stats
-    print(f"records: {stats['left_records']:,} left x {stats['right_records']:,} right")
-    print(f"candidate pairs: {stats['candidates']:,} (reduction ratio {stats['reduction_ratio']:.6f})")
-    for name, described in stats["passes"].items():
-        skipped = (f", skipped {described['skipped_keys']} frequent keys ({described['skipped_pairs']:,} pairs)"
-                   if described["skipped_keys"] else "")
-        found = stats["links_found_by_pass"].get(name, 0)
-        print(f"  pass {name}: {described['candidates']:,} candidates{skipped}; finds {found:,} of the links")
-    rate = stats.get("comparisons_per_second")
-    if rate:
-        print(f"compared {stats['candidates'] * len(stats['fields']):,} field pairs in "
-              f"{stats['compare_seconds']:.2f} s ({rate / 1e6:.1f} M comparisons/s)")
-    if stats["method"] == "em":
-        em = stats["em"]
-        print(f"model: Fellegi-Sunter, m by EM over {len(em['sessions'])} blocking-pass sessions, u from random "
-              f"pairs; expected links {em['expected_links']:,.0f}")
+    print(f"records: {stats.left_records:,} left x {stats.right_records:,} right")
+    print(f"candidate pairs: {stats.candidates:,} (reduction ratio {stats.reduction_ratio:.6f})")
+    for name, counts in stats.passes.items():
+        skipped = (f", skipped {counts.skipped_keys} frequent keys ({counts.skipped_pairs:,} pairs)"
+                   if counts.skipped_keys else "")
+        found = stats.links_found_by_pass.get(name, 0)
+        print(f"  pass {name}: {counts.candidates:,} candidates{skipped}; finds {found:,} of the links")
+    if stats.comparisons_per_second:
+        print(f"compared {stats.field_comparisons:,} field pairs in {stats.compare_seconds:.2f} s "
+              f"({stats.comparisons_per_second / 1e6:.1f} M comparisons/s)")
+    if stats.method == "em" and stats.em is not None:
+        print(f"model: Fellegi-Sunter, m by EM over {len(stats.em.sessions)} blocking-pass sessions, u from random "
+              f"pairs; expected links {stats.em.expected_links or 0:,.0f}")
     else:
         print("model: plain threshold on mean field similarity"
-              + (" (EM could not be trusted on these files)" if "em" in stats else ""))
-    print(f"links: {stats['links']:,} at score >= {stats['threshold']}"
-          + (" (one-to-one)" if args.one_to_one else ""))
+              + (" (EM could not be trusted on these files)" if stats.em is not None else ""))
+    print(f"links: {stats.links:,} at score >= {stats.threshold}" + (" (one-to-one)" if args.one_to_one else ""))
     print(f"wrote {result.output}")
-    if args.stats:
-        Path(args.stats).write_text(json.dumps(stats, indent=2, default=float) + "\n", encoding="utf-8")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from matchkit.keys import KEY_ENV_VAR
+from matchkit.settings import KEY_ENV_VAR
 
 
 def add_key_option(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 NOISE_HELP = ("noise level 0..1 (default 0.3): scales traditional characters and homophones in names, full-width "
@@ -45,18 +44,16 @@ def run(args: argparse.Namespace) -> int:
     from matchkit.synth import generate, write_sample
 
     started = time.perf_counter()
-    if args.sample:
-        paths = write_sample(args.sample)
-    else:
-        if not args.out:
-            print("matchkit synth: error: --out DIR is required (or --sample DIR)", file=sys.stderr)
-            return 2
-        if args.claims < 1 or not 0 <= args.noise <= 1 or not 0 <= args.defect_rate <= 1:
-            print("matchkit synth: error: --claims must be >= 1, --noise and --defect-rate in [0, 1]",
-                  file=sys.stderr)
-            return 2
-        paths = generate(args.claims, args.seed, args.out, noise=args.noise, formats=args.formats,
-                         tax_year=args.tax_year, defect_rate=args.defect_rate)
+    try:
+        paths = _write(args, generate, write_sample)
+    except OSError as exc:  # a full disk, a file where the folder should be, no permission
+        from matchkit.errors import OutputFileError
+
+        target = exc.filename or args.sample or args.out
+        raise OutputFileError(f"cannot write the synthetic data ({exc.strerror or type(exc).__name__})",
+                              path=target) from exc
+    if paths is None:
+        return 2
     elapsed = time.perf_counter() - started
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -64,7 +61,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m matchkit.synth", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+def _write(args: argparse.Namespace, generate: Any, write_sample: Any) -> dict[str, Any] | None:
+    if args.sample:
+        paths = write_sample(args.sample)
+    else:
+        if not args.out:
+            print("matchkit synth: error: --out DIR is required (or --sample DIR)", file=sys.stderr)
+            return None
+        if args.claims < 1 or not 0 <= args.noise <= 1 or not 0 <= args.defect_rate <= 1:
+            print("matchkit synth: error: --claims must be >= 1, --noise and --defect-rate in [0, 1]",
+                  file=sys.stderr)
+            return None
+        paths = generate(args.claims, args.seed, args.out, noise=args.noise, formats=args.formats,
+                         tax_year=args.tax_year, defect_rate=args.defect_rate)
+    return dict(paths)

@@ -7,11 +7,10 @@ encoding versions, or whose content does not match their manifest.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from matchkit.cli.audit import add_audit_option, audit_log_path
-from matchkit.signing import TRUST_ENV_VAR
+from matchkit.cli.audit import add_audit_option
+from matchkit.settings import TRUST_ENV_VAR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,13 +35,12 @@ def run(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print(f"  {step}", file=sys.stderr)
 
-    from matchkit.pipeline import (
+    from matchkit.jobs.verify import (
         verify_files,  # numpy, pandas and pyarrow load only when a command needs them
     )
 
-    trust = args.trust or os.environ.get(TRUST_ENV_VAR) or None
     result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress,
-                          trust=trust, audit_log=audit_log_path(args))
+                          trust=args.trust, audit_log=args.audit_log)
     from matchkit.report.console import summary_table
 
     print(summary_table(result.flags))

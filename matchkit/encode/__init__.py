@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from matchkit.encode.tokens import ENCODING_VERSION, SUPPORTED_ENCODINGS, Encoder
+from matchkit.encode.person import ENCODING_VERSION, SUPPORTED_ENCODINGS, Encoder
 
 __all__ = ["ENCODING_VERSION", "SUPPORTED_ENCODINGS", "Encoder"]

@@ -16,7 +16,7 @@ import codecs
 import csv
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from matchkit.encode.chunk import Chunk
 from matchkit.errors import InputFileError
 from matchkit.schema import Schema, fold_header
 
@@ -34,18 +35,6 @@ ENCODING_ALIASES = {
     "utf8": "utf-8", "utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "utf8-sig": "utf-8-sig", "gb18030": "gb18030",
     "gbk": "gb18030", "gb2312": "gb18030", "cp936": "gb18030",
 }
-
-
-@dataclass
-class Chunk:
-    """Rows of one input chunk: ``columns[name]`` is an object array of ``str`` (``""`` when empty)."""
-
-    columns: dict[str, np.ndarray]
-    lines: np.ndarray
-    rejects: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.lines)
 
 
 @dataclass

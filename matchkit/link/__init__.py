@@ -7,8 +7,9 @@ first use, so ``matchkit link``, which needs only the numpy core, never imports 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from matchkit.lazy import lazy_names
 
 if TYPE_CHECKING:
     from matchkit.link.blocking import BlockingPass, CandidatePairs, PassStats, SharedKeys, block
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from matchkit.link.fuzzy import PERSON_MODEL, PERSON_PASSES, best_links, person_comparison_vectors
     from matchkit.link.scoring import FieldModel, LinkageModel, comparison_levels, match_weights, probability
     from matchkit.link.select import best_per_left, one_to_one
-    from matchkit.link.tokens import TokenFrame, prepare_column
+    from matchkit.link.token_columns import TokenFrame, prepare_column
 
 _MODULE_OF = {
     "BlockingPass": "blocking", "CandidatePairs": "blocking", "PassStats": "blocking", "SharedKeys": "blocking",
@@ -26,7 +27,7 @@ _MODULE_OF = {
     "FieldModel": "scoring", "LinkageModel": "scoring", "comparison_levels": "scoring", "match_weights": "scoring",
     "probability": "scoring",
     "best_per_left": "select", "one_to_one": "select",
-    "TokenFrame": "tokens", "prepare_column": "tokens",
+    "TokenFrame": "token_columns", "prepare_column": "token_columns",
 }
 
 __all__ = [
@@ -53,10 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'matchkit.link' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"matchkit.link.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, globals(), {name: f".{module}" for name, module in _MODULE_OF.items()})

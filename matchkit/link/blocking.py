@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matchkit.link.tokens import ListTokens, ScalarTokens, TokenFrame, mix_keys
+from matchkit.link.token_columns import ListTokens, ScalarTokens, TokenFrame, mix_keys
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Comparators: one similarity in [0, 1] per candidate pair, NaN where either side has no value.
 
 Every comparator is a plain function ``(left_column, right_column, left_positions, right_positions) -> float64
-array`` over prepared token columns (:mod:`matchkit.link.tokens`), registered under one or more aliases in
+array`` over prepared token columns (:mod:`matchkit.link.token_columns`), registered under one or more aliases in
 :data:`COMPARATORS`: a new comparator is one function plus one registry line. Comparators see only keyed tokens; the
 levels they return are what a scoring model (:mod:`matchkit.link.scoring`) turns into evidence.
 
@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from matchkit.link.tokens import ListTokens, ScalarTokens, TokenColumn, mix_keys
+from matchkit.link.token_columns import ListTokens, ScalarTokens, TokenColumn, mix_keys
 
 Comparator = Callable[[TokenColumn, TokenColumn, np.ndarray, np.ndarray], np.ndarray]
 
 CHUNK_PAIRS = 1 << 20
 
-# ID near tokens (matchkit.encode.tokens.NEAR_WINDOWS): token w is the 17-digit body with window w removed.
+# ID near tokens (matchkit.encode.person.NEAR_WINDOWS): token w is the 17-digit body with window w removed.
 # Windows 0 ([0,4], address) and 1 ([4,8], end of address + first year digits) leave the rest of the birth date and
 # the sequence number in the token, so sharing one of them alone is rare between different people. Windows 2 ([8,12])
 # and 3 ([12,16]) remove the birth date's month/day and the sequence number: what remains (county + birth month, or

@@ -70,7 +70,7 @@ from matchkit.link.scoring import (
     probability,
 )
 from matchkit.link.select import best_per_left
-from matchkit.link.tokens import TokenFrame
+from matchkit.link.token_columns import TokenFrame
 
 PERSON_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("id_near_w0", "id_near", elements=(0,)),

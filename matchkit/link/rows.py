@@ -9,7 +9,7 @@ filter's set-bit count and a word of validity bits), so a pair costs two row rea
 and the steps run in threads (numpy releases the GIL in its gathers and bit operations).
 
 The agreement levels are those of :func:`agreement_levels`, the same function the column-by-column reference in
-``matchkit.link.job.field_levels`` uses; ``tests/test_link_rows.py`` checks the two paths agree exactly.
+``matchkit.link.engine.field_levels`` uses; ``tests/test_link_rows.py`` checks the two paths agree exactly.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from matchkit.link.compare import set_bits_per_row
-from matchkit.link.tokens import WordPieces
+from matchkit.link.token_columns import WordPieces
 
 # Dice cut-points of the agreement levels of a Bloom-filter field (levels 0..3), and exact agreement on top.
 DICE_CUTS = (0.6, 0.75, 0.9)

@@ -1,21 +1,20 @@
 """A self-contained HTML report of a flags table: inline CSS, inline SVG charts, no script, no network.
 
 Aggregates only: the report never contains a claim id or any other per-line value. Every text that reaches the
-page goes through :func:`html.escape`. The file is written atomically (a temporary file in the target directory,
-then ``os.replace``), so a reader never sees half a report.
+page goes through :func:`html.escape`. The file is written atomically (:mod:`matchkit.io.atomic`: a temporary file
+in the target directory, fsynced, then ``os.replace``), so a reader never sees half a report.
 """
 
 from __future__ import annotations
 
 import html
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
 from matchkit import __version__
+from matchkit.io.atomic import AtomicFile
 from matchkit.report.summary import Summary, summarise
 
 _CSS = """
@@ -168,21 +167,6 @@ def write_report(
     flags: pd.DataFrame, path: str | os.PathLike[str], *, meta: dict[str, object] | None = None
 ) -> None:
     """Write the HTML report for ``flags`` to ``path`` atomically."""
-    target = Path(path)
     text = render_report(flags, meta=meta)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    with AtomicFile(path, "report", encoding="utf-8", mode=0o644) as target:
+        target.handle.write(text)

@@ -6,7 +6,7 @@ truth. Scenarios never share a subject (nor, for elderly support, a taxpayer), s
 change the outcome of another; the only deliberate interactions are inside a scenario (two parents over 100%,
 siblings over the standard, a duplicate after its original).
 
-Policy figures are repeated here on purpose instead of read from ``configs/``: the oracle must not share a mistake
+Policy figures are repeated here on purpose instead of read from ``matchkit/data/``: the oracle must not share a mistake
 with the engine.
 """
 

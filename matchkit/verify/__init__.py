@@ -1,7 +1,7 @@
 """Verification of special additional deduction claims against hashed agency extracts (the tax domain).
 
 ``verify_tables(claims, sources)`` returns one flags row per claim line (SPEC §5); ``load_policy()`` reads the policy
-figures from ``configs/policy.toml``. The rules are documented for officers in ``docs/RULES.md``.
+figures from ``matchkit/data/policy.toml``. The rules are documented for officers in ``docs/RULES.md``.
 """
 
 from __future__ import annotations

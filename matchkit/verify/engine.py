@@ -27,6 +27,7 @@ from matchkit.verify.evidence import (
     text_values,
 )
 from matchkit.verify.illness import serious_illness
+from matchkit.verify.interning import TokenInterner
 from matchkit.verify.linking import (
     PERSON_COLUMNS,
     QUERY_COLUMNS,
@@ -43,7 +44,6 @@ from matchkit.verify.linking import (
 from matchkit.verify.months import EPS, abs_months, month_range
 from matchkit.verify.policy import Policy, load_policy
 from matchkit.verify.reasons import BIT, render
-from matchkit.verify.tokens import TokenInterner
 
 OUTPUT_COLUMNS = [
     "claim_id",
@@ -137,7 +137,7 @@ def verify_tables(
 
     ``sources`` maps an extract name to its table: a DataFrame holding every column (token columns as ``bytes`` /
     lists per cell, or Arrow-backed), or a :class:`HashedExtract` whose person encodings are read on demand (what
-    ``matchkit.pipeline.load_hashed_inputs`` gives). ``linker``: the fuzzy linker (default
+    ``matchkit.jobs.verify.load_hashed_inputs`` gives). ``linker``: the fuzzy linker (default
     ``matchkit.link.fuzzy.best_links``).
     """
     say = progress or (lambda message: None)

@@ -21,15 +21,16 @@ import numpy as np
 import pandas as pd
 
 from matchkit.errors import InternalError
+from matchkit.io.hashed.format import DOB_TOKEN, ID_NEAR, ID_TOKEN, NAME_FUZZY
 from matchkit.link.blocking import sorted_unique
 from matchkit.link.compare import NAME_PHONETIC, as_lists, name_fuzzy
-from matchkit.link.tokens import ListTokens, TokenFrame, mix_keys, prepare_column
+from matchkit.link.token_columns import ListTokens, TokenFrame, mix_keys, prepare_column
 from matchkit.verify.evidence import ENTITIES, sorted_in
-from matchkit.verify.tokens import intern_words, token_words
+from matchkit.verify.interning import intern_words, token_words
 
 Linker = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
-QUERY_COLUMNS = ("id_near", "name_fz", "dob_tok")
-PERSON_COLUMNS = ("id_tok", "id_near", "name_fz", "dob_tok")
+QUERY_COLUMNS = (ID_NEAR, NAME_FUZZY, DOB_TOKEN)
+PERSON_COLUMNS = (ID_TOKEN, *QUERY_COLUMNS)
 ENCODING_COLUMNS = QUERY_COLUMNS  # a person's encodings besides the id token
 # Name agreement (docs/RULES.md "Linking the subject"): the ``name_fz`` levels that count as "the same name" when an
 # exact ID link is checked, and when another person is looked for. Element 0 is the normalised name, element 1 its
@@ -233,11 +234,11 @@ def name_agrees(
     person's name as the linker saw it). No name on either side: False."""
     if not len(rows):
         return np.zeros(0, dtype=bool)
-    query_side = TokenFrame(pd.DataFrame({"name_fz": queries["name_fz"]}).reset_index(drop=True))
-    person_side = TokenFrame(pd.DataFrame({"name_fz": persons["name_fz"]}).reset_index(drop=True))
+    query_side = TokenFrame(pd.DataFrame({NAME_FUZZY: queries[NAME_FUZZY]}).reset_index(drop=True))
+    person_side = TokenFrame(pd.DataFrame({NAME_FUZZY: persons[NAME_FUZZY]}).reset_index(drop=True))
     lpos = queries.index.get_indexer(rows).astype(np.int64)
     rpos = pd.Index(person_codes).get_indexer(codes).astype(np.int64)
-    level = name_fuzzy(query_side.column("name_fz"), person_side.column("name_fz"), lpos, rpos)
+    level = name_fuzzy(query_side.column(NAME_FUZZY), person_side.column(NAME_FUZZY), lpos, rpos)
     return np.nan_to_num(level, nan=0.0) >= AGREEING_NAME_LEVEL
 
 
@@ -275,7 +276,7 @@ def exact_name_disagrees(
     key_parts: list[list[np.ndarray]] = [[] for _ in AGREEING_NAME_ELEMENTS]
     for name in universe:
         start = 0  # one pass over the extract for all its entities' names
-        for batch in encodings[name].batches([f"{entity}_name_fz" for entity in ENTITIES[name]]):
+        for batch in encodings[name].batches([f"{entity}_{NAME_FUZZY}" for entity in ENTITIES[name]]):
             count = len(batch)
             for entity in ENTITIES[name]:
                 batch_codes = codes[(name, entity)][start : start + count]
@@ -283,7 +284,7 @@ def exact_name_disagrees(
                 if not len(local):
                     continue
                 row_codes = batch_codes[local]
-                valid, *elements = _name_elements(batch[f"{entity}_name_fz"])
+                valid, *elements = _name_elements(batch[f"{entity}_{NAME_FUZZY}"])
                 named[row_codes[valid[local]]] = True
                 for i in range(len(AGREEING_NAME_ELEMENTS)):
                     keys, present = elements[2 * i][local], elements[2 * i + 1][local]

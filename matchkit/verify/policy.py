@@ -1,4 +1,4 @@
-"""Policy figures (``configs/policy.toml``), validated on load and looked up per month.
+"""Policy figures (``matchkit/data/policy.toml``, read through :mod:`matchkit.resources`), validated on load and looked up per month.
 
 The file is data, not code: every figure a rule uses comes from here. Periods are keyed by their effective date (the
 first day of a month) and each period is complete, so a deduction missing from a period does not exist in it.
@@ -7,18 +7,16 @@ first day of a month) and each period is complete, so a deduction missing from a
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from matchkit.errors import SchemaError
-
-CONFIG_DIR_ENV = "MATCHKIT_CONFIG_DIR"
-POLICY_FILE = "policy.toml"
+from matchkit.resources import policy_file
 
 # Fields each deduction must carry (all positive numbers).
 DEDUCTION_FIELDS: dict[str, tuple[str, ...]] = {
@@ -66,15 +64,6 @@ class Policy:
     def figure_by_year(self, deduction: str, name: str, years: np.ndarray) -> np.ndarray:
         """The figure in force on 1 January of each tax year (annual deductions)."""
         return self.figure_by_month(deduction, name, np.asarray(years, dtype=np.int64) * 12)
-
-
-def config_dir() -> Path:
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env)
-    import matchkit
-
-    return Path(matchkit.__file__).resolve().parents[1] / "configs"
 
 
 def _positive_number(value: Any) -> bool:
@@ -164,13 +153,16 @@ def parse_policy(data: dict[str, Any], *, path: str | Path | None = None) -> Pol
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
-    """Read and validate the policy file (default: ``configs/policy.toml``, or ``$MATCHKIT_CONFIG_DIR``)."""
-    policy_path = Path(path) if path is not None else config_dir() / POLICY_FILE
+    """Read and validate the policy file (default: the packaged ``policy.toml``, or the one in
+    ``$MATCHKIT_CONFIG_DIR``)."""
+    source: Path | Traversable = Path(path) if path is not None else policy_file()
+    shown = str(source)
     try:
-        with policy_path.open("rb") as handle:
-            data = tomllib.load(handle)
+        data = tomllib.loads(source.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
-        raise SchemaError(["policy file not found"], path=policy_path) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SchemaError([f"not valid TOML: {exc}"], path=policy_path) from exc
-    return parse_policy(data, path=policy_path)
+        raise SchemaError(["policy file not found"], path=shown) from exc
+    except OSError as exc:
+        raise SchemaError([f"cannot read policy file ({exc.strerror})"], path=shown) from exc
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SchemaError([f"not valid TOML: {exc}"], path=shown) from exc
+    return parse_policy(data, path=shown)

@@ -1,4 +1,7 @@
-"""The generic linkage job behind ``matchkit link``: two hashed linkage files in, scored record pairs out.
+"""The generic linkage engine behind ``matchkit link``: two loaded linkage files in, scored record pairs out.
+
+The job around it (opening and checking the files, writing pairs, candidates and statistics) is
+:mod:`matchkit.jobs.link`; this module reads and writes no file.
 
 Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback uses too:
 
@@ -21,9 +24,6 @@ Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback use
 
 from __future__ import annotations
 
-import csv
-import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
-from matchkit.io.atomic import check_output_path, partial_file
-from matchkit.io.hashed import HashedFile, check_compatible, open_hashed
+from matchkit.errors import IncompatibleFilesError, MatchkitError
+from matchkit.io.hashed.format import LinkageLayout, blocking_column, bloom_column, token_column
 from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
@@ -44,15 +43,22 @@ from matchkit.link.em import FLOOR, estimate, level_frequencies
 from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_rows, record_rows
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
-from matchkit.link.tokens import ScalarTokens, TokenColumn, TokenFrame, WordPieces, arrow_tokens, word_pieces
+from matchkit.link.stats import LinkStats
+from matchkit.link.token_columns import (
+    ScalarTokens,
+    TokenColumn,
+    TokenFrame,
+    WordPieces,
+    arrow_tokens,
+    word_pieces,
+)
+from matchkit.runtime.workers import default_workers
 from matchkit.settings import EM_THRESHOLD, FALLBACK_THRESHOLD
-from matchkit.workers import default_workers
 
 if TYPE_CHECKING:
     import pandas as pd
 
 RANDOM_PAIRS = 100_000  # u of the Dice levels; measured: 300,000 gave the same links at 100k x 100k
-CSV_CHUNK_ROWS = 1_000_000
 MIN_SESSION_PAIRS = 50  # a blocking pass with fewer candidates is too small for its own EM session
 Progress = Callable[[str], None]
 
@@ -72,13 +78,32 @@ class FieldPlan:
         return len(DICE_CUTS) + 2  # dice bands 0..3, then exact agreement (or Dice >= 0.999 without a token)
 
 
+@dataclass(frozen=True)
+class ScoredCandidates:
+    """Every candidate pair with its score: positions into each side's record ids."""
+
+    left_ids: np.ndarray  # every record id of each side
+    right_ids: np.ndarray
+    left: np.ndarray  # per candidate pair
+    right: np.ndarray
+    scores: np.ndarray
+
+    def chunks(self, rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(left ids, right ids, scores)`` a part at a time (tens of millions of candidates never become one
+        array of ids)."""
+        for start in range(0, len(self.scores), rows):
+            part = slice(start, start + rows)
+            yield self.left_ids[self.left[part]], self.right_ids[self.right[part]], self.scores[part]
+
+
 @dataclass
 class LinkResult:
     left_ids: np.ndarray  # per link, ordered by left record, then score (best first), then right record
     right_ids: np.ndarray
     scores: np.ndarray
     output: Path | None
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: LinkStats
+    candidates: ScoredCandidates | None = field(default=None, repr=False)  # kept when asked (keep_candidates)
 
     @property
     def pairs(self) -> pd.DataFrame:
@@ -88,36 +113,24 @@ class LinkResult:
         return pd.DataFrame({"left_id": self.left_ids, "right_id": self.right_ids, "score": self.scores})
 
 
-def _is_link_file(hashed: HashedFile) -> None:
-    if hashed.manifest.get("kind") != "link":
-        raise ManifestError(
-            f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit link' takes files hashed with a "
-            "linkage schema (kind = \"link\", e.g. configs/schemas/febrl.toml)", path=hashed.path)
-
-
-def plan_fields(left: HashedFile, right: HashedFile) -> list[FieldPlan]:
-    """Fields present in both files, refusing any field whose encodings differ between them."""
-    left_fields: dict[str, Any] = left.manifest.get("fields") or {}
-    right_fields: dict[str, Any] = right.manifest.get("fields") or {}
+def plan_fields(left: LinkageLayout, right: LinkageLayout, names: tuple[str, str] = ("left", "right")
+                ) -> list[FieldPlan]:
+    """Fields present in both files, refusing any field whose encodings differ between them. ``names``: the two
+    files' names, for the message."""
     plans = []
-    for name, spec in left_fields.items():
-        other = right_fields.get(name)
+    for name, spec in left.fields.items():
+        other = right.fields.get(name)
         if other is None:
             continue
         if other != spec:
             raise IncompatibleFilesError(
-                f"field {name!r} is encoded differently in {left.path.name} ({_describe(spec)}) and "
-                f"{right.path.name} ({_describe(other)}); hash both sides with the same schema")
-        encodings = spec.get("encodings", [])
-        plans.append(FieldPlan(name, f"{name}_tok" if "exact" in encodings else None,
-                               f"{name}_bf" if "bloom" in encodings else None))
+                f"field {name!r} is encoded differently in {names[0]} ({spec.describe()}) and "
+                f"{names[1]} ({other.describe()}); hash both sides with the same schema")
+        plans.append(FieldPlan(name, token_column(name) if "exact" in spec.encodings else None,
+                               bloom_column(name) if "bloom" in spec.encodings else None))
     if not plans:
-        raise IncompatibleFilesError(f"{left.path.name} and {right.path.name} have no field in common")
+        raise IncompatibleFilesError(f"{names[0]} and {names[1]} have no field in common")
     return plans
-
-
-def _describe(spec: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(spec.items()) if v is not None)
 
 
 @dataclass(frozen=True)
@@ -127,21 +140,19 @@ class BlockingPass(blocking.BlockingPass):
     fields: frozenset[str] = frozenset()
 
 
-def plan_passes(left: HashedFile, right: HashedFile) -> list[BlockingPass]:
-    left_passes: dict[str, str] = left.manifest.get("blocking") or {}
-    right_passes: dict[str, str] = right.manifest.get("blocking") or {}
-    common = [name for name, described in left_passes.items() if right_passes.get(name) == described]
+def plan_passes(left: LinkageLayout, right: LinkageLayout, names: tuple[str, str] = ("left", "right")
+                ) -> list[BlockingPass]:
+    """The blocking passes both files were hashed with, alike."""
+    common = [name for name, spec in left.blocking.items() if right.blocking.get(name) == spec]
     if not common:
         raise IncompatibleFilesError(
-            f"{left.path.name} and {right.path.name} have no blocking pass in common; both sides must be hashed "
+            f"{names[0]} and {names[1]} have no blocking pass in common; both sides must be hashed "
             "with the same schema (blocking is mandatory: every pair of two large files is never compared)")
-    return [BlockingPass(name, f"_blk_{name}",
-                         fields=frozenset(part.split(":")[0] for part in left_passes[name].split(" + ")))
-            for name in common]
+    return [BlockingPass(name, blocking_column(name), fields=left.blocking[name].fields) for name in common]
 
 
 @dataclass
-class _Side:
+class LinkSide:
     """One loaded file: blocking keys and exact tokens as token columns, Bloom filters still as Arrow columns
     (they go straight into the record rows, or become token columns if the rows cannot take them), and ids."""
 
@@ -150,16 +161,19 @@ class _Side:
     ids: np.ndarray
 
 
-def _load(hashed: HashedFile, plans: list[FieldPlan], passes: list[BlockingPass]) -> _Side:
-    tokens = [p.column for p in passes] + [plan.exact for plan in plans if plan.exact]
-    filters = [plan.bloom for plan in plans if plan.bloom]
-    record_id = hashed.manifest.get("record_id")
-    id_column = record_id or "_line"
-    table = hashed.read([id_column, *tokens, *filters])
+def side_columns(plans: list[FieldPlan], passes: list[BlockingPass]) -> tuple[list[str], list[str]]:
+    """(token columns, Bloom-filter columns) a side of the link reads."""
+    return [p.column for p in passes] + [plan.exact for plan in plans if plan.exact], \
+        [plan.bloom for plan in plans if plan.bloom]
+
+
+def load_side(table: pa.Table, id_column: str, plans: list[FieldPlan], passes: list[BlockingPass]) -> LinkSide:
+    """A side of the link from its Arrow columns (``id_column`` and :func:`side_columns`)."""
+    tokens, filters = side_columns(plans, passes)
     prepared: dict[str, TokenColumn] = {name: arrow_tokens(table.column(name)) for name in tokens}
     ids = table.column(id_column)
     ids_array = ids.to_numpy() if pa.types.is_integer(ids.type) else np.asarray(ids.to_pylist(), dtype=object)
-    return _Side(TokenFrame.from_columns(table.num_rows, prepared), {name: table.column(name) for name in filters},
+    return LinkSide(TokenFrame.from_columns(table.num_rows, prepared), {name: table.column(name) for name in filters},
                  ids_array)
 
 
@@ -235,50 +249,38 @@ def _model(plans: list[FieldPlan], m: list[tuple[float, ...]], u: list[tuple[flo
     return LinkageModel(tuple(fields), prior=prior)
 
 
-def link_files(
-    left_path: str | Path,
-    right_path: str | Path,
-    output: str | Path | None = None,
+def link_tables(
+    left_side: LinkSide,
+    right_side: LinkSide,
+    plans: list[FieldPlan],
+    passes: list[BlockingPass],
     *,
     threshold: float | None = None,
     one_to_one: bool = False,
     method: str = "auto",
-    candidates_path: str | Path | None = None,
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     random_pairs: int = RANDOM_PAIRS,
     seed: int = 0,
+    keep_candidates: bool = False,
+    load_seconds: float = 0.0,
     progress: Progress | None = None,
 ) -> LinkResult:
-    """Link two hashed linkage files; write ``left_id,right_id,score`` to ``output`` (CSV) if given.
+    """Link two loaded sides (:func:`load_side`) on the fields and passes planned for them.
 
     ``method``: ``"auto"`` (EM, falling back to the plain threshold when EM cannot be trusted), ``"em"`` (EM or
     an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
-    EM and 0.85 (mean similarity) for the fallback.
+    EM and 0.85 (mean similarity) for the fallback. ``keep_candidates``: also return every candidate pair.
     """
     say = progress or (lambda message: None)
-    if method not in ("auto", "em", "threshold"):
-        raise MatchkitError(f"unknown method {method!r}: auto, em or threshold")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise MatchkitError(f"threshold must be in [0, 1], got {threshold}")
-    for target, label in ((output, "pairs output"), (candidates_path, "candidates output")):
-        if target is not None:
-            check_output_path(Path(target), label)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # digest checks (hashlib, file reads) release the GIL
-        left_file, right_file = pool.map(open_hashed, (left_path, right_path))
-    _is_link_file(left_file)
-    _is_link_file(right_file)
-    check_compatible([left_file, right_file])
-    plans = plan_fields(left_file, right_file)
-    passes = plan_passes(left_file, right_file)
+    check_method(method, threshold)
     stats: dict[str, Any] = {"fields": [p.name for p in plans]}
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Parquet decoding and numpy conversion release the GIL
-        left_side, right_side = pool.map(lambda hashed: _load(hashed, plans, passes), (left_file, right_file))
     left, right, left_ids, right_ids = left_side.frame, right_side.frame, left_side.ids, right_side.ids
     rows = comparison_rows(plans, left, right, left_side.filters, right_side.filters)
-    del left_side, right_side  # the Arrow filter columns: the rows hold a copy now
-    stats.update(left_records=len(left), right_records=len(right), load_seconds=time.perf_counter() - started)
+    left_side.filters = right_side.filters = {}  # the Arrow filter columns: the rows hold a copy now
+    stats.update(left_records=len(left), right_records=len(right),
+                 load_seconds=load_seconds + time.perf_counter() - started)
     say(f"loaded {len(left):,} x {len(right):,} records")
 
     started = time.perf_counter()
@@ -314,16 +316,16 @@ def link_files(
     lpos, rpos, kept_scores = lpos[order], rpos[order], kept_scores[order]
     stats["links"] = len(lpos)
     stats["links_found_by_pass"] = {p.name: int(shares_key(left, right, p, lpos, rpos).sum()) for p in passes}
-    result = LinkResult(left_ids[lpos], right_ids[rpos], kept_scores, None, stats)
-    if candidates_path is not None:
-        _write_csv_chunks(Path(candidates_path), "candidates output", (
-            (left_ids[candidates.left[part]], right_ids[candidates.right[part]], scores[part])
-            for part in (slice(start, start + CSV_CHUNK_ROWS) for start in range(0, len(scores), CSV_CHUNK_ROWS))
-        ))
-    if output is not None:
-        result.output = Path(output)
-        _write_csv_chunks(result.output, "pairs output", iter([(result.left_ids, result.right_ids, result.scores)]))
-    return result
+    return LinkResult(left_ids[lpos], right_ids[rpos], kept_scores, None, LinkStats.from_record(stats),
+                      ScoredCandidates(left_ids, right_ids, candidates.left, candidates.right, scores)
+                      if keep_candidates else None)
+
+
+def check_method(method: str, threshold: float | None) -> None:
+    if method not in ("auto", "em", "threshold"):
+        raise MatchkitError(f"unknown method {method!r}: auto, em or threshold")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise MatchkitError(f"threshold must be in [0, 1], got {threshold}")
 
 
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
@@ -446,20 +448,3 @@ def shares_key(left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass,
 
 def _level_table(plans: list[FieldPlan], levels: np.ndarray) -> dict[str, np.ndarray]:
     return {plan.name: levels[:, index] for index, plan in enumerate(plans)}
-
-
-def _write_csv_chunks(path: Path, label: str, parts: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    """``left_id,right_id,score`` CSV written atomically, a part at a time (tens of millions of candidate rows
-    never sit in one list of Python objects)."""
-    fd, temp = partial_file(path, label)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")  # quotes an id only when it needs it, like pandas
-            writer.writerow(["left_id", "right_id", "score"])
-            for left_ids, right_ids, scores in parts:
-                texts = ["" if math.isnan(score) else f"{score:.6f}" for score in scores.tolist()]
-                writer.writerows(zip(left_ids.tolist(), right_ids.tolist(), texts))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

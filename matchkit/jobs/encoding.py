@@ -5,7 +5,7 @@ decodes, parses and encodes its block, so parsing runs in parallel too and line 
 Parquet are read in the parent and their chunks sent to the workers. A file of one unit is encoded in this process;
 a small pool of worker processes starts only when a second unit exists (a small file is not worth the start-up).
 A CSV file is cut into at least four blocks per worker, so the workers share it evenly and the parent writes early
-blocks while later ones are still being encoded. Workers come from a preloaded fork server (``matchkit.workers``).
+blocks while later ones are still being encoded. Workers come from a preloaded fork server (``matchkit.runtime.workers``).
 Each worker builds its own ``TableEncoder`` from the key, which travels to it over the pool's pipe, never through a
 file or an argument list. At most ``2 × workers`` units are in flight, so memory stays bounded.
 """
@@ -13,19 +13,20 @@ file or an argument list. At most ``2 × workers`` units are in flight, so memor
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeAlias
 
 import pyarrow as pa
 
-from matchkit.encode.link_table import LinkTableEncoder
-from matchkit.encode.table import TableEncoder
-from matchkit.encode.tokens import Encoder
+from matchkit.encode.fields_table import LinkTableEncoder
+from matchkit.encode.person import Encoder
+from matchkit.encode.person_table import TableEncoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
-from matchkit.keys import SharedKey
+from matchkit.runtime.process import lean_process
+from matchkit.runtime.workers import default_workers, pool_context
 from matchkit.schema import Schema
-from matchkit.workers import default_workers, lean_process, pool_context
+from matchkit.security.keys import SharedKey
 
 Faults = list[tuple[int, str, str]]
 Notes = dict[str, int]
@@ -64,7 +65,7 @@ def _encode_unit(table_encoder: AnyTableEncoder, layout: CsvLayout | None, unit:
 
 
 def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: SharedKey, purpose: str,
-                  workers: int | None = None) -> Iterator[EncodedChunk]:
+                  workers: int | None = None) -> Generator[EncodedChunk, None, None]:
     """Yield ``(rows read, (hashed table, faults, notes))`` per unit of input, in input order."""
     workers = default_workers() if workers is None else workers
     layout: CsvLayout | None = None
@@ -84,8 +85,9 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
         return
     context = pool_context()
     init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version, layout)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                             initargs=init_args) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                               initargs=init_args)
+    try:
         pending: deque[Future[EncodedChunk]] = deque()
         for unit in _chain(first, second, units):
             pending.append(pool.submit(_encode_in_worker, unit))
@@ -93,6 +95,13 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM, a consumer that stops early (GeneratorExit)
+        # Queued units are cancelled and nothing more is waited for here: the caller's clean-up (removing its
+        # .partial files) runs now, while the units already running finish in the background and the workers then
+        # exit. The ``matchkit`` command, on SIGTERM, stops the workers themselves (``matchkit.runtime.process``).
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _next(units: Iterator[Unit]) -> Unit | None:

@@ -22,6 +22,7 @@ The log location comes from ``--audit-log FILE`` or ``MATCHKIT_AUDIT_LOG``; with
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import getpass
 import hashlib
@@ -38,7 +39,6 @@ from typing import Any
 from matchkit import __version__
 from matchkit.errors import MatchkitError
 
-AUDIT_ENV_VAR = "MATCHKIT_AUDIT_LOG"
 AUDIT_FORMAT = "matchkit-audit"
 AUDIT_VERSION = 1
 GENESIS = "0" * 64
@@ -144,10 +144,17 @@ class AuditLog:
             entry = {**record, "format": AUDIT_FORMAT, "version": AUDIT_VERSION, "seq": seq + 1, "prev": previous}
             entry["hash"] = line_hash(entry)
             data = canonical(entry) + b"\n"
-            written = 0
-            while written < len(data):
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError as exc:  # a full disk: take back the part of the line that was written
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise AuditLogError(f"cannot write the audit log ({exc.strerror or type(exc).__name__})",
+                                    path=self.path) from exc
         return entry
 
 

@@ -7,7 +7,7 @@ Cost model (this machine: one HMAC-SHA256 from Python costs ~0.5 µs with the ke
 ``matchkit.encode.keyed``): exact tokens are HMAC-SHA256 over the canonical value, computed once per *distinct*
 value (the caller factorises columns). The many small tokens that the fuzzy encodings need are a keyed pseudo-random function built on AES-256 applied to fixed 16-byte blocks, which
 ``cryptography`` encrypts in one vectorised call per batch (ECB mode on independent blocks = one PRF call each).
-Both primitives are keyed with sub-keys derived per kind of value and purpose (see ``matchkit.keys``).
+Both primitives are keyed with sub-keys derived per kind of value and purpose (see ``matchkit.security.keys``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from matchkit.encode.codes import factorize
 from matchkit.encode.keyed import KeyedHmac, encrypt_blocks
-from matchkit.keys import SharedKey
+from matchkit.security.keys import SharedKey
 
 ENCODING_VERSION = "mk1"
 SUPPORTED_ENCODINGS = frozenset({ENCODING_VERSION})

@@ -18,9 +18,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from matchkit.encode.chunk import Chunk
 from matchkit.encode.codes import factorize
-from matchkit.encode.tokens import Encoder, name_variants
-from matchkit.io.readers import Chunk
+from matchkit.encode.columns import (
+    BIRTH_YM,
+    DOB_TOKEN,
+    ID_BIRTH_YM,
+    ID_NEAR,
+    ID_TOKEN,
+    ID_VALID,
+    LINE_COLUMN,
+    NAME_FUZZY,
+    person_column,
+)
+from matchkit.encode.person import Encoder, name_variants
 from matchkit.normalize import dates, ids, names, values
 from matchkit.normalize.ids_vec import valid_id18
 from matchkit.schema import Column, Entity, Schema
@@ -131,7 +142,7 @@ class TableEncoder:
 
     # --- output layout ------------------------------------------------------------------------------------------
     def _build_arrow_schema(self) -> pa.Schema:
-        fields: list[pa.Field] = [pa.field("_line", pa.int64(), nullable=False)]
+        fields: list[pa.Field] = [pa.field(LINE_COLUMN, pa.int64(), nullable=False)]
         entity_columns: set[str] = set()
         for entity in self.schema.entities:
             for role_column in (entity.id, entity.id_type, entity.person_name, entity.birth_date):
@@ -143,15 +154,15 @@ class TableEncoder:
             fields.append(pa.field(column.name, CLEAR_ARROW_TYPES[column.type]))
         for entity in self.schema.entities:
             prefix = entity.name
-            fields.append(pa.field(f"{prefix}_id_tok", pa.binary(16)))
-            fields.append(pa.field(f"{prefix}_id_valid", pa.bool_()))
+            fields.append(pa.field(person_column(prefix, ID_TOKEN), pa.binary(16)))
+            fields.append(pa.field(person_column(prefix, ID_VALID), pa.bool_()))
             if entity.fuzzy:
-                fields.append(pa.field(f"{prefix}_id_near", pa.list_(pa.int64())))
-                fields.append(pa.field(f"{prefix}_name_fz", pa.list_(pa.int64())))
-                fields.append(pa.field(f"{prefix}_dob_tok", pa.binary(16)))
+                fields.append(pa.field(person_column(prefix, ID_NEAR), pa.list_(pa.int64())))
+                fields.append(pa.field(person_column(prefix, NAME_FUZZY), pa.list_(pa.int64())))
+                fields.append(pa.field(person_column(prefix, DOB_TOKEN), pa.binary(16)))
             if entity.keep_birth_month:
-                fields.append(pa.field(f"{prefix}_birth_ym", pa.int32()))
-                fields.append(pa.field(f"{prefix}_id_birth_ym", pa.int32()))
+                fields.append(pa.field(person_column(prefix, BIRTH_YM), pa.int32()))
+                fields.append(pa.field(person_column(prefix, ID_BIRTH_YM), pa.int32()))
         return pa.schema(fields)
 
     # --- one chunk ----------------------------------------------------------------------------------------------
@@ -161,7 +172,7 @@ class TableEncoder:
         empty = np.full(size, "", dtype=object)
         raw = {column.name: chunk.columns.get(column.name, empty) for column in self.schema.columns}
         is_blank = {name: _blank_mask(values_) for name, values_ in raw.items()}
-        out: dict[str, Any] = {"_line": chunk.lines}
+        out: dict[str, Any] = {LINE_COLUMN: chunk.lines}
 
         entity_columns: set[str] = set()
         for entity in self.schema.entities:
@@ -301,8 +312,8 @@ class TableEncoder:
                 for ok, gb, t, v in zip(valid.tolist(), gb_type.tolist(), id_types.tolist(), values_.tolist())
             ]
         columns: dict[str, Any] = {
-            f"{prefix}_id_tok": pa.array(self.encoder.id_tokens(canonical), type=pa.binary(16)),
-            f"{prefix}_id_valid": pa.array(valid, mask=id_blank),
+            person_column(prefix, ID_TOKEN): pa.array(self.encoder.id_tokens(canonical), type=pa.binary(16)),
+            person_column(prefix, ID_VALID): pa.array(valid, mask=id_blank),
         }
         # birth date: the entity's own column when present and valid, else the date inside a GB 11643 ID
         salts = id_birth.copy()
@@ -321,7 +332,7 @@ class TableEncoder:
                 if len(slow) else np.ones(size, dtype=bool)
             bodies = [v[:17] for v in values_[shaped].tolist()]
             near = self.encoder.id_near_tokens(bodies)
-            columns[f"{prefix}_id_near"] = _fixed_lists(near, shaped)
+            columns[person_column(prefix, ID_NEAR)] = _fixed_lists(near, shaped)
             if entity.person_name:
                 digest_rows = map_unique(raw[entity.person_name], self._name_digests_or_fault, self._cache("name"))
                 bad_name = np.array([isinstance(r, str) for r in digest_rows], dtype=bool)
@@ -330,20 +341,20 @@ class TableEncoder:
                 tokens, counts = self.encoder.name_fuzzy_arrays(rows, salts)
                 offsets = np.zeros(size + 1, dtype=np.int32)
                 np.cumsum(counts, out=offsets[1:])
-                columns[f"{prefix}_name_fz"] = pa.ListArray.from_arrays(
+                columns[person_column(prefix, NAME_FUZZY)] = pa.ListArray.from_arrays(
                     pa.array(offsets), pa.array(tokens, type=pa.int64()), mask=pa.array(counts == 0))
             else:
-                columns[f"{prefix}_name_fz"] = pa.nulls(size, pa.list_(pa.int64()))
-            columns[f"{prefix}_dob_tok"] = pa.array([self.encoder.dob_token(s) if s else None
+                columns[person_column(prefix, NAME_FUZZY)] = pa.nulls(size, pa.list_(pa.int64()))
+            columns[person_column(prefix, DOB_TOKEN)] = pa.array([self.encoder.dob_token(s) if s else None
                                                      for s in salts.tolist()], type=pa.binary(16))
         elif entity.person_name:
             problems = map_unique(raw[entity.person_name], names.name_problem, self._cache("name_problem"))
             bad_name = np.array([p is not None and p != "empty" for p in problems], dtype=bool)
             faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
         if entity.keep_birth_month:
-            columns[f"{prefix}_birth_ym"] = pa.array(salts // 100, type=pa.int32(), mask=salts == 0)
+            columns[person_column(prefix, BIRTH_YM)] = pa.array(salts // 100, type=pa.int32(), mask=salts == 0)
             id_month = np.where(valid, id_birth // 100, 0)
-            columns[f"{prefix}_id_birth_ym"] = pa.array(id_month, type=pa.int32(), mask=id_month == 0)
+            columns[person_column(prefix, ID_BIRTH_YM)] = pa.array(id_month, type=pa.int32(), mask=id_month == 0)
         return columns
 
     def _name_digests_or_fault(self, raw: str) -> bytes | str | None:
@@ -410,7 +421,7 @@ class RecordIdChecker:
                 seen.add(value)
         if not repeated.any():
             return table, []
-        lines = table.column("_line").to_numpy()[repeated].tolist()
+        lines = table.column(LINE_COLUMN).to_numpy()[repeated].tolist()
         return table.filter(pa.array(~repeated)), [(line, self.column, "duplicate_record_id") for line in lines]
 
 

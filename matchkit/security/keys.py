@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from matchkit.errors import KeyFileError
+from matchkit.settings import KEY_ENV_VAR, key_file
 
 KEY_FORMAT = "matchkit-key"
 KEY_FORMAT_VERSION = 1
 SECRET_BYTES = 32
-KEY_ENV_VAR = "MATCHKIT_KEY_FILE"
 DEFAULT_PURPOSE = "iit-special-deduction"
 
 
@@ -88,17 +88,23 @@ def write_key(key: SharedKey, path: str | Path, *, overwrite: bool = False) -> P
         fd = os.open(target, flags, 0o600)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file ({exc.strerror})", path=target) from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), 0o600)
-        json.dump(body, handle, indent=2)
-        handle.write("\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            json.dump(body, handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no truncated key file left to be mistaken for a key
+        target.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file ({exc.strerror or type(exc).__name__})", path=target) from exc
     return target
 
 
 def load_key(path: str | Path | None = None) -> SharedKey:
     """Load a key from ``path`` or, when it is None, from the file named by ``MATCHKIT_KEY_FILE``."""
     if path is None:
-        env_path = os.environ.get(KEY_ENV_VAR)
+        env_path = key_file()
         if not env_path:
             raise KeyFileError(f"no key given: use --key KEYFILE or set {KEY_ENV_VAR} to the key file's path")
         path = env_path

@@ -1,6 +1,6 @@
 """Turn one chunk of raw rows into one hashed record batch per a *linkage* schema (``kind = "link"``).
 
-Output layout (see docs/DESIGN.md, "Linkage files"):
+Output layout (column names: :mod:`matchkit.encode.columns`; the file: :mod:`matchkit.io.hashed.format`):
 
 =================  ==================================  =============================================
 column             type                                what
@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from matchkit.encode.chunk import Chunk
 from matchkit.encode.codes import factorize
+from matchkit.encode.columns import LINE_COLUMN, blocking_column, bloom_column, token_column
 from matchkit.encode.fields import (
     NORMALISERS,
     BloomEncoder,
@@ -37,36 +39,15 @@ from matchkit.encode.fields import (
     kept_invalid,
 )
 from matchkit.encode.keyed import KeyedHmac
-from matchkit.encode.table import CACHE_LIMIT, Faults, cached_map
-from matchkit.encode.tokens import Encoder
-from matchkit.io.readers import Chunk
+from matchkit.encode.person import Encoder
+from matchkit.encode.person_table import CACHE_LIMIT, Faults, cached_map
 from matchkit.schema import Column, Schema
 
 EXACT_CACHE_LIMIT = 200_000  # tokens remembered per field across chunks (~30 MB); repeats skip their HMAC
 
 
-def bloom_column(field: str) -> str:
-    return f"{field}_bf"
-
-
-def token_column(field: str) -> str:
-    return f"{field}_tok"
-
-
-def blocking_column(pass_name: str) -> str:
-    return f"_blk_{pass_name}"
-
-
-def field_spec(column: Column) -> dict[str, Any]:
-    """What two linkage files must agree on for a field to be compared (recorded in the manifest)."""
-    spec: dict[str, Any] = {"type": column.type, "encodings": list(column.encodings)}
-    if "bloom" in column.encodings:
-        spec.update(bloom_bits=column.bloom_bits, bloom_k=column.bloom_k, salt=column.salt)
-    return spec
-
-
 class LinkTableEncoder:
-    """Encodes chunks of a linkage schema; same interface as :class:`matchkit.encode.table.TableEncoder`."""
+    """Encodes chunks of a linkage schema; same interface as :class:`matchkit.encode.person_table.TableEncoder`."""
 
     def __init__(self, schema: Schema, encoder: Encoder) -> None:
         if schema.kind != "link":
@@ -84,7 +65,7 @@ class LinkTableEncoder:
         self.arrow_schema = self._build_arrow_schema()
 
     def _build_arrow_schema(self) -> pa.Schema:
-        fields = [pa.field("_line", pa.int64(), nullable=False)]
+        fields = [pa.field(LINE_COLUMN, pa.int64(), nullable=False)]
         if self.schema.record_id:
             fields.append(pa.field(self.schema.record_id, pa.string()))
         for column in self.schema.fields:
@@ -109,7 +90,7 @@ class LinkTableEncoder:
         canonical: dict[str, Coded] = {}
         for column in self.schema.fields:
             canonical[column.name] = self._normalise(column, chunk.columns.get(column.name, empty), faults)
-        out: dict[str, Any] = {"_line": pa.array(chunk.lines, type=pa.int64())}
+        out: dict[str, Any] = {LINE_COLUMN: pa.array(chunk.lines, type=pa.int64())}
         record_id = self.schema.record_id
         if record_id:
             raw_ids = chunk.columns.get(record_id, empty)

@@ -13,7 +13,12 @@ metadata, manifest and the signer record, footer length, trailing magic — is s
 into the slot in place. A checker finds the slot inside the footer, puts the zeros back, hashes the whole file and
 checks the signature. A changed byte outside the slot changes the hash; a changed byte inside the slot changes the
 signature (or makes it unreadable). Either way the file is refused. The signed message is
-``b"matchkit signed file v1\\0" + SHA-256(file with the slot zeroed)``.
+``b"matchkit signed file v2\\0" + SHA-256(file with the slots zeroed)``.
+
+Version 2 (hashed-file format 2): the file also carries a whole-file digest (``matchkit.io.hashed.format``) that
+covers every byte but its own 64 digits, the signature included. The digest is filled in *after* signing, so the
+signature reads its slot as zeros too (``unsigned_slots``); the digest, a function of every other byte, is checked
+by every reader, with or without a trust folder.
 
 Nothing here needs the shared secret, so verify operators can check signatures without holding it.
 """
@@ -28,6 +33,7 @@ import os
 import re
 import secrets
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,17 +44,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from matchkit.errors import KeyFileError, ManifestError
-from matchkit.keys import read_key_file
+from matchkit.security.keys import read_key_file
 
 SIGNATURE_META_KEY = b"matchkit.signature"
 SIGNATURE_FORMAT = "matchkit-signature"
-SIGNATURE_VERSION = 1
-SIGNATURE_SCOPE = "whole-file-with-signature-slot-zeroed"
+SIGNATURE_VERSION = 2
+SIGNATURE_SCOPE = "whole-file-with-signature-and-digest-slots-zeroed"
 SIGNING_KEY_FORMAT = "matchkit-signing-key"
 PUBLIC_KEY_FORMAT = "matchkit-signing-public-key"
 KEY_FORMAT_VERSION = 1
-TRUST_ENV_VAR = "MATCHKIT_TRUST_DIR"
-_SIGNED_PREFIX = b"matchkit signed file v1\x00"
+_SIGNED_PREFIX = b"matchkit signed file v2\x00"
 _SIGNATURE_HEX = 128  # an Ed25519 signature is 64 bytes
 _PLACEHOLDER = "0" * _SIGNATURE_HEX
 _HEX = re.compile(r"[0-9a-f]{128}")
@@ -146,10 +151,16 @@ def _write_json(target: Path, body: dict[str, Any], mode: int) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except OSError as exc:
         raise KeyFileError(f"cannot create key file ({exc.strerror})", path=target) from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchmod(handle.fileno(), mode)
-        json.dump(body, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), mode)
+            json.dump(body, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # a full disk: no truncated key file left behind
+        target.unlink(missing_ok=True)
+        raise KeyFileError(f"cannot write key file ({exc.strerror or type(exc).__name__})", path=target) from exc
 
 
 def load_signing_key(path: str | Path) -> SigningKey:
@@ -271,11 +282,14 @@ def _signature_record(public: PublicSigningKey, signature_hex: str) -> bytes:
     return json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
-def _slot_needle(signature_hex: str) -> bytes:
-    return b'"signature": "' + signature_hex.encode("ascii") + b'"'
+Slot = tuple[int, int]  # (offset, length) of hex digits read as "0" when a digest is computed
 
 
-def _footer_bounds(handle: Any, size: int, path: Path) -> tuple[int, int]:
+def _slot_needle(name: str, value: str) -> bytes:
+    return f'"{name}": "{value}"'.encode("ascii")
+
+
+def footer_bounds(handle: Any, size: int, path: Path) -> tuple[int, int]:
     """``(start, end)`` of the Parquet footer (the thrift metadata) in a file of ``size`` bytes."""
     if size < 12:
         raise SignatureError("file is too short to be a Parquet file (truncated?)", path=path)
@@ -292,45 +306,49 @@ def _footer_bounds(handle: Any, size: int, path: Path) -> tuple[int, int]:
     return start, size - 8
 
 
-def _find_slot(handle: Any, size: int, record: bytes, signature_hex: str, path: Path) -> int:
-    """Offset of the signature's hex digits: the whole signer record must occur in the footer exactly once."""
-    start, end = _footer_bounds(handle, size, path)
+def find_footer_slot(handle: Any, size: int, record: bytes, name: str, value: str, path: Path,
+                     error: type[ManifestError] = SignatureError) -> int:
+    """Offset of the digits of ``"name": "value"`` in a JSON ``record`` of the footer: the whole record must occur
+    in the footer exactly once, and the field in it exactly once."""
+    start, end = footer_bounds(handle, size, path)
     handle.seek(start)
     footer = handle.read(end - start)
     first = footer.find(record)
-    needle = _slot_needle(signature_hex)
+    needle = _slot_needle(name, value)
     inside = record.find(needle)
     if first < 0 or footer.find(record, first + 1) >= 0 or inside < 0 or record.find(needle, inside + 1) >= 0:
-        raise SignatureError("signature record is damaged (its slot cannot be located in the footer)", path=path)
-    return start + first + inside + len(_slot_needle("")) - 1  # the digits start after the opening quote
+        raise error(f"{name} record is damaged (its slot cannot be located in the footer)", path=path)
+    return start + first + inside + len(_slot_needle(name, "")) - 1  # the digits start after the opening quote
 
 
-def _digest_with_zeroed_slot(handle: Any, size: int, slot: int, path: Path) -> bytes:
+def digest_with_zeroed_slots(handle: Any, size: int, slots: Sequence[Slot], path: Path) -> bytes:
+    """SHA-256 of the whole file with the hex digits of each slot read as ``0``."""
     digest = hashlib.sha256()
     handle.seek(0)
     position = 0
-    for stop, replacement in ((slot, None), (slot + _SIGNATURE_HEX, _PLACEHOLDER.encode("ascii")), (size, None)):
-        if replacement is not None:
-            digest.update(replacement)
-            handle.seek(stop)
-            position = stop
-            continue
-        while position < stop:
-            block = handle.read(min(stop - position, 1 << 22))
+    for offset, length in [*sorted(slots), (size, 0)]:
+        while position < offset:
+            block = handle.read(min(offset - position, 1 << 22))
             if not block:
-                raise SignatureError("file ended early: truncated", path=path)
+                raise ManifestError("file ended early: truncated", path=path)
             digest.update(block)
             position += len(block)
+        if length:
+            digest.update(b"0" * length)
+            position += length
+            handle.seek(position)
     return digest.digest()
 
 
-def sign_file_in_place(path: str | Path, key: SigningKey) -> str:
-    """Fill the zeroed signature slot of a freshly written file (see the module docstring); returns the hex."""
+def sign_file_in_place(path: str | Path, key: SigningKey, *, unsigned_slots: Sequence[Slot] = ()) -> str:
+    """Fill the zeroed signature slot of a freshly written file (see the module docstring); returns the hex.
+    ``unsigned_slots``: other slots, filled after signing, that the signature reads as zeros."""
     target = Path(path)
     size = target.stat().st_size
     with open(target, "r+b") as handle:
-        slot = _find_slot(handle, size, signature_placeholder(key), _PLACEHOLDER, target)
-        signature = key.sign(_SIGNED_PREFIX + _digest_with_zeroed_slot(handle, size, slot, target)).hex()
+        slot = find_footer_slot(handle, size, signature_placeholder(key), "signature", _PLACEHOLDER, target)
+        zeroed = [(slot, _SIGNATURE_HEX), *unsigned_slots]
+        signature = key.sign(_SIGNED_PREFIX + digest_with_zeroed_slots(handle, size, zeroed, target)).hex()
         handle.seek(slot)
         handle.write(signature.encode("ascii"))
         handle.flush()
@@ -373,6 +391,9 @@ def _parse_signature_record(raw: bytes, target: Path) -> dict[str, Any]:
         raise SignatureError("signature record is damaged", path=target) from exc
     if not isinstance(record, dict) or record.get("format") != SIGNATURE_FORMAT:
         raise SignatureError("signature record is damaged (no format marker)", path=target)
+    if record.get("version") == 1:
+        raise SignatureError("was signed by an older matchkit (signature version 1): hash and sign the raw extract "
+                             "again with this matchkit", path=target)
     if record.get("version") != SIGNATURE_VERSION or record.get("algorithm") != "ed25519" \
             or record.get("scope") != SIGNATURE_SCOPE:
         raise SignatureError("signature record has an unsupported version, algorithm or scope", path=target)
@@ -382,8 +403,10 @@ def _parse_signature_record(raw: bytes, target: Path) -> dict[str, Any]:
     return record
 
 
-def verify_file_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
-    """Refuse, naming the file, anything not signed by a key in ``trust`` or changed after signing."""
+def verify_file_signature(path: str | Path, trust: TrustStore, *, unsigned_slots: Sequence[Slot] = ()
+                          ) -> SignatureInfo:
+    """Refuse, naming the file, anything not signed by a key in ``trust`` or changed after signing (the bytes
+    of ``unsigned_slots`` read as zeros, as when it was signed)."""
     target = Path(path)
     raw = _signature_record_bytes(target)
     if raw is None:
@@ -400,8 +423,8 @@ def verify_file_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
             f"{record['fingerprint']}), whose public key is not in the trust folder {trust.path}", path=target)
     size = target.stat().st_size
     with open(target, "rb") as handle:
-        slot = _find_slot(handle, size, raw, signature_hex, target)
-        digest = _digest_with_zeroed_slot(handle, size, slot, target)
+        slot = find_footer_slot(handle, size, raw, "signature", signature_hex, target)
+        digest = digest_with_zeroed_slots(handle, size, [(slot, _SIGNATURE_HEX), *unsigned_slots], target)
     try:
         Ed25519PublicKey.from_public_bytes(trusted.public_bytes).verify(bytes.fromhex(signature_hex),
                                                                         _SIGNED_PREFIX + digest)

@@ -1,0 +1,178 @@
+"""The verify job: hashed claims + hashed extracts in, one flags row per claim line (and a report) out.
+
+The files are opened and checked here (:mod:`matchkit.io.hashed.reader`), the rules run in :mod:`matchkit.verify`,
+and the outputs are written atomically (:mod:`matchkit.io.atomic`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matchkit import __version__, settings
+from matchkit.errors import MatchkitError
+from matchkit.io.atomic import check_output_path, remove_published, write_atomically
+from matchkit.security.audit import audited
+from matchkit.security.signing import TrustStore, load_trust_dir
+
+EXTRACT_SOURCES = ("education", "household", "civil_affairs", "only_child", "medical_insurance")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    flags: Any  # pandas.DataFrame, one row per claim line
+    output: Path | None
+    report: Path | None
+    inputs: list[dict[str, Any]]
+    key_id: str | None = None
+
+
+def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path], *,
+                       lazy_encodings: bool = True) -> tuple[Any, dict[str, Any], list[Any]]:
+    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load what verify reads.
+
+    Returns ``(claims, sources, files)``: the claims as a DataFrame, each extract source as a
+    ``matchkit.verify.HashedExtract`` (a DataFrame of the columns the rules read, plus the people's fuzzy
+    encodings, read from the files in batches only when the fuzzy linker asks and only for its candidates), or as
+    one DataFrame of every column verify may read with ``lazy_encodings=False``. Only the columns verify reads are
+    loaded. Token and encoding columns (16-byte tokens, near-token and name lists) stay Arrow-backed
+    (``pd.ArrowDtype``, zero-copy from the Parquet read): one Python object per cell would cost more time and
+    memory at a million claim lines than the whole verification.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from matchkit.errors import ManifestError
+    from matchkit.io.hashed.reader import ColumnBatches, check_compatible, open_hashed, read_frame
+    from matchkit.verify import HashedExtract
+    from matchkit.verify.engine import input_columns
+    from matchkit.verify.evidence import ENTITIES
+    from matchkit.verify.linking import ENCODING_COLUMNS
+
+    claims_file = open_hashed(claims_path)
+    if claims_file.source != "claims":
+        raise ManifestError(f"is a hashed '{claims_file.source}' extract, not a claims file", path=claims_path)
+    extract_files = [open_hashed(path) for path in extract_paths]
+    for extract in extract_files:
+        if extract.source == "claims":
+            raise ManifestError("is a hashed claims file; give it with --claims, not as an extract",
+                                path=extract.path)
+        if extract.source not in EXTRACT_SOURCES:
+            raise ManifestError(
+                f"is a hashed '{extract.source}' file, which verify does not use "
+                f"(expects {', '.join(EXTRACT_SOURCES)})", path=extract.path)
+    check_compatible([claims_file, *extract_files])
+
+    def load(hashed: Any, lazy: bool) -> tuple[pd.DataFrame, Any]:
+        wanted = set(input_columns(hashed.source))
+        if lazy:
+            wanted -= {f"{entity}_{c}" for entity in ENTITIES[hashed.source] for c in ENCODING_COLUMNS}
+        return read_frame(hashed, wanted, keep_open=lazy)
+
+    claims, _ = load(claims_file, lazy=False)
+    grouped: dict[str, list[tuple[Any, Any]]] = {}
+    for extract in extract_files:
+        grouped.setdefault(extract.source, []).append(load(extract, lazy_encodings))
+    sources: dict[str, Any] = {}
+    for name, loaded in grouped.items():
+        frames = [frame for frame, _ in loaded]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        sources[name] = (HashedExtract(frame, ColumnBatches([handle for _, handle in loaded]))
+                         if lazy_encodings else frame)
+    pa.default_memory_pool().release_unused()  # decoding buffers: give them back before verify allocates
+    return claims, sources, [claims_file, *extract_files]
+
+
+def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,
+                 report_path: str | Path | None = None, progress: Callable[[str], None] | None = None,
+                 trust: str | Path | TrustStore | None = None, audit_log: str | Path | None = None
+                 ) -> VerifyResult:
+    """Verify hashed claims against hashed extracts; write flags (CSV or Parquet by extension) and the report.
+
+    With ``trust`` (a folder of trusted ``*.pub`` keys) every input must be signed by one of them and unchanged
+    since; with ``audit_log`` the run appends one line to that log, whether it succeeds or not. Left out (None),
+    both come from their environment variables, ``MATCHKIT_TRUST_DIR`` and ``MATCHKIT_AUDIT_LOG``
+    (:mod:`matchkit.settings`), as for the ``verify`` command.
+    """
+    trust = trust if trust is not None else settings.trust_dir()
+    audit_log = audit_log if audit_log is not None else settings.audit_log()
+    with audited(audit_log, "verify") as record:
+        for path in [claims_path, *extract_paths]:
+            record.add_input(path)
+        result = _verify_files(claims_path, extract_paths, output, report_path=report_path, progress=progress,
+                               trust=trust)
+        for logged, described in zip(record.inputs, result.inputs):
+            logged.update(source=described["source"], rows=described["rows"])
+            if "signer" in described:
+                logged["signer"] = described["signer"]
+        record.add_output(result.output, rows=len(result.flags))
+        record.add_output(result.report)
+        statuses = result.flags["status"].value_counts() if len(result.flags) else {}
+        record.details.update(key_id=result.key_id, claim_lines=len(result.flags),
+                              statuses={str(k): int(v) for k, v in dict(statuses).items()},
+                              trust=trust is not None)
+    return result
+
+
+def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None, *,
+                  report_path: str | Path | None, progress: Callable[[str], None] | None,
+                  trust: str | Path | TrustStore | None) -> VerifyResult:
+    from matchkit.io.hashed.reader import check_signature
+    from matchkit.verify import verify_tables
+
+    for target, label in ((output, "flags output"), (report_path, "report")):
+        _check_output_path(target, label)  # refuse a bad output path before the long run, not after it
+    signers: dict[str, str] = {}
+    if trust is not None:
+        store = trust if isinstance(trust, TrustStore) else load_trust_dir(trust)
+        for path in [claims_path, *extract_paths]:
+            info = check_signature(path, store)
+            signers[str(path)] = f"{info.signer} ({info.key_id})"
+    claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
+    flags = verify_tables(claims, sources, progress=progress)
+    inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.rows_hashed} for f in files]
+    for described, path in zip(inputs, [claims_path, *extract_paths]):
+        if str(path) in signers:
+            described["signer"] = signers[str(path)]
+    out_path = Path(output) if output else None
+    if out_path:
+        write_flags(flags, out_path)
+    report = Path(report_path) if report_path else None
+    if report:
+        from matchkit.report.html import write_report
+
+        try:
+            write_report(flags, report, meta={
+                "tool_version": __version__,
+                "key_id": files[0].manifest.key_id,
+                "encoding_version": files[0].manifest.encoding_version,
+                "purpose": files[0].manifest.purpose,
+                "inputs": inputs,
+            })
+        except BaseException:
+            remove_published(out_path)  # a failed run leaves neither the flags nor the report
+            raise
+    return VerifyResult(flags, out_path, report, inputs, key_id=files[0].manifest.key_id)
+
+
+def _check_output_path(path: str | Path | None, label: str) -> None:
+    if path is None:
+        return
+    target = Path(path)
+    check_output_path(target, label)
+    if label == "flags output" and target.suffix.lower() not in (".csv", ".parquet"):
+        raise MatchkitError("flags output must end in .csv or .parquet", path=target)
+
+
+def write_flags(flags: Any, path: Path) -> None:
+    """Flags as CSV (UTF-8 with BOM so Excel shows it right) or Parquet, chosen by extension; atomic."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise MatchkitError("flags output must end in .csv or .parquet", path=path)
+    if suffix == ".csv":
+        write_atomically(path, "flags output", lambda temp: flags.to_csv(temp, index=False, encoding="utf-8-sig",
+                                                                          float_format="%.2f"))
+    else:
+        write_atomically(path, "flags output", lambda temp: flags.to_parquet(temp, index=False))

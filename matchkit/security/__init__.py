@@ -1,0 +1,1 @@
+"""Secrets and what they vouch for: shared keys, agency signing keys, the audit log."""

@@ -2,12 +2,13 @@
 
 The public API (everything the commands do is one of these calls)::
 
-    from matchkit import hash_file, link_files, load_key, verify_files
+    from matchkit import dedupe_file, hash_file, link_files, load_key, verify_files
 
     key = load_key("shared.key")                     # or None: the file named by MATCHKIT_KEY_FILE
     hash_file("education", "education.csv", key, "education.parquet", rejects_path="rejects.csv")
     result = verify_files("claims.parquet", ["education.parquet"], "flags.csv")
     pairs = link_files("left.parquet", "right.parquet", "pairs.csv", one_to_one=True)
+    clusters = dedupe_file("people.parquet", "clusters.csv")  # duplicates within one linkage file
 
 Names load on first use (PEP 562), so ``import matchkit`` imports no data library and starts no process.
 """
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
         MatchkitError,
         SchemaError,
     )
+    from matchkit.jobs.dedupe import dedupe_file
     from matchkit.jobs.hash import HashResult, hash_file
     from matchkit.jobs.link import link_files
     from matchkit.jobs.verify import VerifyResult, verify_files
+    from matchkit.link.dedupe import DedupeResult
     from matchkit.link.engine import LinkResult
-    from matchkit.link.stats import LinkStats
+    from matchkit.link.stats import DedupeStats, LinkStats
     from matchkit.security.keys import SharedKey, load_key
     from matchkit.security.signing import SignatureError
 
@@ -47,9 +50,12 @@ _MODULE_OF = {
     "InputFileError": "matchkit.errors", "ManifestError": "matchkit.errors",
     "IncompatibleFilesError": "matchkit.errors", "InternalError": "matchkit.errors",
     "SignatureError": "matchkit.security.signing",
+    "dedupe_file": "matchkit.jobs.dedupe", "DedupeResult": "matchkit.link.dedupe", "DedupeStats": "matchkit.link.stats",
 }
 
 __all__ = [
+    "DedupeResult",
+    "DedupeStats",
     "HashResult",
     "IncompatibleFilesError",
     "InputFileError",
@@ -64,6 +70,7 @@ __all__ = [
     "SignatureError",
     "VerifyResult",
     "__version__",
+    "dedupe_file",
     "hash_file",
     "link_files",
     "load_key",

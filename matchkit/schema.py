@@ -73,6 +73,15 @@ class Column:
     bloom_k: int = 0
     salt: str | None = None  # "<field>" or "<field>:year" (not on a name): a record-level salt for its Bloom filter
     on_invalid: str = "reject"
+    tf: bool | None = None  # term-frequency adjustment of exact agreements; None: the default for the type
+
+
+@dataclass(frozen=True)
+class TfGroup:
+    """Fields whose exact agreements are adjusted for term frequency as one value (``[[tf_group]]``)."""
+
+    name: str
+    fields: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class Schema:
     digest: str = ""
     kind: str = "source"
     blocking: tuple[BlockingKey, ...] = ()
+    tf_groups: tuple[TfGroup, ...] = ()
     by_name: dict[str, Column] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -223,7 +233,7 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         allowed = {"name", "type", "aliases", "required", "vocabulary", "entity", "default"}
         if kind == "link":
             allowed = {"name", "type", "aliases", "required", "encodings", "bloom_bits", "bloom_k", "salt",
-                       "on_invalid"}
+                       "on_invalid", "tf"}
         _check_keys(entry, allowed, where, problems)
         col_name = _identifier(entry, where, problems) or f"<column {index}>"
         col_type = entry.get("type")
@@ -294,13 +304,18 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         if kind == "source" and column.type in ENTITY_ROLES and column.name not in claimed:
             problems.append(f"columns.{column.name}: a {column.type!r} column must belong to an [entities.*] table")
     blocking: tuple[BlockingKey, ...] = ()
+    tf_groups: tuple[TfGroup, ...] = ()
     if kind == "link":
         if raw_entities:
             problems.append("entities: a linkage schema (kind = 'link') has fields, not entities")
         _check_salts(columns, problems)
         blocking = _parse_blocking(document.get("blocking"), by_name, problems)
-    elif "blocking" in document:
-        problems.append("blocking: only a linkage schema (kind = 'link') has [[blocking]] passes")
+        tf_groups = _parse_tf_groups(document.get("tf_group"), by_name, problems)
+    else:
+        if "blocking" in document:
+            problems.append("blocking: only a linkage schema (kind = 'link') has [[blocking]] passes")
+        if "tf_group" in document:
+            problems.append("tf_group: only a linkage schema (kind = 'link') has [[tf_group]] entries")
     record_id = source.get("record_id")
     if record_id is not None and (record_id not in by_name or by_name[record_id].type != "record_id"):
         problems.append(f"source.record_id: must name a column of type 'record_id', got {record_id!r}")
@@ -310,7 +325,7 @@ def parse_schema(document: dict[str, Any], *, path: str | Path | None = None, di
         name=str(name), version=int(version), purpose=str(purpose), columns=tuple(columns),
         entities=tuple(entities), row_checks=tuple(row_checks), record_id=record_id,
         description=str(source.get("description", "")), path=str(path) if path else None, digest=digest,
-        kind=str(kind), blocking=blocking, by_name=by_name,
+        kind=str(kind), blocking=blocking, tf_groups=tf_groups, by_name=by_name,
     )
 
 
@@ -322,7 +337,7 @@ DEFAULT_BLOOM = {  # (bits, hash positions per q-gram) by field type; see matchk
 
 def _link_column_options(entry: dict[str, Any], col_type: str, where: str, problems: list[str]) -> dict[str, Any]:
     if col_type == "record_id":
-        extra = set(entry) & {"encodings", "bloom_bits", "bloom_k", "salt", "on_invalid"}
+        extra = set(entry) & {"encodings", "bloom_bits", "bloom_k", "salt", "on_invalid", "tf"}
         if extra:
             problems.append(f"{where}: a record_id column is kept in clear and takes no {sorted(extra)}")
         return {}
@@ -350,8 +365,60 @@ def _link_column_options(entry: dict[str, Any], col_type: str, where: str, probl
     if on_invalid not in ON_INVALID:
         problems.append(f"{where}.on_invalid: one of {sorted(ON_INVALID)}")
         on_invalid = "reject"
+    tf = entry.get("tf")
+    if tf is not None and not isinstance(tf, bool):
+        problems.append(f"{where}.tf: true or false (term-frequency adjustment of exact agreements)")
+        tf = None
+    if tf and "exact" not in encodings:
+        problems.append(f"{where}.tf: term-frequency adjustment needs the 'exact' encoding (the value counts are "
+                        "those of the exact tokens)")
     return {"encodings": tuple(encodings), "bloom_bits": int(bits), "bloom_k": int(k), "salt": salt,
-            "on_invalid": str(on_invalid)}
+            "on_invalid": str(on_invalid), "tf": tf}
+
+
+def _parse_tf_groups(raw: Any, by_name: dict[str, Column], problems: list[str]) -> tuple[TfGroup, ...]:
+    """``[[tf_group]] name = "full_name", fields = ["given_name", "surname"]``: two or more distinct fields with
+    an exact encoding, adjusted for term frequency as one value when they all agree."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append("tf_group: must be [[tf_group]] tables")
+        return ()
+    groups: list[TfGroup] = []
+    for index, entry in enumerate(raw):
+        where = f"tf_group[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        _check_keys(entry, {"name", "fields"}, where, problems)
+        name = _identifier(entry, where, problems)
+        members = entry.get("fields")
+        if (not isinstance(members, list) or len(members) < 2 or not all(isinstance(m, str) for m in members)
+                or len(set(members)) != len(members)):
+            problems.append(f"{where}.fields: a list of two or more distinct field names, e.g. "
+                            "[\"given_name\", \"surname\"]")
+            continue
+        bad = False
+        for member in members:
+            column = by_name.get(member)
+            if column is None or column.type not in LINK_FIELD_TYPES:
+                problems.append(f"{where}.fields: {member!r} does not name a field")
+                bad = True
+            elif "exact" not in column.encodings:
+                problems.append(f"{where}.fields: {member!r} has no 'exact' encoding (the group's value counts "
+                                "are those of its fields' exact tokens)")
+                bad = True
+            elif column.tf is False:
+                problems.append(f"{where}.fields: {member!r} says tf = false; a group adjusts its fields' values")
+                bad = True
+        if name is not None and name in by_name:
+            problems.append(f"{where}.name: {name!r} is also a column name")
+            bad = True
+        if name is not None and not bad:
+            groups.append(TfGroup(name, tuple(members)))
+    if len({g.name for g in groups}) != len(groups):
+        problems.append("tf_group: group names must be unique")
+    return tuple(groups)
 
 
 def _check_salts(columns: list[Column], problems: list[str]) -> None:

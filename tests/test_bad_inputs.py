@@ -598,7 +598,7 @@ VERIFY_CASES = [
     ("raw_csv_as_claims", _csv_as_claims, "claims.csv", "not a Parquet file"),
     ("empty_hashed_file", _empty_hashed, "empty.parquet", "not a Parquet file"),
     ("hashed_file_missing", _missing_hashed, "absent.parquet", "file not found"),
-    ("flags_wrong_extension", _wrong_flags_extension, "flags.txt", "must end in .csv or .parquet"),
+    ("flags_wrong_extension", _wrong_flags_extension, "flags.txt", "must end in .csv, .parquet or .xlsx"),
     ("source_verify_does_not_use", _unused_source, "staff.parquet", "which verify does not use"),
     ("report_folder_missing", _report_folder_missing, "reports", "report folder does not exist"),
     ("report_is_a_folder", _report_is_a_folder, "r.html", "report is a folder"),

@@ -19,6 +19,7 @@ from matchkit.encode import codes as codes_module
 from matchkit.encode.codes import _as_text, combine_codes, factorize, factorize_ints
 
 NAN = float("nan")
+PANDAS_MAJOR = int(pd.__version__.split(".")[0])
 
 # Few distinct texts, so values repeat; plus any text at all.
 TEXT = st.one_of(st.sampled_from(["", " ", "a", "b", "A", "ab", "张三", "é", "e\u0301", "a\x00b", "nan", "None"]),
@@ -85,6 +86,15 @@ def check_like_pandas(values: Sequence[Any] | np.ndarray) -> None:
 @example(["b", None, "a", NAN, "b", ""])
 @example(["nan", NAN, "None", None])
 def test_text_like_pandas(values: list[Any]) -> None:
+    # pandas 2's object hashtable compares texts as C strings, so "a" and "a\x00b" are one value there (pandas 3
+    # keeps them apart, as factorize does); pandas 2 is a supported version (pandas>=2.1; the recordlinkage extra
+    # requires it), so under pandas 2 texts with a NUL are checked against a plain dict instead
+    if PANDAS_MAJOR < 3 and any(isinstance(v, str) and "\x00" in v for v in values):
+        codes, distinct = factorize(values)
+        first: dict[str, int] = {}
+        expected = [-1 if is_missing(v) else first.setdefault(v, len(first)) for v in values]
+        assert codes.tolist() == expected and distinct.tolist() == list(first)
+        return
     check_like_pandas(values)  # a plain Python list
     check_like_pandas(as_objects(values))
 

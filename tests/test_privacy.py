@@ -1,14 +1,17 @@
 """Privacy is the product: no raw ID number, name or birth date in anything matchkit writes.
 
 Runs the README's main job on every bundled sample file (key → hash every source → verify → flags and report) and
-scans every artefact — hashed Parquet (raw bytes *and* every decoded cell and the footer metadata), rejects, flags,
-the HTML report, stdout and stderr — for every identifying value of the inputs, raw and normalised.
+scans every artefact — hashed Parquet (raw bytes *and* every decoded cell and the footer metadata), rejects, flags
+(CSV, and the Excel workbook part by part, in Chinese and English), the HTML reports, stdout and stderr (also of a
+run on a terminal, with its progress bar) — for every identifying value of the inputs, raw and normalised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -134,7 +137,16 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     extracts = [str(out / f"{s}.parquet") for s in SOURCES if s != "claims"]
     assert run(["verify", "--claims", str(out / "claims.parquet"), *extracts, "-o", str(out / "flags.csv"),
                 "--report", str(out / "report.html")]) == 0, capture[-1]
+    assert run(["verify", "--claims", str(out / "claims.parquet"), *extracts, "-o", str(out / "flags.xlsx")]) == 0
+    assert run(["verify", "--claims", str(out / "claims.parquet"), *extracts, "-o", str(out / "flags_en.xlsx"),
+                "--report", str(out / "report_en.html"), "--lang", "en"]) == 0, capture[-1]
     return {"out": out, "console": capture}
+
+
+def xlsx_texts(path: Path) -> dict[str, str]:
+    """Every part of a workbook, decompressed (the zip container hides the raw bytes)."""
+    with zipfile.ZipFile(path) as archive:
+        return {f"{path.name}:{name}": archive.read(name).decode("utf-8", "replace") for name in archive.namelist()}
 
 
 def test_sample_job_produces_flags_for_every_claim(sample_run):
@@ -159,10 +171,16 @@ def test_no_raw_identifier_in_any_artefact(sample_run):
         if path.suffix == ".parquet":
             artefacts[path.name] = "\n".join(parquet_texts(path))
             artefacts[path.name + " (bytes)"] = path.read_bytes().decode("latin-1")
+        elif path.suffix == ".xlsx":
+            artefacts.update(xlsx_texts(path))
+            artefacts[path.name] = "\n".join(pd.read_excel(path, sheet_name=None, dtype=str, header=None)
+                                             .__getitem__(sheet).fillna("").to_csv()
+                                             for sheet in pd.ExcelFile(path).sheet_names)
         else:
             artefacts[path.name] = path.read_bytes().decode("utf-8", "replace")
     artefacts["console"] = "\n".join(sample_run["console"])
-    assert {"flags.csv", "report.html", "claims.parquet", "education.rejects.csv"} <= set(artefacts)
+    assert {"flags.csv", "flags.xlsx", "flags_en.xlsx", "report.html", "report_en.html", "claims.parquet",
+            "education.rejects.csv", "flags.xlsx:xl/worksheets/sheet2.xml"} <= set(artefacts)
     pattern = re.compile("|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)))
     leaks = {name: sorted(set(pattern.findall(text)))[:5] for name, text in artefacts.items() if pattern.search(text)}
     assert leaks == {}
@@ -176,3 +194,67 @@ def test_scan_would_catch_a_leak(sample_run, tmp_path):
     text = f"claim,{planted},{claims.iloc[0, 0]}"
     pattern = re.compile("|".join(re.escape(s) for s in secrets))
     assert pattern.search(text)
+
+
+class _Terminal(io.StringIO):
+    """Standard error as an interactive terminal, where `matchkit verify` draws its progress bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_verify_on_a_terminal_shows_its_stages_and_no_value(sample_run, monkeypatch):
+    """On a terminal verify names each stage in a tqdm bar (tested against None, never for truth) and still
+    writes its outputs; what the bar shows holds no identifying value."""
+    out: Path = sample_run["out"]
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    extracts = [str(out / f"{s}.parquet") for s in SOURCES if s != "claims"]
+    code = main(["verify", "--claims", str(out / "claims.parquet"), *extracts, "-o", str(out / "tty_flags.xlsx"),
+                 "--report", str(out / "tty_report.html")])
+    shown = terminal.getvalue()
+    assert code == 0, shown
+    for stage in ("verify: reading hashed files", "linking subjects", "writing tty_flags.xlsx",
+                  "writing tty_report.html"):
+        assert stage in shown, stage
+    secrets = set()
+    for source in SOURCES:
+        secrets |= identifying_values(source, sample_file(source))
+    assert not [s for s in secrets if s in shown]
+    assert (out / "tty_flags.xlsx").stat().st_size > 0 and (out / "tty_report.html").stat().st_size > 0
+    for name in ("tty_flags.xlsx", "tty_report.html"):
+        (out / name).unlink()  # the artefact scan above sees the same outputs already
+
+
+def test_workbook_and_worklist_hold_the_flags_of_the_sample_job(sample_run):
+    """End to end: the workbook holds exactly the CSV flags (Chinese by default, English with --lang en), and the
+    page's worklist holds every line of the sample job that is not verified."""
+    import json
+
+    out: Path = sample_run["out"]
+    flags = pd.read_csv(out / "flags.csv", dtype={"claim_id": str}, encoding="utf-8-sig")
+    book = pd.read_excel(out / "flags.xlsx", sheet_name="核验明细", dtype={"申报编号": str})
+    assert book["申报编号"].tolist() == flags["claim_id"].tolist()
+    assert book["核验结果代码"].tolist() == flags["status"].tolist()
+    assert book["原因代码"].fillna("").tolist() == flags["reasons"].fillna("").tolist()
+    assert book["核定金额（元）"].round(2).tolist() == flags["allowed_amount"].round(2).tolist()
+    english = pd.read_excel(out / "flags_en.xlsx", sheet_name="Flags", dtype={"Claim ID": str})
+    assert english["Claim ID"].tolist() == flags["claim_id"].tolist() and "Suggested check" in english.columns
+    page = (out / "report.html").read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="worklist-data">(.*?)</script>', page, re.DOTALL).group(1))
+    assert sorted(row[0] for row in data["rows"]) == sorted(flags.loc[flags["status"] != "verified", "claim_id"])
+    assert "flags.csv" in data["flags"]
+
+
+def test_run_table_lists_the_whole_file_digest_verify_checked(sample_run):
+    """The run table of the page and the workbook names each input by the whole-file digest (format 2) that
+    ``open_hashed`` recomputed, so staff can match the report to the files it was made from."""
+    from matchkit.io.hashed.reader import open_hashed
+
+    out: Path = sample_run["out"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    book = "".join(xlsx_texts(out / "flags.xlsx").values())
+    for source in SOURCES:
+        digest = open_hashed(out / f"{source}.parquet").digest
+        assert digest is not None and len(digest) == 64
+        assert digest in page and digest in book

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         f"(reported; default {DEFAULT_MAX_BLOCK_SIZE})")
     parser.add_argument("--candidates", metavar="CANDIDATES.csv", default=None,
                         help="also write every candidate pair with its score (for tuning and evaluation)")
+    parser.add_argument("--no-tf", action="store_true",
+                        help="no term-frequency adjustment of exact agreements (by default names and texts, or "
+                        "what the schema's tf / [[tf_group]] say, weigh a rare value more than a common one)")
     parser.add_argument("--stats", metavar="STATS.json", default=None,
                         help="also write the run's statistics (counts, timings, estimated m/u) as JSON")
     parser.set_defaults(func=run, start_process=start_link_process)
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,
                         method=args.method, candidates_path=args.candidates, stats_path=args.stats,
-                        max_block_size=args.max_block_size, progress=progress)
+                        max_block_size=args.max_block_size, progress=progress, term_frequency=not args.no_tf)
     stats = result.stats
     print(f"records: {stats.left_records:,} left x {stats.right_records:,} right")
     print(f"candidate pairs: {stats.candidates:,} (reduction ratio {stats.reduction_ratio:.6f})")
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("model: plain threshold on mean field similarity"
               + (" (EM could not be trusted on these files)" if stats.em is not None else ""))
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"links: {stats.links:,} at score >= {stats.threshold}" + (" (one-to-one)" if args.one_to_one else ""))
     print(f"wrote {result.output}")
     return 0

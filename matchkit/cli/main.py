@@ -17,7 +17,7 @@ from matchkit.errors import InternalError, MatchkitError
 from matchkit.runtime.process import Terminated, exit_now, handle_sigterm
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func=callable(args) -> int`.
-COMMAND_MODULES = ("key", "hash", "verify", "link", "synth", "audit", "schema")
+COMMAND_MODULES = ("key", "hash", "verify", "link", "dedupe", "synth", "audit", "schema", "reasons")
 
 
 def build_parser() -> argparse.ArgumentParser:

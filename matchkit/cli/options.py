@@ -16,10 +16,11 @@ def add_key_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def progress_bar(description: str, unit: str = "rows"):  # type: ignore[no-untyped-def]
-    """A tqdm bar on an interactive terminal, else None (CI logs and pipes stay clean)."""
+def progress_bar(description: str, unit: str = "rows", **options):  # type: ignore[no-untyped-def]
+    """A tqdm bar on an interactive terminal, else None (CI logs and pipes stay clean); ``options`` go to tqdm."""
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(desc=description, unit=unit, unit_scale=True, file=sys.stderr, leave=False)
+    return tqdm(**{"desc": description, "unit": unit, "unit_scale": True, "file": sys.stderr, "leave": False,
+                   **options})

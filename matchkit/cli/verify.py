@@ -7,9 +7,10 @@ encoding versions, or whose content does not match their manifest.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from matchkit.cli.audit import add_audit_option
+from matchkit.cli.options import progress_bar
+from matchkit.report.catalogue import DEFAULT_LANGUAGE, LANGUAGES
 from matchkit.settings import TRUST_ENV_VAR
 
 
@@ -21,8 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--claims", required=True, metavar="CLAIMS.parquet", help="hashed claims file")
     parser.add_argument("extracts", nargs="*", metavar="EXTRACT.parquet",
                         help="hashed extracts (education, household, civil_affairs, only_child, medical_insurance)")
-    parser.add_argument("-o", "--output", required=True, metavar="FLAGS.csv|FLAGS.parquet", help="flags output")
-    parser.add_argument("--report", metavar="REPORT.html", default=None, help="also write a self-contained HTML report")
+    parser.add_argument("-o", "--output", required=True, metavar="FLAGS.csv|FLAGS.parquet|FLAGS.xlsx",
+                        help="flags output; .xlsx is a workbook for tax staff (reasons explained, summary sheet)")
+    parser.add_argument("--report", metavar="REPORT.html", default=None,
+                        help="also write the review workbench: one self-contained HTML page (summary, worklist)")
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE,
+                        help="language of the workbook and the report: zh (default) or en")
     parser.add_argument("--trust", metavar="TRUST_DIR", default=None,
                         help=f"folder of trusted agency public keys (*.pub); every input must then be signed by one "
                         f"of them and unchanged since (default: ${TRUST_ENV_VAR}; unset: signatures not required)")
@@ -31,16 +36,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    def progress(step: str) -> None:
-        if sys.stderr.isatty():
-            print(f"  {step}", file=sys.stderr)
-
     from matchkit.jobs.verify import (
         verify_files,  # numpy, pandas and pyarrow load only when a command needs them
     )
 
-    result = verify_files(args.claims, args.extracts, args.output, report_path=args.report, progress=progress,
-                          trust=args.trust, audit_log=args.audit_log)
+    # On a terminal, a tqdm bar names the stage the run is in (a bar has no truth value before it knows a total:
+    # test it against None); in CI logs and pipes nothing is drawn.
+    bar = progress_bar("verify", unit="stage", unit_scale=False, bar_format="{desc} [{elapsed}]")
+
+    def progress(step: str) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_description_str(f"verify: {step}")  # drawn now: a stage can last long
+
+    try:
+        result = verify_files(args.claims, args.extracts, args.output, report_path=args.report,
+                              progress=progress if bar is not None else None, trust=args.trust,
+                              audit_log=args.audit_log, lang=args.lang)
+    finally:
+        if bar is not None:
+            bar.close()
     from matchkit.report.console import summary_table
 
     print(summary_table(result.flags))

@@ -14,7 +14,7 @@ from matchkit.encode.person import ENCODING_VERSION, Encoder
 from matchkit.encode.person_table import RecordIdChecker
 from matchkit.errors import EmptyInputError, MatchkitError
 from matchkit.io.atomic import AtomicFile, remove_published
-from matchkit.io.hashed.format import BlockingSpec, FieldSpec, LinkageLayout, Manifest
+from matchkit.io.hashed.format import BlockingSpec, FieldSpec, LinkageLayout, Manifest, TermFrequencySpec
 from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.jobs.encoding import encode_chunks, make_table_encoder
@@ -141,6 +141,7 @@ def _hash_file(
                 blocking={p.name: BlockingSpec(p.parts) for p in schema.blocking},
                 kept_invalid={note.partition(":")[2]: count for note, count in sorted(notes.items())
                               if note.startswith("kept_invalid:")},
+                term_frequencies=term_frequency_spec(schema),
             )
         manifest = Manifest(
             source=schema.name,
@@ -211,3 +212,13 @@ def field_spec(column: Column) -> FieldSpec:
     if "bloom" in column.encodings:
         return FieldSpec(column.type, column.encodings, column.bloom_bits, column.bloom_k, column.salt)
     return FieldSpec(column.type, column.encodings)
+
+
+def term_frequency_spec(schema: Schema) -> TermFrequencySpec | None:
+    """What a linkage schema declares about term-frequency adjustment (``tf`` on a field, ``[[tf_group]]``), for
+    the manifest; None when it declares nothing (then ``matchkit link`` adjusts names and texts by default)."""
+    explicit = {column.name: column.tf for column in schema.fields if column.tf is not None}
+    groups = {group.name: tuple(group.fields) for group in schema.tf_groups}
+    if not explicit and not groups:
+        return None
+    return TermFrequencySpec(fields=explicit, groups=groups)

@@ -33,6 +33,7 @@ from matchkit.link.engine import (
     plan_passes,
     side_columns,
 )
+from matchkit.link.tf import layout_terms
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
 
 CSV_CHUNK_ROWS = 1_000_000
@@ -52,13 +53,15 @@ def link_files(
     random_pairs: int = RANDOM_PAIRS,
     seed: int = 0,
     progress: Progress | None = None,
+    term_frequency: bool = True,
 ) -> LinkResult:
     """Link two hashed linkage files; write ``left_id,right_id,score`` to ``output`` (CSV) if given, every
     candidate pair to ``candidates_path`` and the run's statistics (JSON) to ``stats_path``.
 
     ``method``: ``"auto"`` (EM, falling back to the plain threshold when EM cannot be trusted), ``"em"`` (EM or
     an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
-    EM and 0.85 (mean similarity) for the fallback.
+    EM and 0.85 (mean similarity) for the fallback. ``term_frequency``: adjust exact agreements by the frequency
+    of the agreed value (:mod:`matchkit.link.tf`; the fields the schema names, by default names and texts).
     """
     check_method(method, threshold)
     for target, label in ((output, "pairs output"), (candidates_path, "candidates output"),
@@ -67,11 +70,12 @@ def link_files(
             check_output_path(Path(target), label)
     with ThreadPoolExecutor(max_workers=2) as pool:  # digest checks (hashlib, file reads) release the GIL
         left_file, right_file = pool.map(open_hashed, (left_path, right_path))
-    left_layout, right_layout = _linkage_layout(left_file), _linkage_layout(right_file)
+    left_layout, right_layout = linkage_layout(left_file), linkage_layout(right_file)
     check_compatible([left_file, right_file])
     names = (left_file.path.name, right_file.path.name)
     plans = plan_fields(left_layout, right_layout, names)
     passes = plan_passes(left_layout, right_layout, names)
+    terms = layout_terms(left_layout, right_layout, [plan.name for plan in plans], names) if term_frequency else []
 
     started = time.perf_counter()
 
@@ -85,7 +89,7 @@ def link_files(
     result = link_tables(left_side, right_side, plans, passes, threshold=threshold, one_to_one=one_to_one,
                          method=method, max_block_size=max_block_size, random_pairs=random_pairs, seed=seed,
                          keep_candidates=candidates_path is not None, load_seconds=time.perf_counter() - started,
-                         progress=progress)
+                         progress=progress, terms=terms)
     published: list[Path] = []
     try:  # a failed run leaves none of its outputs: those already published are taken back
         if candidates_path is not None and result.candidates is not None:
@@ -105,11 +109,12 @@ def link_files(
     return result
 
 
-def _linkage_layout(hashed: HashedFile) -> LinkageLayout:
+def linkage_layout(hashed: HashedFile, command: str = "link") -> LinkageLayout:
+    """The file's linkage layout; a file hashed with a source schema is refused, naming it and ``command``."""
     if hashed.manifest.linkage is None:
         raise ManifestError(
-            f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit link' takes files hashed with a "
-            "linkage schema (kind = \"link\", e.g. the built-in febrl: matchkit schema show febrl)", path=hashed.path)
+            f"is a hashed '{hashed.source}' file, not a linkage file: 'matchkit {command}' takes files hashed with "
+            "a linkage schema (kind = \"link\", e.g. the built-in febrl: matchkit schema show febrl)", path=hashed.path)
     return hashed.manifest.linkage
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from matchkit import __version__, settings
+from matchkit import settings
 from matchkit.errors import MatchkitError
 from matchkit.io.atomic import check_output_path, remove_published, write_atomically
 from matchkit.security.audit import audited
@@ -87,14 +87,16 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
 
 def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,
                  report_path: str | Path | None = None, progress: Callable[[str], None] | None = None,
-                 trust: str | Path | TrustStore | None = None, audit_log: str | Path | None = None
-                 ) -> VerifyResult:
-    """Verify hashed claims against hashed extracts; write flags (CSV or Parquet by extension) and the report.
+                 trust: str | Path | TrustStore | None = None, audit_log: str | Path | None = None,
+                 lang: str = "zh") -> VerifyResult:
+    """Verify hashed claims against hashed extracts; write flags (CSV, Parquet or an Excel workbook by extension)
+    and the report.
 
     With ``trust`` (a folder of trusted ``*.pub`` keys) every input must be signed by one of them and unchanged
     since; with ``audit_log`` the run appends one line to that log, whether it succeeds or not. Left out (None),
     both come from their environment variables, ``MATCHKIT_TRUST_DIR`` and ``MATCHKIT_AUDIT_LOG``
-    (:mod:`matchkit.settings`), as for the ``verify`` command.
+    (:mod:`matchkit.settings`), as for the ``verify`` command. ``lang`` (``zh`` or ``en``) is the language of the
+    workbook and the report.
     """
     trust = trust if trust is not None else settings.trust_dir()
     audit_log = audit_log if audit_log is not None else settings.audit_log()
@@ -102,7 +104,7 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
         for path in [claims_path, *extract_paths]:
             record.add_input(path)
         result = _verify_files(claims_path, extract_paths, output, report_path=report_path, progress=progress,
-                               trust=trust)
+                               trust=trust, lang=lang)
         for logged, described in zip(record.inputs, result.inputs):
             logged.update(source=described["source"], rows=described["rows"])
             if "signer" in described:
@@ -118,39 +120,44 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
 
 def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None, *,
                   report_path: str | Path | None, progress: Callable[[str], None] | None,
-                  trust: str | Path | TrustStore | None) -> VerifyResult:
+                  trust: str | Path | TrustStore | None, lang: str = "zh") -> VerifyResult:
     from matchkit.io.hashed.reader import check_signature
+    from matchkit.report.catalogue import check_language
     from matchkit.verify import verify_tables
+
+    check_language(lang)
+    say = progress or (lambda step: None)
 
     for target, label in ((output, "flags output"), (report_path, "report")):
         _check_output_path(target, label)  # refuse a bad output path before the long run, not after it
     signers: dict[str, str] = {}
     if trust is not None:
+        say("checking signatures")
         store = trust if isinstance(trust, TrustStore) else load_trust_dir(trust)
         for path in [claims_path, *extract_paths]:
             info = check_signature(path, store)
             signers[str(path)] = f"{info.signer} ({info.key_id})"
+    say("reading hashed files")
     claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
     flags = verify_tables(claims, sources, progress=progress)
-    inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.rows_hashed} for f in files]
+    inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.rows_hashed,
+               "digest": f.digest} for f in files]
     for described, path in zip(inputs, [claims_path, *extract_paths]):
         if str(path) in signers:
             described["signer"] = signers[str(path)]
     out_path = Path(output) if output else None
+    meta = {"key_id": files[0].manifest.key_id, "encoding_version": files[0].manifest.encoding_version,
+            "purpose": files[0].manifest.purpose, "inputs": inputs}
     if out_path:
-        write_flags(flags, out_path)
+        say(f"writing {out_path.name}")
+        write_flags(flags, out_path, lang=lang, meta=meta)
     report = Path(report_path) if report_path else None
     if report:
         from matchkit.report.html import write_report
 
+        say(f"writing {report.name}")
         try:
-            write_report(flags, report, meta={
-                "tool_version": __version__,
-                "key_id": files[0].manifest.key_id,
-                "encoding_version": files[0].manifest.encoding_version,
-                "purpose": files[0].manifest.purpose,
-                "inputs": inputs,
-            })
+            write_report(flags, report, meta=meta, lang=lang, flags_name=out_path.name if out_path else None)
         except BaseException:
             remove_published(out_path)  # a failed run leaves neither the flags nor the report
             raise
@@ -162,15 +169,24 @@ def _check_output_path(path: str | Path | None, label: str) -> None:
         return
     target = Path(path)
     check_output_path(target, label)
-    if label == "flags output" and target.suffix.lower() not in (".csv", ".parquet"):
-        raise MatchkitError("flags output must end in .csv or .parquet", path=target)
+    if label == "flags output" and target.suffix.lower() not in FLAGS_SUFFIXES:
+        raise MatchkitError("flags output must end in .csv, .parquet or .xlsx", path=target)
 
 
-def write_flags(flags: Any, path: Path) -> None:
-    """Flags as CSV (UTF-8 with BOM so Excel shows it right) or Parquet, chosen by extension; atomic."""
+FLAGS_SUFFIXES = (".csv", ".parquet", ".xlsx")
+
+
+def write_flags(flags: Any, path: Path, *, lang: str = "zh", meta: dict[str, Any] | None = None) -> None:
+    """Flags as CSV (UTF-8 with BOM so Excel shows it right), Parquet, or an Excel workbook for tax staff
+    (``matchkit.report.workbook``: texts in ``lang``, summary sheet), chosen by extension; atomic."""
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise MatchkitError("flags output must end in .csv or .parquet", path=path)
+    if suffix not in FLAGS_SUFFIXES:
+        raise MatchkitError("flags output must end in .csv, .parquet or .xlsx", path=path)
+    if suffix == ".xlsx":
+        from matchkit.report.workbook import write_workbook
+
+        write_workbook(flags, path, lang=lang, meta=meta)
+        return
     if suffix == ".csv":
         write_atomically(path, "flags output", lambda temp: flags.to_csv(temp, index=False, encoding="utf-8-sig",
                                                                           float_format="%.2f"))

@@ -16,8 +16,9 @@ Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback use
    reference (:func:`matchkit.link.compare.dice`) and the fallback.
 4. **Score** with a Fellegi–Sunter model (:mod:`matchkit.link.scoring`) whose u comes from random pairs and whose
    m and prior come from EM over the candidates (:mod:`matchkit.link.em`); the score is the posterior match
-   probability. When EM does not converge or does not separate, the plain fallback scores a pair by its mean
-   field similarity instead, and says so.
+   probability. Exact agreements are adjusted for the frequency of the agreed value (:mod:`matchkit.link.tf`) and
+   name fields that repeat others are counted once (:mod:`matchkit.link.repeats`). When EM does not converge or
+   does not separate, the plain fallback scores a pair by its mean field similarity instead, and says so.
 5. **Select** pairs scoring at least the threshold, and, with ``one_to_one``, a greedy 1:1 assignment by score
    (:func:`matchkit.link.select.one_to_one`).
 """
@@ -25,7 +26,7 @@ Steps, each a piece of :mod:`matchkit.link` that ``verify``'s fuzzy fallback use
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from matchkit.errors import IncompatibleFilesError, MatchkitError
-from matchkit.io.hashed.format import LinkageLayout, blocking_column, bloom_column, token_column
+from matchkit.io.hashed.format import FieldSpec, LinkageLayout, blocking_column, bloom_column, token_column
 from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
@@ -44,6 +45,7 @@ from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
 from matchkit.link.stats import LinkStats
+from matchkit.link.tf import TermFrequencies, TfTerm, adjustments, declared_terms, term_frequencies
 from matchkit.link.token_columns import (
     ScalarTokens,
     TokenColumn,
@@ -70,6 +72,7 @@ class FieldPlan:
     name: str
     exact: str | None  # token column
     bloom: str | None  # Bloom-filter column
+    type: str = ""  # the field's type in the schema (name, text, date, number, id)
 
     @property
     def n_levels(self) -> int:
@@ -127,7 +130,7 @@ def plan_fields(left: LinkageLayout, right: LinkageLayout, names: tuple[str, str
                 f"field {name!r} is encoded differently in {names[0]} ({spec.describe()}) and "
                 f"{names[1]} ({other.describe()}); hash both sides with the same schema")
         plans.append(FieldPlan(name, token_column(name) if "exact" in spec.encodings else None,
-                               bloom_column(name) if "bloom" in spec.encodings else None))
+                               bloom_column(name) if "bloom" in spec.encodings else None, spec.type))
     if not plans:
         raise IncompatibleFilesError(f"{names[0]} and {names[1]} have no field in common")
     return plans
@@ -264,15 +267,21 @@ def link_tables(
     keep_candidates: bool = False,
     load_seconds: float = 0.0,
     progress: Progress | None = None,
+    terms: Sequence[TfTerm] | None = None,
 ) -> LinkResult:
     """Link two loaded sides (:func:`load_side`) on the fields and passes planned for them.
 
     ``method``: ``"auto"`` (EM, falling back to the plain threshold when EM cannot be trusted), ``"em"`` (EM or
     an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
     EM and 0.85 (mean similarity) for the fallback. ``keep_candidates``: also return every candidate pair.
+    ``terms``: the term-frequency adjustment of exact agreements (:mod:`matchkit.link.tf`; the job passes what the
+    files' schemas declare, :func:`matchkit.link.tf.layout_terms`); None: the default (names and texts), ``[]``:
+    none.
     """
     say = progress or (lambda message: None)
     check_method(method, threshold)
+    if terms is None:
+        terms = default_terms(plans)
     stats: dict[str, Any] = {"fields": [p.name for p in plans]}
 
     started = time.perf_counter()
@@ -302,7 +311,7 @@ def link_tables(
 
     started = time.perf_counter()
     scores, used = _score(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
-                          stats, rows)
+                          stats, rows, terms=list(terms))
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
         threshold = EM_THRESHOLD if used == "em" else FALLBACK_THRESHOLD
@@ -331,15 +340,19 @@ def check_method(method: str, threshold: float | None) -> None:
 def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
            levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
            random_pairs: int, seed: int, stats: dict[str, Any],
-           rows: tuple[RecordRows, RecordRows] | None = None) -> tuple[np.ndarray, str]:
+           rows: tuple[RecordRows, RecordRows] | None = None, *, terms: Sequence[TfTerm] | None = None,
+           all_pairs: float | None = None) -> tuple[np.ndarray, str]:
     if method == "em" and not len(levels):
         raise MatchkitError("no candidate pairs: the Fellegi-Sunter model cannot be estimated (and there is "
                             "nothing to link)")
     if method != "threshold" and len(levels):
+        repeats = model_repeats(plans, left, right, levels, stats, seed=seed)
+        adjust = TfAdjuster(plans, terms or [], left, right, candidates, levels, stats)
         model = estimate_model(plans, left, right, candidates, levels, passes, random_pairs=random_pairs,
-                               seed=seed, stats=stats, rows=rows)
+                               seed=seed, stats=stats, rows=rows, adjust=adjust, all_pairs=all_pairs,
+                               repeats=repeats)
         if model is not None:
-            return probability(match_weights(_level_table(plans, levels), model)), "em"
+            return probability(match_weights(_level_table(plans, levels), model) + adjust(model)), "em"
         if method == "em":
             raise MatchkitError("the Fellegi-Sunter model could not be estimated from these files (EM did not "
                                 "converge or does not separate matches); use --method threshold")
@@ -383,7 +396,10 @@ def _exact_agreement(left: TokenColumn, right: TokenColumn) -> float:
 def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
                    levels: np.ndarray, passes: list[BlockingPass], *, random_pairs: int = RANDOM_PAIRS,
                    seed: int = 0, stats: dict[str, Any] | None = None,
-                   rows: tuple[RecordRows, RecordRows] | None = None) -> LinkageModel | None:
+                   rows: tuple[RecordRows, RecordRows] | None = None,
+                   adjust: Callable[[LinkageModel], np.ndarray] | None = None,
+                   all_pairs: float | None = None,
+                   repeats: dict[str, list[str]] | None = None) -> LinkageModel | None:
     """The Fellegi–Sunter model, estimated without labels; None when it cannot be trusted.
 
     Blocked candidates are not a random sample: a non-matching pair found by the date-of-birth pass agrees on the
@@ -392,7 +408,10 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     levels set to missing); a field's m is the average over the sessions where it was free, weighted by the
     matches each session found. u comes from random pairs (:func:`u_probabilities`). The prior of the final
     model is P(match) for a random pair, solved by fixed-point iteration so that it equals the expected number
-    of links among the candidates divided by all pairs.
+    of links among the candidates divided by all pairs (``all_pairs``, by default left x right; one file
+    deduplicated has n (n - 1) / 2), with ``adjust`` (the term-frequency adjustment per candidate) in the weights.
+    A field that repeats a field a pass blocks on (``repeats``, :mod:`matchkit.link.repeats`) is left out of that
+    pass's session too.
     """
     n_levels = [plan.n_levels for plan in plans]
     u = u_probabilities(plans, left, right, random_pairs=random_pairs, seed=seed, rows=rows)
@@ -401,7 +420,9 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     sessions: dict[str, Any] = {}
     for blocking_pass in passes:
         in_pass = shares_key(left, right, blocking_pass, candidates.left, candidates.right)
-        blocked = [i for i, plan in enumerate(plans) if plan.name in blocking_pass.fields]
+        blocked_fields = set(blocking_pass.fields)
+        blocked_fields |= {a for a, bs in (repeats or {}).items() if blocked_fields & set(bs)}
+        blocked = [i for i, plan in enumerate(plans) if plan.name in blocked_fields]
         if in_pass.sum() < MIN_SESSION_PAIRS or len(blocked) == len(plans):
             continue
         session_levels = levels[in_pass]
@@ -422,9 +443,12 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     if not (m_weight > 0).all():
         return None  # some field was never estimated: no trustworthy model
     m = [tuple((total / weight).tolist()) for total, weight in zip(m_sum, m_weight)]
-    model = _model(plans, m, u, prior=min(len(left), len(right)) / max(len(left) * len(right), 1))
+    if all_pairs is None:
+        all_pairs = float(len(left)) * float(len(right))
+    model = _model(plans, m, u, prior=min(min(len(left), len(right)) / max(all_pairs, 1.0), 0.5))
     bayes = match_weights(_level_table(plans, levels), model) - model.prior_weight
-    all_pairs = float(len(left)) * float(len(right))
+    if adjust is not None:
+        bayes = bayes + adjust(model)
     prior = model.prior
     for _ in range(50):  # prior = expected links / all pairs (a contraction: converges in a few steps)
         logit = np.log(prior) - np.log1p(-prior)
@@ -436,6 +460,58 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
         stats["em"].update(m={p.name: list(m_f) for p, m_f in zip(plans, m)}, prior=prior,
                            expected_links=prior * all_pairs)
     return _model(plans, m, u, prior=prior)
+
+
+def model_repeats(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,
+                  stats: dict[str, Any] | None = None, *, seed: int = 0) -> dict[str, list[str]]:
+    """Name fields that repeat others (:mod:`matchkit.link.repeats`): found from the exact tokens, their repeated
+    fields' levels masked in ``levels`` (in place) where they agree, and a warning in ``stats``."""
+    from matchkit.link import repeats as repeated
+
+    found = repeated.repeated_fields([(plan.name, plan.exact) for plan in plans if plan.exact and plan.type == "name"],
+                                     left, right, seed=seed)
+    if found:
+        masked = repeated.mask_repeated(levels, {plan.name: i for i, plan in enumerate(plans)},
+                                        [plan.n_levels - 1 for plan in plans], found)
+        if stats is not None:
+            stats["repeated_fields"] = {"fields": found, "levels_masked": masked}
+            stats.setdefault("warnings", []).extend(repeated.describe(found))
+    return found
+
+
+def default_terms(plans: list[FieldPlan]) -> list[TfTerm]:
+    """The term-frequency terms when no schema declaration is at hand: every name or text field with an exact
+    token (:data:`matchkit.link.tf.DEFAULT_TF_TYPES`)."""
+    return declared_terms({plan.name: FieldSpec(plan.type, ("exact",)) for plan in plans if plan.exact}, None,
+                          [plan.name for plan in plans])
+
+
+class TfAdjuster:
+    """The term-frequency adjustment of every candidate under a model (:func:`matchkit.link.tf.adjustments`),
+    value counts made once; the last model's result is remembered (the prior solve and the final score share it)."""
+
+    def __init__(self, plans: list[FieldPlan], terms: Sequence[TfTerm], left: TokenFrame, right: TokenFrame,
+                 candidates: CandidatePairs, levels: np.ndarray, stats: dict[str, Any] | None = None) -> None:
+        by_name = {plan.name: plan for plan in plans}
+        self.plans, self.levels, self.candidates = plans, levels, candidates
+        self.tables: list[TermFrequencies] = [
+            term_frequencies(term, [by_name[f].exact or "" for f in term.fields], left, right) for term in terms]
+        self._last: tuple[tuple[float, ...], np.ndarray] | None = None
+        if stats is not None and self.tables:
+            stats["term_frequencies"] = {t.term.name: {"fields": list(t.term.fields), "values": t.values}
+                                         for t in self.tables}
+
+    def __call__(self, model: LinkageModel) -> np.ndarray:
+        if not self.tables:
+            return np.zeros(len(self.levels))
+        exact_u = tuple(f.u[-1] for f in model.fields)
+        if self._last is not None and self._last[0] == exact_u:
+            return self._last[1]
+        result = adjustments(self.tables, {plan.name: i for i, plan in enumerate(self.plans)},
+                             [plan.n_levels - 1 for plan in self.plans], [float(np.log(u)) for u in exact_u],
+                             self.levels, self.candidates.left, self.candidates.right)
+        self._last = (exact_u, result)
+        return result
 
 
 def shares_key(left: TokenFrame, right: TokenFrame, blocking_pass: BlockingPass, lpos: np.ndarray,

@@ -41,14 +41,13 @@ def summarise(flags: pd.DataFrame) -> Summary:
         .groupby("deduction", sort=True)
         .agg(lines=("claimed", "size"), claimed=("claimed", "sum"), allowed=("allowed", "sum"))
     )
-    reasons = flags.get("reasons", pd.Series(dtype=object)).fillna("").astype(str).reset_index(drop=True)
-    codes = reasons.str.split(";").explode().str.strip()
-    codes = codes[codes != ""]
-    per_line = pd.DataFrame(
-        {"line": codes.index, "code": codes.to_numpy()}
-    ).drop_duplicates()  # a code once a line
-    by_reason = per_line["code"].value_counts().sort_index().sort_values(ascending=False, kind="mergesort")
-    by_reason = by_reason.astype(np.int64)
+    reasons = flags.get("reasons", pd.Series(dtype=object))
+    combo_of_line, combos = pd.factorize(reasons.to_numpy(dtype=object, na_value=""), sort=False)
+    per_code: dict[str, int] = {}
+    for combo, lines in zip(combos, np.bincount(combo_of_line[combo_of_line >= 0], minlength=len(combos))):
+        for code in {c.strip() for c in str(combo).split(";")} - {""}:  # a code once a line
+            per_code[code] = per_code.get(code, 0) + int(lines)
+    by_reason = pd.Series(per_code, dtype=np.int64).sort_index().sort_values(ascending=False, kind="mergesort")
     match = flags.get("match", pd.Series(dtype=object))
     scores = pd.to_numeric(flags.get("match_score", pd.Series(dtype=float)), errors="coerce")
     fuzzy_scores = (

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,19 @@ class BlockingSpec:
 
 
 @dataclass(frozen=True)
+class TermFrequencySpec:
+    """What a linkage schema declares about term-frequency adjustment (:mod:`matchkit.link.tf`): ``tf = true`` or
+    ``false`` on a field, and ``[[tf_group]]`` groups of fields adjusted as one value. Written only when the schema
+    declares something (then ``matchkit link`` adjusts names and texts by default)."""
+
+    fields: Mapping[str, bool] = field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fields": dict(self.fields), "groups": {name: list(members) for name, members in self.groups.items()}}
+
+
+@dataclass(frozen=True)
 class LinkageLayout:
     """The part of a linkage file's manifest that says which columns it holds and how they were made."""
 
@@ -97,6 +110,7 @@ class LinkageLayout:
     fields: Mapping[str, FieldSpec]
     blocking: Mapping[str, BlockingSpec]
     kept_invalid: Mapping[str, int] = field(default_factory=dict)
+    term_frequencies: TermFrequencySpec | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,8 @@ class Manifest:
                 blocking={name: [list(part) for part in spec.parts] for name, spec in self.linkage.blocking.items()},
                 kept_invalid=dict(self.linkage.kept_invalid),
             )
+            if self.linkage.term_frequencies is not None:  # only when declared: other manifests unchanged
+                body["term_frequencies"] = self.linkage.term_frequencies.to_json()
         return body
 
     def to_bytes(self) -> bytes:
@@ -171,6 +187,9 @@ class Manifest:
                 kept_invalid={name: read.check(count, int, f"kept_invalid.{name}")
                               for name, count in read.mapping("kept_invalid").items()},
             )
+            if body.get("term_frequencies") is not None:
+                linkage = replace(linkage, term_frequencies=_term_frequency_spec(
+                    body["term_frequencies"], linkage.fields, read))
         return cls(
             source=read.text("source"), schema_version=read.integer("schema_version"),
             schema_digest=read.text("schema_digest"), encoding_version=read.text("encoding_version"),
@@ -196,6 +215,26 @@ def _field_spec(body: Any, where: str, read: _Fields) -> FieldSpec:
         bloom_k=read.check(spec.get("bloom_k"), optional_int, f"{where}.bloom_k"),
         salt=read.check(spec.get("salt"), (str, type(None)), f"{where}.salt"),
     )
+
+
+def _term_frequency_spec(body: Any, layout_fields: Mapping[str, FieldSpec], read: _Fields) -> TermFrequencySpec:
+    spec = read.check(body, dict, "term_frequencies")
+    declared = read.check(spec.get("fields", {}), dict, "term_frequencies.fields")
+    groups = read.check(spec.get("groups", {}), dict, "term_frequencies.groups")
+    for name, wanted in declared.items():
+        read.check(wanted, bool, f"term_frequencies.fields.{name}")
+        if name not in layout_fields:
+            raise ManifestError(f"matchkit manifest is damaged (term_frequencies.fields names {name!r}, which is "
+                                "not a field of the file)", path=read.path)
+    members: dict[str, tuple[str, ...]] = {}
+    for name, group in groups.items():
+        where = f"term_frequencies.groups.{name}"
+        listed = read.check(group, list, where)
+        if len(listed) < 2 or not all(isinstance(m, str) and m in layout_fields for m in listed):
+            raise ManifestError(f"matchkit manifest is damaged ({where}: not a list of two or more fields of the "
+                                "file)", path=read.path)
+        members[name] = tuple(listed)
+    return TermFrequencySpec(fields=dict(declared), groups=members)
 
 
 def _blocking_spec(body: Any, where: str, read: _Fields) -> BlockingSpec:
@@ -259,6 +298,6 @@ def parse_digest_record(raw: bytes, path: str | Path) -> str:
 __all__ = [
     "BIRTH_YM", "DIGEST_KEY", "DOB_TOKEN", "FILE_FORMAT", "FILE_FORMAT_VERSION", "ID_BIRTH_YM", "ID_NEAR", "ID_TOKEN",
     "ID_VALID", "LINE_COLUMN", "MANIFEST_KEY", "NAME_FUZZY", "BlockingSpec", "FieldSpec", "LinkageLayout",
-    "Manifest", "blocking_column", "bloom_column", "digest_record", "parse_digest_record", "person_column",
+    "Manifest", "TermFrequencySpec", "blocking_column", "bloom_column", "digest_record", "parse_digest_record", "person_column",
     "token_column",
 ]

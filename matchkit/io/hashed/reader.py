@@ -44,6 +44,7 @@ class HashedFile:
 
     path: Path
     manifest: Manifest
+    digest: str | None = None  # the whole-file SHA-256 from the digest record (hex), when it was checked
 
     @property
     def source(self) -> str:
@@ -85,6 +86,7 @@ def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
     if record is None or _format_version(raw) != FILE_FORMAT_VERSION:
         Manifest.from_bytes(raw, target)  # says what is wrong: an older format, a damaged manifest
         raise ManifestError("file has no digest record: it was altered", path=target)
+    expected: str | None = None
     if check_digest:
         expected = parse_digest_record(record, target)
         if whole_file_digest(target, record) != expected:
@@ -95,7 +97,7 @@ def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
         raise ManifestError(
             f"encoding version {manifest.encoding_version!r} is not supported by this matchkit "
             f"(supports {', '.join(sorted(supported))}); use a matching release", path=target)
-    return HashedFile(target, manifest)
+    return HashedFile(target, manifest, expected)
 
 
 def _digest_slot(handle: BinaryIO, size: int, record: bytes, target: Path) -> int:

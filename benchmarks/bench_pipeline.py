@@ -38,7 +38,7 @@ REASON_CODES = (
     "INVALID_SUBJECT_ID", "SUBJECT_NOT_FOUND", "FUZZY_MATCH", "NOT_ENROLLED", "STAGE_MISMATCH", "AGE_INELIGIBLE",
     "SHARE_EXCEEDED", "OVER_CAP", "SUBJECT_DECEASED", "NOT_ONLY_CHILD", "SIBLING_CAP_EXCEEDED",
     "RELATION_UNVERIFIED", "EXPENSE_BELOW_THRESHOLD", "AMOUNT_EXCEEDS_EVIDENCE", "DUPLICATE_CLAIM",
-    "SOURCE_MISSING", "AMBIGUOUS_MATCH", "NOT_IN_FORCE",
+    "SOURCE_MISSING", "AMBIGUOUS_MATCH", "NOT_IN_FORCE", "NAME_MISMATCH",
 )  # fmt: skip
 
 
@@ -239,6 +239,9 @@ def accuracy(truth_path: str | Path, flags_path: str | Path) -> dict[str, Any]:
     # or a link where one is expected but the outcome disagrees (a different person would change it).
     wrong_unexpected = fuzzy_made & ~wants_fuzzy & ~wants_ambiguous
     wrong_outcome = fuzzy_made & wants_fuzzy & ~(status_ok & amount_ok)
+    # Issue 16: a subject ID mistyped into another real person's ID. Linked to the right person = a fuzzy link
+    # with the status and amount the truth computes for the person the claim names.
+    other_id = (joined["defect"] == "id_of_another_person").to_numpy()
     return {
         "lines": len(joined),
         "lines_without_flag": int((~has_flag).sum()),
@@ -257,6 +260,8 @@ def accuracy(truth_path: str | Path, flags_path: str | Path) -> dict[str, Any]:
         "fuzzy_wrong_unexpected": int(wrong_unexpected.sum()),
         "fuzzy_wrong_outcome": int(wrong_outcome.sum()),
         "fuzzy_wrong": int((wrong_unexpected | wrong_outcome).sum()),
+        "other_id_lines": int(other_id.sum()),
+        "other_id_linked_right": int((other_id & fuzzy_made & status_ok & amount_ok).sum()),
         "ambiguous_expected": int(wants_ambiguous.sum()),
         "ambiguous_found": int((wants_ambiguous & np.array(["AMBIGUOUS_MATCH" in g for g in got])).sum()),
     }
@@ -306,6 +311,8 @@ def format_accuracy(acc: dict[str, Any]) -> str:
          f"{acc['fuzzy_wrong']:,} (where none expected: {acc['fuzzy_wrong_unexpected']:,}, expected but outcome "
          f"differs: {acc['fuzzy_wrong_outcome']:,}); ambiguous found: {acc['ambiguous_found']:,} / "
          f"{acc['ambiguous_expected']:,}"),
+        (f"subject ID of another real person (issue 16): {acc['other_id_linked_right']:,} / "
+         f"{acc['other_id_lines']:,} linked to the right person"),
         f"{'reason code':<26} {'expected':>9} {'detected':>9} {'rate':>8} {'false pos.':>10}",
     ]
     for code, row in acc["reason_codes"].items():

@@ -286,3 +286,39 @@ def test_ambiguous_case_has_two_equal_candidates(dataset: dict[str, Path]) -> No
         near = [i for i in by_id if i and i[:16] == claimed[:16] and i != claimed]
         assert len(near) >= 2
         assert len({by_id[i] for i in near}) == 1 and by_id[near[0]] == claims.at[row, "subject_name"]
+
+
+def test_id_of_another_person_is_a_real_neighbour_with_another_name(dataset: dict[str, Path]) -> None:
+    """Issue 16: the claim's subject ID is valid and belongs to another real person — one sequence digit away (same
+    county and birth date), another name — while the truth names the right person and expects a fuzzy link."""
+    from pypinyin import lazy_pinyin
+
+    truth = pd.read_csv(dataset["truth"], dtype=str, keep_default_na=False)
+    claims = read(dataset["claims"])
+    household = read(dataset["household"])
+    names = {canonical_id(i): n for i, n in zip(household["child_id"], household["child_name"])}
+    names.update({canonical_id(i): n for i, n in zip(household["parent_id"], household["parent_name"])})
+    rows = truth.index[truth["defect"] == "id_of_another_person"]
+    assert len(rows)
+    for row in rows:
+        typed, right = canonical_id(claims.at[row, "subject_id"]), truth.at[row, "true_subject_id"]
+        assert typed is not None and typed != right and typed in names
+        assert typed[:14] == right[:14] and sum(a != b for a, b in zip(typed[14:17], right[14:17])) == 1
+        other = names[typed].replace(" ", "")
+        assert lazy_pinyin(other) != lazy_pinyin(claims.at[row, "subject_name"].replace(" ", ""))
+        assert (truth.at[row, "expected_status"], truth.at[row, "expected_reasons"]) == ("review", "FUZZY_MATCH")
+    typos = truth.index[truth["defect"] == "subject_name_typo"]
+    assert len(typos) and set(truth.loc[typos, "expected_reasons"]) == {"NAME_MISMATCH"}
+    for row in typos:
+        assert canonical_id(claims.at[row, "subject_id"]) == truth.at[row, "true_subject_id"]
+
+
+def test_continuing_education_kinds_per_taxpayer(dataset: dict[str, Path]) -> None:
+    """At most one degree-study and one certificate line per taxpayer; both kinds together are not duplicates."""
+    truth = pd.read_csv(dataset["truth"], dtype=str, keep_default_na=False)
+    claims = read(dataset["claims"])
+    ce = truth["deduction"] == "continuing_education"
+    kind = np.where(claims["monthly_amount"].astype(str).str.strip() != "", "degree", "certificate")
+    pairs = pd.DataFrame({"taxpayer": truth["true_taxpayer_id"], "kind": kind})[ce]
+    assert not pairs.duplicated().any()
+    assert set(truth.loc[ce, "expected_reasons"]) == {"SOURCE_MISSING"}

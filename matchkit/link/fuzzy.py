@@ -192,6 +192,7 @@ def best_links(
     ambiguity_margin: float = AMBIGUITY_MARGIN,
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     model: LinkageModel = PERSON_MODEL,
+    exclude: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The accepted person for each query that has one.
 
@@ -203,6 +204,10 @@ def best_links(
     ``person_id_tok`` (bytes), ``score`` (posterior match probability), ``ambiguous`` (the runner-up accepted
     candidate, a different person, is within ``ambiguity_margin`` of the best in log-odds; ``person_id_tok`` is
     then the best's, which the caller must not trust) and ``n_candidates`` (accepted candidates of the query).
+
+    ``exclude``: optional, one integer per query (by position): the position in ``persons`` of a person the query
+    must never be paired with (-1: none). Verify uses it to look for *another* person than the one a subject ID
+    names exactly when the names disagree (SPEC §5, docs/RULES.md).
     """
     _check_columns(queries, QUERY_COLUMNS, "queries")
     person_frame = TokenFrame.of(persons)
@@ -210,6 +215,13 @@ def best_links(
     query_frame = TokenFrame(queries.reset_index(drop=True))
 
     pairs = block(query_frame, person_frame, PERSON_PASSES, max_block_size=max_block_size)
+    if exclude is not None:
+        excluded = np.asarray(exclude, dtype=np.int64)
+        if len(excluded) != len(query_frame):
+            raise ValueError("exclude must hold one person position per query")
+        if (excluded >= 0).any():
+            keep = pairs.right != excluded[pairs.left]
+            pairs = CandidatePairs(pairs.left[keep], pairs.right[keep], pairs.passes)
     vectors = person_comparison_vectors(query_frame, person_frame, pairs)
     levels = comparison_levels(vectors, model)
     weights = match_weights(levels, model)

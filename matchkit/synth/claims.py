@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from matchkit.synth import reference as ref
 from matchkit.synth.gb11643 import check_char, excel_damaged
 from matchkit.synth.population import (
     NO_DATE,
@@ -31,7 +32,8 @@ from matchkit.synth.population import (
 REASON_ORDER = ("INVALID_SUBJECT_ID", "SUBJECT_NOT_FOUND", "FUZZY_MATCH", "NOT_ENROLLED", "STAGE_MISMATCH",
                 "AGE_INELIGIBLE", "SHARE_EXCEEDED", "OVER_CAP", "SUBJECT_DECEASED", "NOT_ONLY_CHILD",
                 "SIBLING_CAP_EXCEEDED", "RELATION_UNVERIFIED", "EXPENSE_BELOW_THRESHOLD",
-                "AMOUNT_EXCEEDS_EVIDENCE", "DUPLICATE_CLAIM", "SOURCE_MISSING", "AMBIGUOUS_MATCH")
+                "AMOUNT_EXCEEDS_EVIDENCE", "DUPLICATE_CLAIM", "SOURCE_MISSING", "AMBIGUOUS_MATCH",
+                "NAME_MISMATCH")
 
 # Defect classes, their share of the defective lines, and lines per constructed case.
 DEFECT_WEIGHTS: dict[str, float] = {
@@ -40,6 +42,9 @@ DEFECT_WEIGHTS: dict[str, float] = {
     "subject_deceased": 0.05, "not_only_child": 0.06, "sibling_cap_exceeded": 0.05, "relation_unverified": 0.06,
     "expense_below_threshold": 0.04, "amount_exceeds_evidence": 0.04, "duplicate_claim": 0.07,
     "source_missing": 0.12, "ambiguous_match": 0.02,
+    # issue 16: a subject ID mistyped into another real person's ID (same county and birth date, one sequence digit,
+    # check character recomputed); and a right ID whose name has a one-character typo
+    "id_of_another_person": 0.05, "subject_name_typo": 0.01,
 }
 LINES_PER_CASE = {"share_exceeded": 2, "sibling_cap_exceeded": 3}
 LEGIT_WEIGHTS = {"children_education": 0.52, "elderly_support": 0.36, "infant_care": 0.08, "serious_illness": 0.04}
@@ -103,6 +108,8 @@ class ClaimBuilder:
         self.extra_people: list[dict[str, Any]] = []  # people added for constructed cases (ambiguous twins)
         self.extra_medical: list[tuple[int, int, float, float]] = []  # (person, year, total, out of pocket)
         self.sorted_ids = np.sort(pop.ids)
+        self._bodies: tuple[np.ndarray, np.ndarray] | None = None
+        self.ce_used: set[tuple[int, str]] = set()  # (taxpayer, kind) of continuing_education lines
         self.new_ids: set[str] = set()
         self.skipped: dict[str, int] = {}
         self._children_index()
@@ -425,6 +432,150 @@ class ClaimBuilder:
                                   allowed=children_standard(self.year) * months, verified_months=months)
         return 1
 
+    # ---- issue 16: another real person's ID ------------------------------------------------------------------
+    def id_neighbours(self, people: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(person, neighbour) pairs: the neighbour's ID is the person's with one sequence digit (ID positions
+        15-17) changed and the check character recomputed, so the same county and birth date."""
+        if self._bodies is None:
+            bodies = np.char.ljust(self.pop.ids.astype("U17"), 17).astype(np.int64)
+            order = np.argsort(bodies, kind="stable")
+            self._bodies = (bodies[order], order)
+        sorted_bodies, order = self._bodies
+        people = np.asarray(people, dtype=np.int64)
+        found_people, found_others = [], []
+        for lo in range(0, len(people), 50_000):
+            chunk = people[lo:lo + 50_000]
+            body = np.char.ljust(self.pop.ids[chunk].astype("U17"), 17).astype(np.int64)
+            for power in (100, 10, 1):
+                digit = (body // power) % 10
+                for step in range(1, 10):
+                    variant = body + (((digit + step) % 10) - digit) * power
+                    at = np.minimum(np.searchsorted(sorted_bodies, variant), len(sorted_bodies) - 1)
+                    hit = sorted_bodies[at] == variant
+                    found_people.append(chunk[hit])
+                    found_others.append(order[at[hit]])
+        if not found_people:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(found_people), np.concatenate(found_others)
+
+    def names_agree(self, a: int, b: int) -> bool:
+        """The two people's names are the same or sound the same (toneless pinyin, the linker's phonetic level)."""
+        from pypinyin import lazy_pinyin
+
+        name_a, name_b = str(self.pop.names[a]), str(self.pop.names[b])
+        return name_a == name_b or lazy_pinyin(name_a) == lazy_pinyin(name_b)
+
+    def other_person_id(self, person: int, neighbours: dict[int, list[int]]) -> str | None:
+        """The ID of a real person one sequence digit away whose name does not agree with ``person``'s."""
+        for other in neighbours.get(person, []):
+            if not self.names_agree(person, other):
+                return str(self.pop.ids[other])
+        return None
+
+    def constructed_other_child(self, kid: int, parents: list[int]) -> str | None:
+        """Where the population has no such neighbour (small data sets), add one: another real child with the ID
+        one sequence digit away, the same birth date and county, another name and an unrelated guardian."""
+        kid_id = str(self.pop.ids[kid])
+        position = int(self.rng.choice([14, 15, 16]))
+        digit = str((int(kid_id[position]) + int(self.rng.integers(1, 10))) % 10)
+        body = kid_id[:position] + digit + kid_id[position + 1:17]
+        other_id = body + check_char(body)
+        if self.id_exists(other_id):
+            return None
+        for _ in range(20):
+            donor = int(self.kids[int(self.rng.integers(0, len(self.kids)))])
+            name = str(self.pop.names[donor])
+            if donor != kid and not self.names_agree(kid, donor):
+                break
+        else:
+            return None
+        born = int(self.pop.birth[kid])
+        for _ in range(1000):  # a guardian of a parent's age: 20 to 45 years older
+            guardian = self.taxpayer_for_unrelated(set(parents), older_than=born - 20 * 365)
+            if self.pop.birth[guardian] > born - 45 * 365:
+                break
+        else:
+            return None
+        self.new_ids.add(other_id)
+        self.extra_people.append({"like": kid, "id": other_id, "male": int(other_id[16]) % 2 == 1,
+                                  "parent": guardian, "name": name})
+        return other_id
+
+    def case_child_other_id(self, kid: int, neighbours: dict[int, list[int]]) -> int:
+        found = self.single_run_kid(kid, enrolled=False)
+        if not found:
+            return 0
+        other_id = self.other_person_id(kid, neighbours)
+        if other_id is None and neighbours.get(-1) is not None:  # -1: construct the other child when needed
+            other_id = self.constructed_other_child(kid, found[3])
+        if other_id is None:
+            return 0
+        stage, start, end, parents = found
+        parent = parents[int(self.rng.integers(0, len(parents)))]
+        months = self.months(start, end)
+        self.child_used[kid] = True
+        self.children_defect_line(kid, parent, stage, start, end, subject_id_override=other_id,
+                                  defect="id_of_another_person", scenario="child_id_of_another_real_child",
+                                  status="review", reasons=("FUZZY_MATCH",),
+                                  allowed=children_standard(self.year) * months, verified_months=months)
+        return 1
+
+    def case_parent_other_id(self, parent: int, neighbours: dict[int, list[int]]) -> int:
+        if self.parent_used[parent] or not self.alive_all_year[parent]:
+            return 0
+        if int(self.pop.birth_month[parent]) + 720 > self.first_month:
+            return 0
+        claimants = self.elderly_claimants(parent)
+        if not claimants:
+            return 0
+        other_id = self.other_person_id(parent, neighbours)
+        if other_id is None:
+            return 0
+        taxpayer = claimants[0]
+        standard, cap = elderly_standards(self.year)
+        only = bool(self.pop.only_child_cert[taxpayer])
+        amount = standard if only else cap
+        self.parent_used[parent] = True
+        self.elderly_taxpayer_used[taxpayer] = True
+        self.line(taxpayer=taxpayer, subject=parent, deduction="elderly_support", start=self.first_month,
+                  end=self.last_month, monthly=amount, relation="parent", only_child=only,
+                  subject_id_override=other_id, defect="id_of_another_person",
+                  scenario="parent_id_of_another_real_person", status="review", reasons=("FUZZY_MATCH",),
+                  allowed=amount * 12, verified_months=12)
+        return 1
+
+    def typo_name(self, name: str) -> str | None:
+        """The name with one given-name character replaced by another that sounds different (a real typo, not a
+        homophone): the name no longer agrees, the ID still does."""
+        from pypinyin import lazy_pinyin
+
+        if "\u00b7" in name or len(name) < 2:
+            return None
+        pool = sorted(set("".join(ref.GIVEN_CHARS.values())))
+        for _ in range(20):
+            position = int(self.rng.integers(1, len(name)))
+            char = pool[int(self.rng.integers(0, len(pool)))]
+            typo = name[:position] + char + name[position + 1:]
+            if lazy_pinyin(typo) != lazy_pinyin(name):
+                return typo
+        return None
+
+    def case_child_name_typo(self, kid: int) -> int:
+        found = self.single_run_kid(kid, enrolled=False)
+        if not found:
+            return 0
+        typo = self.typo_name(str(self.pop.names[kid]))
+        if typo is None:
+            return 0
+        stage, start, end, parents = found
+        months = self.months(start, end)
+        self.child_used[kid] = True
+        self.children_defect_line(kid, parents[0], stage, start, end, subject_name_override=typo,
+                                  defect="subject_name_typo", scenario="right_id_name_one_character_wrong",
+                                  status="review", reasons=("NAME_MISMATCH",),
+                                  allowed=children_standard(self.year) * months, verified_months=months)
+        return 1
+
     def case_fabricated_subject(self, defect: str) -> int:
         taxpayer = self.taxpayer_for_unrelated(set())
         value, name, birth = self.fabricated_person((self.year - 14, self.year - 7))
@@ -690,20 +841,35 @@ class ClaimBuilder:
         self.has_medical[person] = True
         return self.case_medical(person, defect)
 
-    def case_source_missing(self) -> int:
+    def case_source_missing(self, room: int = 1) -> int:
+        """A line of a deduction without a source yet. Continuing education has two kinds SPEC §2 allows side by
+        side (SPEC §5): degree study (400 a month) and a qualification certificate (3600 in its year, an annual
+        amount only). A taxpayer gets at most one line of each kind (a second of one kind would be a duplicate);
+        some get one of each, which is not a duplicate."""
         taxpayer = self.taxpayer_for_unrelated(set())
         kind = self.rng.choice(["continuing_education", "housing_loan_interest", "housing_rent"], p=[.3, .35, .35])
         values: dict[str, Any] = {"taxpayer": taxpayer, "deduction": str(kind), "defect": "source_missing",
                                   "scenario": str(kind), "status": "unverifiable", "reasons": ("SOURCE_MISSING",),
                                   "allowed": 0.0, "verified_months": 0}
-        if kind == "continuing_education" and self.rng.random() < 0.3:
-            values.update(annual=3600.0, subject=taxpayer, relation="self", scenario="qualification_certificate")
-        else:
-            monthly = {"continuing_education": 400.0, "housing_loan_interest": 1000.0}.get(
-                str(kind), float(self.rng.choice([1500.0, 1100.0, 800.0])))
-            values.update(start=self.first_month, end=self.last_month, monthly=monthly)
-            if kind == "continuing_education":
-                values.update(subject=taxpayer, relation="self")
+        certificate = {"annual": 3600.0, "subject": taxpayer, "relation": "self",
+                       "scenario": "qualification_certificate"}
+        degree = {"start": self.first_month, "end": self.last_month, "monthly": 400.0, "subject": taxpayer,
+                  "relation": "self"}
+        if kind == "continuing_education":
+            kinds = ["certificate"] if self.rng.random() < 0.3 else ["degree"]
+            if room >= 2 and self.rng.random() < 0.2:
+                kinds = ["degree", "certificate"]
+            if any((taxpayer, k) in self.ce_used for k in kinds):
+                return 0
+            for k in kinds:
+                self.ce_used.add((taxpayer, k))
+                line = {**values, **(certificate if k == "certificate" else degree)}
+                if len(kinds) == 2:
+                    line["scenario"] = f"degree_study_and_certificate_{k}"
+                self.line(**line)
+            return len(kinds)
+        monthly = {"housing_loan_interest": 1000.0}.get(str(kind), float(self.rng.choice([1500.0, 1100.0, 800.0])))
+        values.update(start=self.first_month, end=self.last_month, monthly=monthly)
         self.line(**values)
         return 1
 
@@ -746,7 +912,7 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
                 break
             done += 1 if attempt(person) else 0
         if done < wanted:
-            builder.skipped[defect] = wanted - done
+            builder.skipped[defect] = builder.skipped.get(defect, 0) + wanted - done
 
     run_cases("ambiguous_match", cases["ambiguous_match"], kids, builder.case_ambiguous)
     run_cases("sibling_cap_exceeded", cases["sibling_cap_exceeded"], parents,
@@ -767,6 +933,31 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
     run_cases("over_cap", cases["over_cap"], kids, builder.case_over_cap)
     run_cases("relation_unverified", cases["relation_unverified"], kids, builder.case_relation_unverified)
     run_cases("fuzzy_match", cases["fuzzy_match"], kids, lambda k: builder.case_children_typo(k, "fuzzy_match"))
+    # a third for parents (elderly support), the rest for children; the population's own neighbours first, then
+    # (children only) constructed ones
+    def neighbour_map(pool: list[int]) -> dict[int, list[int]]:
+        people, others = builder.id_neighbours(np.array(pool, dtype=np.int64))
+        found: dict[int, list[int]] = {}
+        for person, other in zip(people.tolist(), others.tolist()):
+            found.setdefault(person, []).append(other)
+        return found
+
+    other_id_cases = cases["id_of_another_person"]
+    parent_neighbours = neighbour_map(parents)
+    before = len(builder.lines)
+    run_cases("id_of_another_person", other_id_cases // 3, [p for p in parents if p in parent_neighbours],
+              lambda p: builder.case_parent_other_id(p, parent_neighbours))
+    builder.skipped.pop("id_of_another_person", None)
+    kid_neighbours = neighbour_map(kids)
+    wanted = other_id_cases - (len(builder.lines) - before)
+    before = len(builder.lines)
+    run_cases("id_of_another_person", wanted, [k for k in kids if k in kid_neighbours],
+              lambda k: builder.case_child_other_id(k, kid_neighbours))
+    builder.skipped.pop("id_of_another_person", None)
+    kid_neighbours[-1] = []  # now construct the other child where the population has none
+    run_cases("id_of_another_person", wanted - (len(builder.lines) - before), kids,
+              lambda k: builder.case_child_other_id(k, kid_neighbours))
+    run_cases("subject_name_typo", cases["subject_name_typo"], kids, builder.case_child_name_typo)
     typo_cases = max(1, round(cases["invalid_subject_id"] * 0.7))
     run_cases("invalid_subject_id", typo_cases, kids,
               lambda k: builder.case_children_typo(k, "invalid_subject_id"))
@@ -810,7 +1001,7 @@ def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defec
         builder.skipped["legitimate"] = legit_total - legit_made
     builder.duplicates(cases["duplicate_claim"])
     while len(builder.lines) < n_claims:
-        builder.case_source_missing()
+        builder.case_source_missing(room=n_claims - len(builder.lines))
     return builder
 
 

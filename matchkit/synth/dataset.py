@@ -122,8 +122,9 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
 
 # ---- population additions -----------------------------------------------------------------------------------
 def _add_constructed_people(pop: Population, builder: ClaimBuilder) -> None:
-    """Append the look-alikes built for AMBIGUOUS_MATCH cases: same name and birth date, a household relation to
-    an unrelated guardian and the same enrolment spells."""
+    """Append the people built for constructed cases: the look-alikes of AMBIGUOUS_MATCH cases (same name and birth
+    date) and the other children whose ID a claim mistyped (issue 16: same birth date, another name), each with a
+    household relation to an unrelated guardian and the same enrolment spells."""
     if builder.extra_medical:
         added = pd.DataFrame(builder.extra_medical, columns=["person", "year", "total_cost", "out_of_pocket"])
         pop.medical = pd.concat([pop.medical, added], ignore_index=True)
@@ -144,7 +145,8 @@ def _add_constructed_people(pop: Population, builder: ClaimBuilder) -> None:
     pop.birth_month = grow(pop.birth_month, pop.birth_month[like])
     pop.county = grow(pop.county, pop.county[like])
     pop.ids = np.concatenate([pop.ids, np.array([e["id"] for e in extra], dtype="U18")])
-    pop.names = np.concatenate([pop.names, pop.names[like]])
+    pop.names = np.concatenate([pop.names, np.array([e.get("name") or pop.names[e["like"]] for e in extra],
+                                                    dtype=pop.names.dtype)])
     pop.minority = grow(pop.minority, pop.minority[like])
     guardian = np.array([e["parent"] for e in extra], dtype=np.int64)
     guardian_male = pop.male[guardian]

@@ -35,7 +35,9 @@ from matchkit.verify.linking import (
     Linker,
     PersonUniverse,
     default_linker,
+    exact_name_disagrees,
     fuzzy_links,
+    name_agrees,
     split_sources,
     take,
 )
@@ -72,6 +74,8 @@ SUBJECT_SOURCES: dict[str, tuple[str, ...]] = {
     "serious_illness": ("medical_insurance", "civil_affairs", "household"),
     "infant_care": ("household",),
 }
+# ... and the extracts whose names an exact link's name is checked against (a person's name in any of them counts).
+LINKED_SOURCES = frozenset(name for universe in SUBJECT_SOURCES.values() for name in universe)
 
 
 def input_columns(source: str) -> tuple[str, ...]:
@@ -221,23 +225,37 @@ def verify_tables(
                 exact[rows] |= ev.present[name][raw_subject[rows]]
     run.subject[exact] = raw_subject[exact]
 
+    # An exact ID is trusted only when the claim's subject name agrees with that person's (SPEC §5): otherwise
+    # look for another person as for a mistyped ID; failing that the exact link stands, with NAME_MISMATCH.
+    mismatch = np.zeros(n, dtype=bool)
+    named_exact = np.flatnonzero(exact)
+    if "subject_name_fz" in claims.columns and len(named_exact):
+        universe = tuple(name for name in SOURCES if name in sources and name in LINKED_SOURCES)
+        say(f"checking subject names of {len(named_exact)} exact link(s)")
+        mismatch[named_exact] = exact_name_disagrees(
+            take(claims["subject_name_fz"], named_exact), raw_subject[named_exact], universe, encodings, codes, size
+        )
+        say(f"{int(mismatch.sum())} exact link(s) whose subject name disagrees")
+
     match = np.where(exact, "exact", "none").astype(object)
     score = exact.astype(np.float64)
     fuzzy = np.zeros(n, dtype=bool)
     ambiguous = np.zeros(n, dtype=bool)
     pending = verifiable & ~exact
-    if pending.any():
-        pending_rows = np.flatnonzero(pending)
+    queried = pending | mismatch
+    if queried.any():
+        pending_rows = np.flatnonzero(queried)
         query_frame = pd.DataFrame(
             {c: take(_column(claims, f"subject_{c}"), pending_rows).set_axis(pending_rows) for c in QUERY_COLUMNS}
         )
+        exclude = np.where(mismatch, raw_subject, -1)
         linker = linker or default_linker()
         # The default linker only ever pairs people sharing a blocking key with a query: read no others.
         keys = SharedKeys(query_frame, PERSON_PASSES) if linker is best_links else None
         people = PersonUniverse(sources, encodings, codes, keys)
         for ded, subject_sources in SUBJECT_SOURCES.items():
             universe = tuple(name for name in subject_sources if name in sources)
-            rows = np.flatnonzero(pending & (deduction == ded))
+            rows = np.flatnonzero(queried & (deduction == ded))
             if not universe or not len(rows):
                 continue
             persons, person_codes = people.persons(universe)
@@ -245,9 +263,21 @@ def verify_tables(
                 f"fuzzy linking {len(rows)} subject(s) against {len(persons)} candidate person(s) in "
                 f"{'+'.join(universe)}"
             )
+            queries = query_frame.loc[rows]
             found_rows, found_codes, found_scores, found_ambiguous = fuzzy_links(
-                query_frame.loc[rows], persons, person_codes, linker
+                queries, persons, person_codes, linker, exclude[rows]
             )
+            # A line whose exact link's name disagrees takes another person only when that one is unique and
+            # their names agree (name agreement implies the same birth date: the name tokens are salted by it).
+            second = mismatch[found_rows]
+            take_other = second & ~found_ambiguous
+            take_other[take_other] = name_agrees(
+                queries, persons, person_codes, found_rows[take_other], found_codes[take_other]
+            )
+            keep = ~second | take_other
+            found_rows, found_codes = found_rows[keep], found_codes[keep]
+            found_scores, found_ambiguous = found_scores[keep], found_ambiguous[keep]
+            mismatch[found_rows] = False
             fuzzy[found_rows] = ~found_ambiguous
             ambiguous[found_rows] = found_ambiguous
             run.subject[found_rows[~found_ambiguous]] = found_codes[~found_ambiguous]
@@ -255,8 +285,10 @@ def verify_tables(
             score[found_rows] = found_scores
         del people, query_frame  # the candidates and their encodings
     del interner, codes, handles  # every extract row's token code: the evidence tables hold what the rules need
+    exact &= ~fuzzy  # an exact ID whose name pointed to another person is no longer the link
     run.flag(np.flatnonzero(fuzzy), "FUZZY_MATCH")
     run.flag(np.flatnonzero(ambiguous), "AMBIGUOUS_MATCH")
+    run.flag(np.flatnonzero(mismatch), "NAME_MISMATCH")
 
     birth_ym = _float(_column(claims, "subject_birth_ym", np.nan))
     id_birth_ym = _float(_column(claims, "subject_id_birth_ym", np.nan))
@@ -269,8 +301,11 @@ def verify_tables(
     dup_rows = np.flatnonzero((subject_key >= 0) & ~ambiguous)
     if len(dup_rows):
         overlap_mask = claimed[dup_rows].copy()
-        overlap_mask[deduction[dup_rows] == "serious_illness"] = True
-        ded_code = pd.factorize(deduction[dup_rows])[0].astype(np.int64)
+        # Continuing education is two deductions SPEC §2 allows side by side: degree study (a monthly amount) and
+        # a qualification certificate (an annual amount only: once per tax year, like a patient-year).
+        certificate = (deduction == "continuing_education") & np.isnan(run.monthly) & ~np.isnan(run.annual)
+        overlap_mask[(deduction[dup_rows] == "serious_illness") | certificate[dup_rows]] = True
+        ded_code = pd.factorize(deduction[dup_rows])[0].astype(np.int64) * 2 + certificate[dup_rows]
         line = pd.to_numeric(claims["_line"]).to_numpy(dtype=np.int64)[dup_rows]
         pair = pd.factorize(taxpayer[dup_rows] * np.int64(size + 1) + subject_key[dup_rows])[0]
         group_id = pd.factorize((pair.astype(np.int64) * 64 + ded_code) * 10_000 + year[dup_rows])[0]
@@ -321,7 +356,7 @@ def verify_tables(
     run.missing[no_source] = True
     run.supported[no_source] = open_months[no_source]
 
-    return _flags(claims, run, match, score, fuzzy, ambiguous)
+    return _flags(claims, run, match, score, fuzzy, ambiguous, mismatch)
 
 
 def default_claimed(run: Run) -> None:
@@ -363,6 +398,7 @@ def _flags(
     score: np.ndarray,
     fuzzy: np.ndarray,
     ambiguous: np.ndarray,
+    name_mismatch: np.ndarray,
 ) -> pd.DataFrame:
     n = len(run.year)
     illness = run.deduction == "serious_illness"
@@ -378,6 +414,7 @@ def _flags(
     status[fuzzy] = "review"
     status[run.missing] = "unverifiable"
     status[rejected] = "rejected"
+    status[name_mismatch] = "review"  # SPEC §5: the exact link stands, but a human must look, whatever else applies
     status[ambiguous] = "review"
     reasons = run.reasons.copy()
     reasons[ambiguous] &= BIT["AMBIGUOUS_MATCH"] | BIT["INVALID_SUBJECT_ID"]

@@ -1,5 +1,9 @@
 """Linking claim subjects to the people in the extracts: exact token first, then the fuzzy linker.
 
+An exact token is trusted only when the claim's subject name, where given, agrees with a name the extracts hold for
+that person (:func:`exact_name_disagrees`; SPEC §5): a valid ID mistyped into another real person's ID. Lines whose
+names disagree go to the fuzzy linker too, with that person excluded (``exclude`` of :func:`fuzzy_links`).
+
 The fuzzy linker compares the unlinked claim subjects with the distinct people of the extracts a deduction may
 name its subject in. Their encodings (``E_id_near``, ``E_name_fz``, ``E_dob_tok``) are most of an extract's bytes
 and only a handful of people are ever candidates, so they are read through :class:`PersonEncodings`: in batches,
@@ -18,13 +22,22 @@ import pandas as pd
 
 from matchkit.errors import InternalError
 from matchkit.io.hashed.format import DOB_TOKEN, ID_NEAR, ID_TOKEN, NAME_FUZZY
-from matchkit.verify.evidence import ENTITIES
+from matchkit.link.blocking import sorted_unique
+from matchkit.link.compare import NAME_PHONETIC, as_lists, name_fuzzy
+from matchkit.link.token_columns import ListTokens, TokenFrame, mix_keys, prepare_column
+from matchkit.verify.evidence import ENTITIES, sorted_in
 from matchkit.verify.interning import intern_words, token_words
 
 Linker = Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame]
 QUERY_COLUMNS = (ID_NEAR, NAME_FUZZY, DOB_TOKEN)
 PERSON_COLUMNS = (ID_TOKEN, *QUERY_COLUMNS)
 ENCODING_COLUMNS = QUERY_COLUMNS  # a person's encodings besides the id token
+# Name agreement (docs/RULES.md "Linking the subject"): the ``name_fz`` levels that count as "the same name" when an
+# exact ID link is checked, and when another person is looked for. Element 0 is the normalised name, element 1 its
+# toneless pinyin (homophones, traditional/simplified variants); both are salted by the birth date, so agreeing
+# also means the same birth date. One syllable dropped, added or replaced (the deletion tokens) is a different name.
+AGREEING_NAME_ELEMENTS = (0, 1)
+AGREEING_NAME_LEVEL = NAME_PHONETIC
 
 
 def default_linker() -> Linker:
@@ -168,13 +181,31 @@ class PersonUniverse:
 
 
 def fuzzy_links(
-    queries: pd.DataFrame, persons: pd.DataFrame, person_codes: np.ndarray, linker: Linker
+    queries: pd.DataFrame,
+    persons: pd.DataFrame,
+    person_codes: np.ndarray,
+    linker: Linker,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run the linker; returns (query positions, person codes, scores, ambiguous) for queries with a candidate."""
+    """Run the linker; returns (query positions, person codes, scores, ambiguous) for queries with a candidate.
+
+    ``exclude``: per query, the code of a person it must not be linked to (-1: none). The default linker never
+    pairs them (``best_links(exclude=...)``, so that person cannot be a runner-up either); any other linker's
+    result for that person is dropped.
+    """
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
     if queries.empty or persons.empty:
         return empty
-    found = linker(queries, persons)
+    excluded = None
+    if exclude is not None and (np.asarray(exclude) >= 0).any():
+        excluded = np.asarray(exclude, dtype=np.int64)
+    if excluded is not None and _is_default(linker):
+        from matchkit.link.fuzzy import best_links
+
+        positions = pd.Index(person_codes).get_indexer(excluded)  # persons are unique by code; -1 when absent
+        found = best_links(queries, persons, exclude=np.where(excluded >= 0, positions, -1))
+    else:
+        found = linker(queries, persons)
     if found is None or len(found) == 0:
         return empty
     where = _positions(persons["id_tok"], found["person_id_tok"])
@@ -183,7 +214,88 @@ def fuzzy_links(
     rows = np.asarray(found.index, dtype=np.int64)
     scores = np.clip(found["score"].to_numpy(dtype=np.float64), 0.0, 1.0)
     ambiguous = found["ambiguous"].fillna(False).to_numpy(dtype=bool)
-    return rows, person_codes[where], scores, ambiguous
+    codes = person_codes[where]
+    if excluded is not None:
+        keep = codes != excluded[queries.index.get_indexer(rows)]
+        rows, codes, scores, ambiguous = rows[keep], codes[keep], scores[keep], ambiguous[keep]
+    return rows, codes, scores, ambiguous
+
+
+def _is_default(linker: Linker) -> bool:
+    from matchkit.link.fuzzy import best_links
+
+    return linker is best_links
+
+
+def name_agrees(
+    queries: pd.DataFrame, persons: pd.DataFrame, person_codes: np.ndarray, rows: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
+    """Per found link (query label ``rows[i]``, person ``codes[i]``): the names agree at least phonetically (the
+    person's name as the linker saw it). No name on either side: False."""
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    query_side = TokenFrame(pd.DataFrame({NAME_FUZZY: queries[NAME_FUZZY]}).reset_index(drop=True))
+    person_side = TokenFrame(pd.DataFrame({NAME_FUZZY: persons[NAME_FUZZY]}).reset_index(drop=True))
+    lpos = queries.index.get_indexer(rows).astype(np.int64)
+    rpos = pd.Index(person_codes).get_indexer(codes).astype(np.int64)
+    level = name_fuzzy(query_side.column(NAME_FUZZY), person_side.column(NAME_FUZZY), lpos, rpos)
+    return np.nan_to_num(level, nan=0.0) >= AGREEING_NAME_LEVEL
+
+
+def _name_elements(column: pd.Series) -> tuple[np.ndarray, ...]:
+    """(valid list, element 0 key, its validity, element 1 key, its validity) of a ``name_fz`` column."""
+    lists = as_lists(prepare_column(column.reset_index(drop=True)))
+    assert isinstance(lists, ListTokens)
+    out: list[np.ndarray] = [lists.valid]
+    for position in AGREEING_NAME_ELEMENTS:
+        element = lists.element(position)
+        out += [element.keys, element.valid]
+    return tuple(out)
+
+
+def exact_name_disagrees(
+    claim_names: pd.Series,
+    subject_codes: np.ndarray,
+    universe: Sequence[str],
+    encodings: dict[str, PersonEncodings],
+    codes: dict[tuple[str, str], np.ndarray],
+    size: int,
+) -> np.ndarray:
+    """Per claim line (``claim_names`` its ``subject_name_fz``, ``subject_codes`` its exactly linked person): the
+    claim names the subject and the extracts of ``universe`` hold a name for that person, but none of those names
+    agrees with the claim's (neither the same normalised name nor the same pinyin, under the same birth-date salt).
+    ``size``: person codes are below it.
+
+    Vectorised: the extracts' ``*_name_fz`` columns are read in batches, keeping the rows of the wanted people only,
+    as (person code, name element) keys; each line is then two sorted look-ups.
+    """
+    claim_valid, *claim_elements = _name_elements(claim_names)
+    wanted = np.zeros(size + 1, dtype=bool)  # by code; code -1 (no token) reads the last cell, always False
+    wanted[subject_codes[claim_valid]] = True
+    named = np.zeros(size + 1, dtype=bool)
+    key_parts: list[list[np.ndarray]] = [[] for _ in AGREEING_NAME_ELEMENTS]
+    for name in universe:
+        start = 0  # one pass over the extract for all its entities' names
+        for batch in encodings[name].batches([f"{entity}_{NAME_FUZZY}" for entity in ENTITIES[name]]):
+            count = len(batch)
+            for entity in ENTITIES[name]:
+                batch_codes = codes[(name, entity)][start : start + count]
+                local = np.flatnonzero(wanted[batch_codes])
+                if not len(local):
+                    continue
+                row_codes = batch_codes[local]
+                valid, *elements = _name_elements(batch[f"{entity}_{NAME_FUZZY}"])
+                named[row_codes[valid[local]]] = True
+                for i in range(len(AGREEING_NAME_ELEMENTS)):
+                    keys, present = elements[2 * i][local], elements[2 * i + 1][local]
+                    key_parts[i].append(sorted_unique(mix_keys(row_codes[present], keys[present])))
+            start += count
+    agrees = np.zeros(len(subject_codes), dtype=bool)
+    for i, parts in enumerate(key_parts):
+        known = sorted_unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        keys, present = claim_elements[2 * i], claim_elements[2 * i + 1]
+        agrees |= present & sorted_in(mix_keys(subject_codes, keys), known)
+    return claim_valid & named[subject_codes] & ~agrees
 
 
 def _positions(person_tokens: pd.Series, found_tokens: pd.Series) -> np.ndarray:

@@ -25,6 +25,7 @@ REASON_CODES: tuple[str, ...] = (
     "SOURCE_MISSING",
     "AMBIGUOUS_MATCH",
     "NOT_IN_FORCE",  # matchkit addition: the deduction did not exist in a claimed month (policy effective date)
+    "NAME_MISMATCH",  # SPEC §5 (issue 16): exact ID link whose name disagrees, and no other person found
 )
 BIT: dict[str, np.int64] = {code: np.int64(1) << np.int64(i) for i, code in enumerate(REASON_CODES)}
 

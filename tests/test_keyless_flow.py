@@ -330,3 +330,17 @@ def test_an_empty_extract_is_refused_unless_allowed(flows: dict, tmp_path: Path)
     code, text = run(["request", tmp_path / "claims.csv", "-o", tmp_path / "q.parquet", "--state", tmp_path / "s"])
     assert code == 1 and "no data rows" in text
     assert not (tmp_path / "q.parquet").exists() and not (tmp_path / "s").exists()
+
+
+def test_a_failed_seal_or_request_leaves_no_rejects(flows: dict, tmp_path: Path) -> None:
+    """As for hash, the rejects file is published only after the run's output: an output that cannot be written
+    (its folder is missing) leaves neither, and no temporary."""
+    kl: Path = flows["kl"]
+    run = flows["run"]
+    code, text = run(["seal", "education", sample_file("education"), "--oprf-key", kl / "education.oprf",
+                      "--tax-year", "2024", "-o", tmp_path / "missing" / "t.parquet", "--rejects", tmp_path / "r.csv"])
+    assert code == 1 and "missing" in text
+    code, text = run(["request", sample_file("claims"), "-o", tmp_path / "missing" / "q.parquet", "--state",
+                      tmp_path / "s", "--rejects", tmp_path / "q.csv"])
+    assert code == 1 and "missing" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "rejects, state or a temporary left behind"

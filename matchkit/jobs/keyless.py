@@ -5,7 +5,7 @@ calls the library in :mod:`matchkit.keyless`, and returns its typed result."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import pyarrow as pa
 from matchkit.encode.person import ENCODING_VERSION, Encoder
 from matchkit.encode.person_table import RecordIdChecker
 from matchkit.errors import EmptyInputError, MatchkitError
+from matchkit.io.atomic import remove_published
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.jobs.encoding import encode_chunks, make_table_encoder
 from matchkit.jobs.hash import _RejectsWriter
@@ -30,7 +31,7 @@ from matchkit.keyless.common import (
     write_oprf_key,
 )
 from matchkit.keyless.opener import OpenResult, open_request
-from matchkit.keyless.reading import Encoded
+from matchkit.keyless.reading import Encoded, EncodeInput
 from matchkit.keyless.request import RequestResult
 from matchkit.keyless.sealed import SealResult, merge_tables
 from matchkit.schema import Schema, load_schema
@@ -42,10 +43,12 @@ __all__ = ["answer_job", "encode_input", "load_oprf_key", "merge_job", "new_oprf
 
 def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, rejects_path: str | Path | None = None,
                  encoding: str = "auto", workers: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 allow_empty: bool = False) -> Encoded:
+                 allow_empty: bool = False, held: list[_RejectsWriter] | None = None) -> Encoded:
     """Read, normalise and encode a raw input exactly as ``matchkit hash`` does (its reader, worker processes,
     row checks and rejects file, published only when complete), under the public encoding key, in memory. An
-    input with no data rows raises ``EmptyInputError`` (nothing written) unless ``allow_empty``."""
+    input with no data rows raises ``EmptyInputError`` (nothing written) unless ``allow_empty``. With ``held``
+    the finished rejects file is appended there, not yet published (:func:`_reading` publishes it after the
+    output, as the hash job does: a failed run leaves neither)."""
     if schema.kind != "source":
         raise KeylessError(f"schema '{schema.name}' is a linkage schema; the keyless mode seals source extracts")
     reader = RawReader(input_path, schema, encoding=encoding, chunk_rows=chunk_rows)
@@ -73,7 +76,10 @@ def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, reject
                                   path=input_path)
         if rejects:
             rejects.finish()
-            rejects.publish()
+            if held is None:
+                rejects.publish()
+            else:
+                held.append(rejects)
     except BaseException:
         if rejects:
             rejects.abort()
@@ -85,17 +91,36 @@ def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, reject
                    Path(input_path).name, reader.format, reader.encoding)
 
 
+@contextlib.contextmanager
+def _reading(input_path: str | Path, outputs: Sequence[str | Path], **options: Any) -> Iterator[EncodeInput]:
+    """The hash job's reading for ``seal``/``request``; the rejects file is published only once the run's
+    ``outputs`` are (and those are removed again if it cannot be): a failed run leaves no rejects behind."""
+    held: list[_RejectsWriter] = []
+    try:
+        yield partial(encode_input, input_path=input_path, held=held, **options)
+    except BaseException:
+        for rejects in held:
+            rejects.abort()
+        raise
+    for rejects in held:
+        try:
+            rejects.publish()
+        except BaseException:
+            remove_published(*outputs)
+            raise
+
+
 def seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey, output: str | Path, *,
               tax_year: int, purpose: str | None = None, rejects_path: str | Path | None = None,
               encoding: str = "auto", previous: str | Path | None = None, signing_key: SigningKey | None = None,
               audit_log: str | Path | None = None, workers: int | None = None, allow_empty: bool = False
               ) -> SealResult:
     """Seal one raw extract (:func:`matchkit.keyless.sealed.seal_file`), read as ``hash`` reads it."""
-    read = partial(encode_input, input_path=input_path, rejects_path=rejects_path, encoding=encoding,
-                   workers=workers, allow_empty=allow_empty)
-    return sealed_lib.seal_file(source, input_path, key, output, tax_year=tax_year, encode_input=read,
-                                purpose=purpose, rejects_path=rejects_path, previous=previous,
-                                signing_key=signing_key, audit_log=audit_log, workers=workers)
+    with _reading(input_path, [output], rejects_path=rejects_path, encoding=encoding, workers=workers,
+                  allow_empty=allow_empty) as read:
+        return sealed_lib.seal_file(source, input_path, key, output, tax_year=tax_year, encode_input=read,
+                                    purpose=purpose, rejects_path=rejects_path, previous=previous,
+                                    signing_key=signing_key, audit_log=audit_log, workers=workers)
 
 
 def request_file(claims_input: str | Path, output: str | Path, state_path: str | Path, *,
@@ -104,11 +129,11 @@ def request_file(claims_input: str | Path, output: str | Path, state_path: str |
                  ) -> RequestResult:
     """List the claims as one request (:func:`matchkit.keyless.request.request_file`), read as ``hash`` reads
     them."""
-    read = partial(encode_input, input_path=claims_input, rejects_path=rejects_path, encoding=encoding,
-                   workers=workers, allow_empty=allow_empty)
-    return request_lib.request_file(claims_input, output, state_path, encode_input=read,
-                                    claims_schema=load_schema("claims"), rejects_path=rejects_path,
-                                    tax_year=tax_year, purpose=purpose, workers=workers)
+    with _reading(claims_input, [output, state_path], rejects_path=rejects_path, encoding=encoding,
+                  workers=workers, allow_empty=allow_empty) as read:
+        return request_lib.request_file(claims_input, output, state_path, encode_input=read,
+                                        claims_schema=load_schema("claims"), rejects_path=rejects_path,
+                                        tax_year=tax_year, purpose=purpose, workers=workers)
 
 
 def new_oprf_key_job(output: str | Path, *, purposes: Sequence[str], years: tuple[int, int]) -> OprfKey:

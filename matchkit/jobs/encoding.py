@@ -24,7 +24,7 @@ from matchkit.encode.person import Encoder
 from matchkit.encode.person_table import TableEncoder
 from matchkit.io.readers import Chunk, CsvBlock, CsvLayout, RawReader, parse_csv_block
 from matchkit.runtime.process import lean_process
-from matchkit.runtime.workers import default_workers, pool_context
+from matchkit.runtime.workers import default_workers, ignore_interrupts, pool_context
 from matchkit.schema import Schema
 from matchkit.security.keys import SharedKey
 
@@ -44,6 +44,7 @@ def make_table_encoder(schema: Schema, encoder: Encoder) -> AnyTableEncoder:
 def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version: str,
                  layout: CsvLayout | None) -> None:
     global _worker
+    ignore_interrupts()
     lean_process()
     _worker = (make_table_encoder(schema, Encoder(key, purpose, encoding_version)), layout)
 

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from multiprocessing.context import BaseContext
 
 from matchkit import settings
 
 MAX_DEFAULT_WORKERS = 4
+
+
+def ignore_interrupts() -> None:
+    """A pool worker's first step: Ctrl-C reaches the whole process group, and the command's own process handles it
+    (stops its workers, removes partial files, exits 130). A worker that also raised KeyboardInterrupt would print
+    a traceback into the caller's stderr while the pool is torn down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_workers() -> int:

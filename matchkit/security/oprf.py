@@ -166,7 +166,7 @@ _CHUNK_ITEMS = 8192
 def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], workers: int | None = None) -> list[R]:
     """``function`` over consecutive chunks of ``items`` on every core, results in order. ``function`` must be a
     module-level function (it runs in worker processes); small batches run in this process."""
-    from matchkit.runtime.workers import default_workers, pool_context
+    from matchkit.runtime.workers import default_workers, ignore_interrupts, pool_context
 
     count = len(items)
     workers = default_workers() if workers is None else workers
@@ -177,7 +177,8 @@ def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], wor
     out: list[R] = []
     pool = _POOLS.get(workers)
     if pool is None:  # one pool per process and size, reused by every batch (a pool start costs ~0.1-1 s)
-        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context())
+        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
+                                                     initializer=ignore_interrupts)
     try:
         for part in pool.map(function, chunks):
             out.extend(part)

@@ -31,7 +31,7 @@ from typing import Any
 from matchkit.errors import KeyFileError, MatchkitError
 from matchkit.io.atomic import AtomicFile
 from matchkit.security import oprf
-from matchkit.security.keys import DEFAULT_PURPOSE, SharedKey, read_key_file
+from matchkit.security.keys import DEFAULT_PURPOSE, SharedKey, key_file_body, read_key_file
 
 OPRF_KEY_FORMAT = "matchkit-oprf-key"
 OPRF_KEY_VERSION = 1
@@ -117,14 +117,8 @@ def write_oprf_key(key: OprfKey, path: str | Path) -> Path:
 def load_oprf_key(path: str | Path) -> OprfKey:
     source = Path(path)
     raw = read_key_file(source, private=True, label="OPRF key file")
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KeyFileError("not a matchkit OPRF key file (malformed JSON)", path=source) from exc
-    if not isinstance(body, dict) or body.get("format") != OPRF_KEY_FORMAT:
-        raise KeyFileError("not a matchkit OPRF key file (made by 'matchkit key new-oprf')", path=source)
-    if body.get("version") != OPRF_KEY_VERSION:
-        raise KeyFileError(f"unsupported OPRF key file version {body.get('version')!r}", path=source)
+    body = key_file_body(raw, source, key_format=OPRF_KEY_FORMAT, version=OPRF_KEY_VERSION, what="OPRF key file",
+                         hint=": one is made by 'matchkit key new-oprf'")
     try:
         seed = base64.b64decode(str(body.get("seed")), validate=True)
         purposes = tuple(str(p) for p in body["purposes"])

@@ -96,6 +96,27 @@ def _model_json(body: dict[str, Any], em: EmEstimate | None) -> dict[str, Any]:
     return body
 
 
+def _run_figures(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The figures a link run and a dedupe run share (blocking, comparison, model, links), typed."""
+    return {
+        "fields": list(record["fields"]),
+        "load_seconds": float(record["load_seconds"]),
+        "candidates": int(record["candidates"]),
+        "blocking_seconds": float(record["blocking_seconds"]),
+        "passes": {name: PassCounts(**counts) for name, counts in record["passes"].items()},
+        "reduction_ratio": float(record["reduction_ratio"]),
+        "compare_seconds": float(record["compare_seconds"]),
+        "method": str(record["method"]),
+        "score_seconds": float(record["score_seconds"]),
+        "threshold": float(record["threshold"]),
+        "links": int(record["links"]),
+        "em": _em(record),
+        "term_frequencies": _term_frequencies(record),
+        "repeated_fields": _repeated_fields(record),
+        "warnings": list(record.get("warnings", [])),
+    }
+
+
 @dataclass(frozen=True)
 class LinkStats:
     fields: list[str]  # the fields compared (common to both files)
@@ -125,25 +146,11 @@ class LinkStats:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LinkStats:
         return cls(
-            fields=list(record["fields"]),
             left_records=int(record["left_records"]),
             right_records=int(record["right_records"]),
-            load_seconds=float(record["load_seconds"]),
-            candidates=int(record["candidates"]),
-            blocking_seconds=float(record["blocking_seconds"]),
-            passes={name: PassCounts(**counts) for name, counts in record["passes"].items()},
-            reduction_ratio=float(record["reduction_ratio"]),
-            compare_seconds=float(record["compare_seconds"]),
             comparisons_per_second=record.get("comparisons_per_second"),
-            method=str(record["method"]),
-            score_seconds=float(record["score_seconds"]),
-            threshold=float(record["threshold"]),
-            links=int(record["links"]),
             links_found_by_pass=dict(record["links_found_by_pass"]),
-            em=_em(record),
-            term_frequencies=_term_frequencies(record),
-            repeated_fields=_repeated_fields(record),
-            warnings=list(record.get("warnings", [])),
+            **_run_figures(record),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -181,27 +188,13 @@ class DedupeStats:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> DedupeStats:
         return cls(
-            fields=list(record["fields"]),
             records=int(record["records"]),
-            load_seconds=float(record["load_seconds"]),
-            candidates=int(record["candidates"]),
-            blocking_seconds=float(record["blocking_seconds"]),
-            passes={name: PassCounts(**counts) for name, counts in record["passes"].items()},
-            reduction_ratio=float(record["reduction_ratio"]),
-            compare_seconds=float(record["compare_seconds"]),
-            method=str(record["method"]),
-            score_seconds=float(record["score_seconds"]),
-            threshold=float(record["threshold"]),
-            links=int(record["links"]),
             clustering=str(record["clustering"]),
             cluster_seconds=float(record["cluster_seconds"]),
             clusters=int(record["clusters"]),
             records_in_clusters_of_two_or_more=int(record["records_in_clusters_of_two_or_more"]),
             largest_cluster=int(record["largest_cluster"]),
-            em=_em(record),
-            term_frequencies=_term_frequencies(record),
-            repeated_fields=_repeated_fields(record),
-            warnings=list(record.get("warnings", [])),
+            **_run_figures(record),
         )
 
     def to_json(self) -> dict[str, Any]:

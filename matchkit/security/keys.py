@@ -23,6 +23,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -135,16 +136,24 @@ def read_key_file(source: Path, *, private: bool, label: str) -> bytes:
         raise KeyFileError(f"cannot read key file ({exc.strerror})", path=source) from exc
 
 
-def parse_key(raw: bytes, source: str | Path = "<key>") -> SharedKey:
-    """Parse key-file bytes; every fault is reported without echoing the file's content."""
+def key_file_body(raw: bytes, source: str | Path, *, key_format: str, version: int, what: str,
+                  hint: str = "") -> dict[str, Any]:
+    """The JSON object of a matchkit key file of one kind (``what``: "key file", "OPRF key file"), its format marker
+    and version checked; every fault is reported without echoing the file's content."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KeyFileError("not a matchkit key file (malformed or truncated JSON)", path=source) from exc
-    if not isinstance(body, dict) or body.get("format") != KEY_FORMAT:
-        raise KeyFileError("not a matchkit key file (missing format marker)", path=source)
-    if body.get("version") != KEY_FORMAT_VERSION:
-        raise KeyFileError(f"unsupported key file version {body.get('version')!r}", path=source)
+        raise KeyFileError(f"not a matchkit {what} (malformed or truncated JSON)", path=source) from exc
+    if not isinstance(body, dict) or body.get("format") != key_format:
+        raise KeyFileError(f"not a matchkit {what} (missing format marker{hint})", path=source)
+    if body.get("version") != version:
+        raise KeyFileError(f"unsupported {what} version {body.get('version')!r}", path=source)
+    return body
+
+
+def parse_key(raw: bytes, source: str | Path = "<key>") -> SharedKey:
+    """Parse key-file bytes; every fault is reported without echoing the file's content."""
+    body = key_file_body(raw, source, key_format=KEY_FORMAT, version=KEY_FORMAT_VERSION, what="key file")
     key_id = body.get("key_id")
     if not isinstance(key_id, str) or not key_id:
         raise KeyFileError("key file has no key id", path=source)

@@ -41,7 +41,13 @@ import pyarrow.parquet as pq
 
 from matchkit.errors import ManifestError
 from matchkit.io.atomic import sync_folder
-from matchkit.io.hashed.format import DIGEST_KEY, MANIFEST_KEY, Manifest, parse_digest_record
+from matchkit.io.hashed.format import DIGEST_KEY, Manifest, parse_digest_record
+from matchkit.io.hashed.reader import (
+    HashedFile,
+    check_artefact_digest,
+    check_artefact_signature,
+    check_signature,
+)
 from matchkit.security.signing import SignatureError, SignatureInfo, SigningKey, TrustStore
 
 INDEX_NAME = "_matchkit_dataset.parquet"
@@ -180,20 +186,13 @@ class DatasetWriter:
 
 # ---- reading ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class HashedDataset:
-    """A partitioned dataset that passed :func:`open_dataset`: the interface of ``HashedFile`` over its parts.
+class HashedDataset(HashedFile):
+    """A partitioned dataset that passed :func:`open_dataset`: a ``HashedFile`` whose rows are its parts'.
 
     ``path`` is the directory, ``manifest`` the dataset's (the totals), ``digest`` the index's whole-file digest,
     ``parts`` the parts (each a checked ``HashedFile``) in row order."""
 
-    path: Path
-    manifest: Manifest
-    digest: str | None
-    parts: tuple[Any, ...]  # HashedFile, in index order
-
-    @property
-    def source(self) -> str:
-        return self.manifest.source
+    parts: tuple[HashedFile, ...] = ()
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """Every part's rows, in order, as one table (the same table a single-file run's ``read`` gives)."""
@@ -214,8 +213,6 @@ def _damaged(directory: Path, what: str) -> ManifestError:
 
 
 def _read_index(directory: Path, check_digest: bool) -> tuple[dict[str, Any], str | None]:
-    from matchkit.io.hashed.reader import check_artefact_digest
-
     index = directory / INDEX_NAME
     if not index.is_file():
         raise ManifestError(f"is a directory with no dataset index ({INDEX_NAME}): not a dataset written by "
@@ -256,7 +253,7 @@ def _entries(directory: Path, body: dict[str, Any]) -> list[PartEntry]:
             raise _damaged(directory, f"part {number} has a missing or mistyped field")
         if name != part_name(number):
             raise _damaged(directory, f"part {number} is named {name!r}, expected {part_name(number)!r}")
-        entries.append(PartEntry(name, digest, *counts))
+        entries.append(PartEntry(name, digest, *(int(c) for c in counts if isinstance(c, int))))
     return entries
 
 
@@ -266,6 +263,8 @@ def open_dataset(path: str | os.PathLike[str], *, check_digest: bool = True) -> 
     from matchkit.io.hashed.reader import open_hashed
 
     directory = Path(path)
+    if not directory.is_dir():
+        raise ManifestError("dataset directory not found", path=directory)
     body, digest = _read_index(directory, check_digest)
     manifest = Manifest.from_bytes(json.dumps(body.get("manifest")).encode(), directory / INDEX_NAME)
     entries = _entries(directory, body)
@@ -297,7 +296,7 @@ def open_dataset(path: str | os.PathLike[str], *, check_digest: bool = True) -> 
         parts.append(part)
     if manifest.linkage is not None and kept_invalid != dict(manifest.linkage.kept_invalid):
         raise _damaged(directory, "its parts' kept_invalid counts do not add up to its manifest's")
-    return HashedDataset(directory, manifest, digest, tuple(parts))
+    return HashedDataset(directory, manifest, digest, parts=tuple(parts))
 
 
 def file_digest_of_checked(path: Path) -> str:
@@ -331,8 +330,6 @@ def _check_part_manifest(directory: Path, entry: PartEntry, part: Manifest, data
 def check_dataset_signature(path: str | os.PathLike[str], trust: TrustStore) -> SignatureInfo:
     """Refuse a dataset whose index or any part is not signed by a key in ``trust``, or whose parts are signed by
     another key than its index; then open it (:func:`open_dataset`) so that every digest is checked too."""
-    from matchkit.io.hashed.reader import check_artefact_signature, check_signature
-
     directory = Path(path)
     _read_index(directory, check_digest=False)  # a directory with no index says so before any signature talk
     info = check_artefact_signature(directory / INDEX_NAME, trust)

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 from matchkit import encode
 from matchkit.errors import IncompatibleFilesError, ManifestError, MatchkitError
-from matchkit.io.hashed.dataset import HashedDataset, check_dataset_signature, open_dataset
 from matchkit.io.hashed.format import (
     DIGEST_HEX,
     DIGEST_KEY,
@@ -41,7 +40,8 @@ from matchkit.security.signing import (
 
 @dataclass(frozen=True)
 class HashedFile:
-    """A hashed file that passed :func:`open_hashed`, with its manifest."""
+    """A hashed file that passed :func:`open_hashed`, with its manifest. A partitioned dataset
+    (:class:`matchkit.io.hashed.dataset.HashedDataset`) is one too: the same interface over its parts."""
 
     path: Path
     manifest: Manifest
@@ -87,11 +87,13 @@ def _format_version(raw: bytes) -> object:
     return body.get("format_version") if isinstance(body, dict) else None
 
 
-def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile | HashedDataset:
+def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
     """Open a hashed file, refusing anything that is not a complete, unaltered matchkit file; a directory is opened
     as a partitioned dataset (:func:`matchkit.io.hashed.dataset.open_dataset`), with the same interface."""
     target = Path(path)
     if target.is_dir():
+        from matchkit.io.hashed.dataset import open_dataset
+
         return open_dataset(target, check_digest=check_digest)
     metadata = _footer_metadata(target)
     raw = metadata.get(MANIFEST_KEY)
@@ -163,6 +165,8 @@ def check_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
     every part (:func:`matchkit.io.hashed.dataset.check_dataset_signature`)."""
     target = Path(path)
     if target.is_dir():
+        from matchkit.io.hashed.dataset import check_dataset_signature
+
         return check_dataset_signature(target, trust)
     record = _footer_metadata(target).get(DIGEST_KEY)
     if record is None:
@@ -180,7 +184,7 @@ COMPATIBILITY_FIELDS = (("key_id", "key id"), ("key_fingerprint", "key fingerpri
                         ("encoding_version", "encoding version"))
 
 
-def check_compatible(files: Sequence[HashedFile | HashedDataset]) -> None:
+def check_compatible(files: Sequence[HashedFile]) -> None:
     """Refuse, by name, files hashed under different keys, purposes or encoding versions."""
     if not files:
         return
@@ -197,11 +201,13 @@ def check_compatible(files: Sequence[HashedFile | HashedDataset]) -> None:
 
 
 # ---- columns as pandas, for verify ------------------------------------------------------------------------------
-def read_frame(hashed: HashedFile | HashedDataset, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
+def read_frame(hashed: HashedFile, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
     """The columns of ``hashed`` named in ``wanted`` (those it has) as a DataFrame (:func:`pandas_types`), and, with
     ``keep_open``, the open file, so that columns read later (:class:`ColumnBatches`) come from the same file as
     these, not from a file put in its place since. For a dataset, the parts' rows in order and, with
     ``keep_open``, the list of the parts' open files (:class:`ColumnBatches` takes either)."""
+    from matchkit.io.hashed.dataset import HashedDataset
+
     if isinstance(hashed, HashedDataset):
         return _read_dataset_frame(hashed, wanted, keep_open=keep_open)
     handle: Any = open(hashed.path, "rb")  # noqa: SIM115 - closed below or by ColumnBatches
@@ -218,7 +224,7 @@ def read_frame(hashed: HashedFile | HashedDataset, wanted: set[str], *, keep_ope
     return table.to_pandas(types_mapper=pandas_types), handle
 
 
-def _read_dataset_frame(dataset: HashedDataset, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
+def _read_dataset_frame(dataset: Any, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
     import pandas as pd
 
     frames, handles = [], []
@@ -261,7 +267,10 @@ class ColumnBatches:
         # binary file objects, in the order their rows were concatenated; a dataset's parts come as a list
         flat: list[BinaryIO] = []
         for handle in handles:
-            flat.extend(handle if isinstance(handle, (list, tuple)) else [handle])
+            if isinstance(handle, (list, tuple)):
+                flat.extend(handle)
+            else:
+                flat.append(handle)  # type: ignore[arg-type]
         self._handles = flat
         weakref.finalize(self, _close_all, list(flat))
 

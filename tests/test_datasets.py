@@ -338,8 +338,8 @@ def test_output_directory_rules(world, tmp_path):
     refused(["hash", "education", SAMPLE / "education.csv", "--key", key, "-o", tmp_path / "x.parquet",
              "--partitions", "2"], "give -o a directory")
     target = tmp_path / "again"
-    for partitions in ("4", "2"):  # an existing dataset is replaced as a whole
-        code, _, err = run_cli(["hash", "education", SAMPLE / "education.csv", "--key", key, "-o", f"{target}/",
+    for partitions, output in (("4", f"{target}/"), ("2", target)):  # an existing dataset is replaced as a whole
+        code, _, err = run_cli(["hash", "education", SAMPLE / "education.csv", "--key", key, "-o", output,
                                 "--partitions", partitions])
         assert code == 0, err
     assert len(open_hashed(target).parts) == 2

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", metavar="INPUT", help="raw extract: .csv, .xlsx or .parquet")
     add_key_option(parser)
     parser.add_argument("-o", "--output", required=True, metavar="OUT.parquet|OUT_DIR/",
-                        help="hashed output file, or a directory (an existing one, or a path ending in /) for a "
+                        help="hashed output file, or a directory (a path ending in /) for a "
                         "partitioned Parquet dataset: parts written as the hashing goes, bound by an index")
     parser.add_argument("--rejects", metavar="REJECTS.csv", default=None,
                         help="write rejected rows as line,column,reason (never the raw value)")

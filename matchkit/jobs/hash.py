@@ -67,7 +67,7 @@ def hash_file(
     sheet or Parquet file) raises ``EmptyInputError`` and writes nothing, unless ``allow_empty`` (then an empty
     hashed file).
 
-    An ``output`` that is a directory (an existing one, or a path written with a trailing ``/``) receives a
+    An ``output`` written with a trailing ``/`` (or a directory holding a dataset already) receives a
     partitioned dataset (:mod:`matchkit.jobs.hash_dataset`, about ``partitions`` parts); ``scheduler``
     (:mod:`matchkit.runtime.cluster`) hashes its parts on Dask workers, which read the key from ``key.path``.
     """

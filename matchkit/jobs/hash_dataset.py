@@ -26,6 +26,7 @@ import contextlib
 import csv
 import hashlib
 import math
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -164,8 +165,9 @@ class HashDatasetResult:
 
 def hash_to_dataset(source: str | Path | Schema, input_path: str | Path, key: SharedKey, output: str | Path, *,
                     rejects_path: str | Path | None, encoding: str, purpose: str | None, chunk_rows: int,
-                    workers: int | None, progress: ProgressCallback | None, signing_key: SigningKey | None, allow_empty: bool,
-                    scheduler: str | Scheduler | None, partitions: int | None) -> HashDatasetResult:
+                    workers: int | None, progress: ProgressCallback | None, signing_key: SigningKey | None,
+                    allow_empty: bool, scheduler: str | Scheduler | None, partitions: int | None
+                    ) -> HashDatasetResult:
     """Hash one raw extract into a partitioned dataset at ``output`` (see the module docstring)."""
     chosen = parse_scheduler(scheduler)
     schema = source if isinstance(source, Schema) else load_schema(source)
@@ -202,9 +204,7 @@ def hash_to_dataset(source: str | Path | Schema, input_path: str | Path, key: Sh
             try:
                 rejects.publish()
             except BaseException:
-                import shutil
-
-                shutil.rmtree(dataset.path, ignore_errors=True)
+                shutil.rmtree(dataset.path, ignore_errors=True)  # a failed run leaves none of its outputs
                 raise
     except BaseException:
         dataset.abort()

@@ -71,9 +71,11 @@ def part_name(number: int) -> str:
 
 
 def is_dataset_path(path: str | os.PathLike[str]) -> bool:
-    """Whether an output path names a dataset: an existing directory, or a path written with a trailing ``/``."""
+    """Whether an output path names a dataset: a path written with a trailing ``/``, or a directory that already
+    holds a dataset (which the run replaces). Any other existing directory stays an error for a file output
+    ("is a folder"): a name such as ``out.parquet`` given to a folder by mistake must not turn into a dataset."""
     text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+    return text.endswith(("/", os.sep)) or (Path(text) / INDEX_NAME).is_file()
 
 
 @dataclass(frozen=True)

@@ -366,12 +366,17 @@ def _hash_on_scheduler(scheduler: Scheduler, reader: RawReader, schema: Schema, 
         created=created, rejects=rejects is not None)
     if signing_key is not None and base.sign_path is None:
         raise KeyFileError("signing on a scheduler needs the signing key from a key file (its workers read it)")
+    expected_rows: int | None = None
     if layout is not None:
         spans = _csv_spans(reader)
         groups = [spans[i:i + units_per_part] for i in range(0, len(spans), units_per_part)] or [[]]
         tasks = [replace(base, number=n, spans=tuple(group)) for n, group in enumerate(groups)]
     else:
-        units = sum(1 for _ in reader.chunks())  # read once to count the chunks (no encoding)
+        expected_rows = _parquet_rows(reader)
+        if expected_rows is not None:  # Parquet batches are exactly chunk_rows rows, across row groups
+            units = math.ceil(expected_rows / reader.chunk_rows)
+        else:
+            units = sum(1 for _ in reader.chunks())  # an XLSX: read once to count the chunks (no encoding)
         starts = list(range(0, units, units_per_part)) or [0]
         tasks = [replace(base, number=n, first_unit=start, unit_count=units_per_part)
                  for n, start in enumerate(starts)]
@@ -392,7 +397,19 @@ def _hash_on_scheduler(scheduler: Scheduler, reader: RawReader, schema: Schema, 
         totals.add(result.entry, result.notes)
         if rejects is not None:
             _append_rejects(dataset.folder / rejects_name(number), rejects)
+    if layout is None and expected_rows is not None and totals.count("rows_in") != expected_rows:
+        raise MatchkitError("a Parquet input was not read whole across the parts (internal error): please report",
+                            path=reader.path)
     return totals
+
+
+def _parquet_rows(reader: RawReader) -> int | None:
+    if reader.format != "parquet":
+        return None
+    try:
+        return int(pq.read_metadata(reader.path).num_rows)
+    except Exception as exc:  # a damaged footer can fail in any decoder
+        raise InputFileError("not a readable Parquet file (corrupt or truncated)", path=reader.path) from exc
 
 
 def _repeated_across_parts(folder: Path, column: str, results: list[PartResult]

@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _measure import run_measured  # noqa: E402
+from _measure import run_measured
 
 MODES = {
     "file": lambda out: ["-o", str(out) + ".parquet"],

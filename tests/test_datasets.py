@@ -455,3 +455,16 @@ def test_open_dataset_without_digest_checks(world):
 def test_a_dataset_is_not_a_raw_input(world, tmp_path):
     with pytest.raises(MatchkitError):
         hash_file("claims", world["root"] / "claims", load_key(world["key"]), tmp_path / "x.parquet")
+
+
+@pytest.mark.parametrize("scheduler", [None, "processes"])
+def test_a_run_that_fails_midway_leaves_nothing(world, tmp_path, scheduler):
+    """A fault found in a late block (bytes that are not UTF-8), after earlier parts were written: exit 1 naming
+    the input and line, and no dataset, no temp directory, no rejects file left behind."""
+    lines = (SAMPLE / "only_child.csv").read_bytes().splitlines(keepends=True)
+    source = tmp_path / "late_fault.csv"
+    source.write_bytes(b"".join([lines[0], *lines[1:] * 40, b"\xff\xfe broken\n"]))
+    args = ["hash", "only_child", source, "--key", world["key"], "--encoding", "utf-8", "-o",
+            f"{tmp_path / 'out'}/", "--partitions", "6", "--rejects", tmp_path / "r.csv"]
+    refused(args + (["--scheduler", scheduler] if scheduler else []), "late_fault.csv", "not valid")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late_fault.csv"]

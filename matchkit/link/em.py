@@ -89,7 +89,44 @@ def estimate(
     if levels.ndim != 2 or levels.shape[1] != len(n_levels):
         raise ValueError("levels must be pairs x fields")
     patterns, counts = distinct_patterns(levels, n_levels)
-    counts = counts.astype(np.float64)
+    return estimate_patterns(patterns, counts, n_levels, u, prior=prior, max_iterations=max_iterations,
+                             tolerance=tolerance)
+
+
+def merge_patterns(parts: Sequence[tuple[np.ndarray, np.ndarray]], n_levels: Sequence[int]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct patterns and counts of several parts' :func:`distinct_patterns` together, in the order (and
+    with the counts) :func:`distinct_patterns` gives for all their pairs at once: EM over partitions is exact."""
+    width = len(n_levels)
+    patterns = np.concatenate([np.asarray(p, dtype=np.int64).reshape(-1, width) for p, _ in parts]) \
+        if parts else np.zeros((0, width), dtype=np.int64)
+    counts = np.concatenate([np.asarray(c, dtype=np.int64) for _, c in parts]) if parts else np.zeros(0, np.int64)
+    if not len(patterns):
+        return patterns, counts
+    distinct, inverse = np.unique(patterns, axis=0, return_inverse=True)
+    merged = np.zeros(len(distinct), dtype=np.int64)
+    np.add.at(merged, inverse.reshape(-1), counts)
+    # the same order as distinct_patterns: re-sort by its packed code when it packs
+    bases = np.asarray(n_levels, dtype=np.int64) + 1
+    if float(np.prod(bases.astype(np.float64))) < 2.0**62:
+        place = np.concatenate([[1], np.cumprod(bases[:-1])]).astype(np.int64)
+        order = np.argsort((distinct + 1) @ place, kind="stable")
+        distinct, merged = distinct[order], merged[order]
+    return distinct, merged
+
+
+def estimate_patterns(
+    patterns: np.ndarray,
+    counts: np.ndarray,
+    n_levels: Sequence[int],
+    u: Sequence[Sequence[float]],
+    *,
+    prior: float = 0.01,
+    max_iterations: int = 200,
+    tolerance: float = 1e-7,
+) -> EmResult:
+    """:func:`estimate` over distinct level patterns and their counts (:func:`distinct_patterns`)."""
+    counts = np.asarray(counts).astype(np.float64)
     u_arrays = [np.maximum(np.asarray(u_f, dtype=np.float64), FLOOR) for u_f in u]
     m_arrays = [_initial_m(count) for count in n_levels]
     log_u = np.zeros(len(patterns))
@@ -142,3 +179,33 @@ def estimate(
     )
 
 
+_SCALE = 1126  # 2^-1126 is below the smallest float64 mantissa unit (2^-1074 = 2^-1021 x 2^-53)
+_CHUNK = 1 << 24  # float64 sums of integers below 2^27 are exact for up to 2^26 terms
+
+
+def exact_sum(values: np.ndarray) -> int:
+    """The exact sum of finite float64 ``values``, as an integer in units of ``2^-1126``: sums of parts add up
+    to the sum of the whole whatever the split and order (:func:`exact_float` rounds it once). Used where a total
+    over all candidate pairs must not depend on how the pairs were partitioned."""
+    total = 0
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    for start in range(0, len(values), _CHUNK):
+        mantissa, exponent = np.frexp(values[start:start + _CHUNK])
+        whole = (mantissa * 2.0**53).astype(np.int64)  # exact: |mantissa| < 1 has 53 bits
+        if not len(whole):
+            continue
+        low_exponent = int(exponent.min())
+        slot = exponent - low_exponent
+        high = np.bincount(slot, weights=(whole >> 26).astype(np.float64))
+        low = np.bincount(slot, weights=(whole & ((1 << 26) - 1)).astype(np.float64))
+        for index in np.flatnonzero((high != 0) | (low != 0)).tolist():
+            shift = low_exponent + index - 53 + _SCALE
+            total += ((int(high[index]) << 26) + int(low[index])) << shift
+    return total
+
+
+def exact_float(total: int) -> float:
+    """:func:`exact_sum`'s integer as the nearest float64."""
+    from fractions import Fraction
+
+    return float(Fraction(total, 1 << _SCALE))

@@ -179,28 +179,38 @@ def estimate_patterns(
     )
 
 
-_SCALE = 1126  # 2^-1126 is below the smallest float64 mantissa unit (2^-1074 = 2^-1021 x 2^-53)
+_SCALE = 1074  # a float64 is an integer number of 2^-1074 (the smallest subnormal)
 _CHUNK = 1 << 24  # float64 sums of integers below 2^27 are exact for up to 2^26 terms
+_FRACTION = (1 << 52) - 1
 
 
 def exact_sum(values: np.ndarray) -> int:
-    """The exact sum of finite float64 ``values``, as an integer in units of ``2^-1126``: sums of parts add up
+    """The exact sum of finite float64 ``values``, as an integer in units of ``2^-1074``: sums of parts add up
     to the sum of the whole whatever the split and order (:func:`exact_float` rounds it once). Used where a total
-    over all candidate pairs must not depend on how the pairs were partitioned."""
+    over all candidate pairs must not depend on how the pairs were partitioned (:mod:`matchkit.link.partitioned`).
+
+    A float64 is ``significand x 2^(exponent - 1075)`` (53-bit significand, subnormals at exponent 1): the
+    significands are summed per exponent, in two 26/27-bit halves whose float64 sums are exact integers."""
     total = 0
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
     for start in range(0, len(values), _CHUNK):
-        mantissa, exponent = np.frexp(values[start:start + _CHUNK])
-        whole = (mantissa * 2.0**53).astype(np.int64)  # exact: |mantissa| < 1 has 53 bits
-        if not len(whole):
+        bits = values[start:start + _CHUNK].view(np.int64)
+        if not len(bits):
             continue
-        low_exponent = int(exponent.min())
-        slot = exponent - low_exponent
-        high = np.bincount(slot, weights=(whole >> 26).astype(np.float64))
-        low = np.bincount(slot, weights=(whole & ((1 << 26) - 1)).astype(np.float64))
-        for index in np.flatnonzero((high != 0) | (low != 0)).tolist():
-            shift = low_exponent + index - 53 + _SCALE
-            total += ((int(high[index]) << 26) + int(low[index])) << shift
+        exponent = (bits >> 52) & 0x7FF
+        significand = bits & _FRACTION
+        significand |= (exponent > 0).astype(np.int64) << 52
+        exponent = np.maximum(exponent, 1)
+        negative = bits < 0
+        high = (significand >> 26).astype(np.float64)
+        low = (significand & ((1 << 26) - 1)).astype(np.float64)
+        if negative.any():
+            high[negative] = -high[negative]
+            low[negative] = -low[negative]
+        high_sums = np.bincount(exponent, weights=high)
+        low_sums = np.bincount(exponent, weights=low)
+        for index in np.flatnonzero((high_sums != 0) | (low_sums != 0)).tolist():
+            total += ((int(high_sums[index]) << 26) + int(low_sums[index])) << (index - 1)
     return total
 
 

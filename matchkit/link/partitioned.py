@@ -148,7 +148,10 @@ def scatter(item: tuple[Job, int]) -> dict[str, Any]:
     job, side = item
     hashed = open_hashed(job.inputs[side], check_digest=False)  # the caller checked the digests
     columns = [job.id_columns[side], *job.columns]
-    wanted = np.load(job.path("sample", side, "rows.npy"))
+    wanted = np.load(job.path("sample", side, "rows.npy"))  # the random pairs' records: every column
+    repeat_wanted = np.load(job.path("repeat", side, "rows.npy"))  # the repeated-field test's: name tokens only
+    repeat_columns = [plan.exact or "" for plan in job.plans if plan.exact and plan.type == "name"] + [POSITION]
+    repeat_kept: list[pa.RecordBatch] = []
     writers: dict[tuple[int, int], pa.ipc.RecordBatchFileWriter] = {}
     kept: list[pa.RecordBatch] = []
     valid_values = dict.fromkeys([term.name for term in job.terms], 0)
@@ -188,6 +191,9 @@ def scatter(item: tuple[Job, int]) -> dict[str, Any]:
             lo, hi = np.searchsorted(wanted, [offset, offset + count])
             if hi > lo:
                 kept.append(batch.take(pa.array(wanted[lo:hi] - offset)))
+            lo, hi = np.searchsorted(repeat_wanted, [offset, offset + count])
+            if hi > lo:
+                repeat_kept.append(batch.select(repeat_columns).take(pa.array(repeat_wanted[lo:hi] - offset)))
             offset += count
         if schema is None:  # an empty input: empty files of the right columns
             table = hashed.read(columns)
@@ -201,6 +207,10 @@ def scatter(item: tuple[Job, int]) -> dict[str, Any]:
             writer.close()
     with pa.ipc.new_file(str(job.path("sample", side, "table")), schema) as writer:
         for part in kept:
+            writer.write_batch(part)
+    with pa.ipc.new_file(str(job.path("repeat", side, "table")),
+                         pa.schema([schema.field(name) for name in repeat_columns])) as writer:
+        for part in repeat_kept:
             writer.write_batch(part)
     return {"records": offset, "valid_values": valid_values, "exact_valid": exact_valid}
 
@@ -470,9 +480,9 @@ def link_partitioned(
     repeat_rows = (_sample_rows(n_left, seed), _sample_rows(n_right, seed + 1))
     name_fields = [(plan.name, plan.exact) for plan in plans if plan.exact and plan.type == "name"]
     for side, randoms in enumerate((random_left, random_right)):
-        wanted = np.unique(np.concatenate([randoms, repeat_rows[side] if len(name_fields) >= 2 else []])
-                           ).astype(np.int64)
-        np.save(job.path("sample", side, "rows.npy"), wanted)
+        np.save(job.path("sample", side, "rows.npy"), np.unique(randoms).astype(np.int64))
+        repeat_wanted: np.ndarray | list[int] = repeat_rows[side] if len(name_fields) >= 2 and method != "threshold" else []
+        np.save(job.path("repeat", side, "rows.npy"), np.asarray(repeat_wanted, dtype=np.int64))
     scattered = runner.map(scatter, [(job, 0), (job, 1)])
     for side, summary in enumerate(scattered):
         if summary["records"] != records[side]:
@@ -492,9 +502,11 @@ def link_partitioned(
     sample_at = [table.column(POSITION).to_numpy() for table in samples]
     repeats: dict[str, list[str]] = {}
     if method != "threshold" and len(name_fields) >= 2:
-        picked = [np.searchsorted(sample_at[side], repeat_rows[side]) for side in range(2)]
-        frames = [_subframe(sample_sides[side].frame, [str(column) for _, column in name_fields], picked[side])
-                  for side in range(2)]
+        frames = []
+        for side in range(2):
+            table = _read_table(job.path("repeat", side, "table"))
+            frames.append(TokenFrame.from_columns(table.num_rows, {
+                str(column): arrow_tokens(table.column(str(column))) for _, column in name_fields}))
         repeats = repeated_fields(name_fields, frames[0], frames[1], seed=seed)
     job = replace(job, frequent=frequent, repeats=repeats)
 
@@ -553,16 +565,6 @@ def link_partitioned(
                                     for n, p in enumerate(passes)}
     return LinkResult(links["lid"][order], links["rid"][order], scores[order], None, LinkStats.from_record(stats),
                       PartitionedCandidates(job, cells) if keep_candidates else None)  # type: ignore[arg-type]
-
-
-def _subframe(frame: TokenFrame, names: list[str], rows: np.ndarray) -> TokenFrame:
-    """The token columns ``names`` of ``rows`` of ``frame``."""
-    columns: dict[str, Any] = {}
-    for name in names:
-        column = frame.column(name)
-        assert isinstance(column, ScalarTokens)
-        columns[name] = ScalarTokens(column.words[rows], column.valid[rows])
-    return TokenFrame.from_columns(len(rows), columns)
 
 
 def _u_probabilities(plans: list[FieldPlan], sides: list[LinkSide], sample_at: list[np.ndarray],

@@ -21,6 +21,7 @@ similarity threshold when either is false.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -180,8 +181,8 @@ def estimate_patterns(
 
 
 _SCALE = 1074  # a float64 is an integer number of 2^-1074 (the smallest subnormal)
-_CHUNK = 1 << 24  # float64 sums of integers below 2^27 are exact for up to 2^26 terms
-_FRACTION = (1 << 52) - 1
+_CHUNK = 1 << 24  # at most 2^24 terms per exponent are summed in float64 at once (exact: see exact_sum)
+_HIGH = np.int64(~((1 << 26) - 1))  # clears the low 26 bits of the significand
 
 
 def exact_sum(values: np.ndarray) -> int:
@@ -189,28 +190,25 @@ def exact_sum(values: np.ndarray) -> int:
     to the sum of the whole whatever the split and order (:func:`exact_float` rounds it once). Used where a total
     over all candidate pairs must not depend on how the pairs were partitioned (:mod:`matchkit.link.partitioned`).
 
-    A float64 is ``significand x 2^(exponent - 1075)`` (53-bit significand, subnormals at exponent 1): the
-    significands are summed per exponent, in two 26/27-bit halves whose float64 sums are exact integers."""
+    Each value ``x`` with binary exponent ``e`` is split without error into ``hi`` (its top 27 significand bits: a
+    multiple of ``2^(e-26)`` below ``2^(e+1)``) and ``lo = x - hi`` (a multiple of ``2^(e-52)`` below ``2^(e-26)``);
+    per exponent, the float64 sums of up to 2^24 ``hi`` (51 bits) or ``lo`` (50 bits) are exact."""
     total = 0
     values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
     for start in range(0, len(values), _CHUNK):
-        bits = values[start:start + _CHUNK].view(np.int64)
-        if not len(bits):
+        part = values[start:start + _CHUNK]
+        if not len(part):
             continue
-        exponent = (bits >> 52) & 0x7FF
-        significand = bits & _FRACTION
-        significand |= (exponent > 0).astype(np.int64) << 52
-        exponent = np.maximum(exponent, 1)
-        negative = bits < 0
-        high = (significand >> 26).astype(np.float64)
-        low = (significand & ((1 << 26) - 1)).astype(np.float64)
-        if negative.any():
-            high[negative] = -high[negative]
-            low[negative] = -low[negative]
-        high_sums = np.bincount(exponent, weights=high)
-        low_sums = np.bincount(exponent, weights=low)
-        for index in np.flatnonzero((high_sums != 0) | (low_sums != 0)).tolist():
-            total += ((int(high_sums[index]) << 26) + int(low_sums[index])) << (index - 1)
+        if sys.byteorder == "little":  # the top 16 bits of each value: a quarter of the memory traffic
+            exponent = ((part.view(np.uint16)[3::4] >> 4) & 0x7FF).astype(np.intp)
+        else:  # pragma: no cover
+            exponent = ((part.view(np.int64) >> 52) & 0x7FF).astype(np.intp)
+        high = (part.view(np.int64) & _HIGH).view(np.float64)
+        low = part - high
+        for sums in (np.bincount(exponent, weights=high), np.bincount(exponent, weights=low)):
+            for value in sums[sums != 0].tolist():
+                numerator, denominator = value.as_integer_ratio()  # denominator: a power of two <= 2^1074
+                total += numerator << (_SCALE - denominator.bit_length() + 1)
     return total
 
 

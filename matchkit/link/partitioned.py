@@ -374,14 +374,17 @@ def _adjust(job: Job, table: pa.Table, levels: np.ndarray, model: LinkageModel) 
 def prior_sum(item: tuple[Job, int, int, ModelParameters, float]) -> int:
     """The exact sum over a partition's pairs of P(match) under the start model shifted to ``logit``."""
     job, index, bucket, parameters, logit = item
-    table = _pairs(job, index, bucket)
-    if not table.num_rows:
-        return 0
-    levels = _levels(job, table)
-    model = parameters.model(job.plans)
-    bayes = match_weights(_level_table(list(job.plans), levels), model) - model.prior_weight
-    bayes = bayes + _adjust(job, table, levels, model)
-    return exact_sum(probability(bayes + logit))
+    cached = job.path("bayes", index, bucket, ".npy")  # the same start model every step: weights made once
+    if cached.exists():
+        bayes = np.load(cached)
+    else:
+        table = _pairs(job, index, bucket)
+        levels = _levels(job, table)
+        model = parameters.model(job.plans)
+        bayes = match_weights(_level_table(list(job.plans), levels), model) - model.prior_weight
+        bayes = bayes + _adjust(job, table, levels, model)
+        np.save(cached, bayes)
+    return exact_sum(probability(bayes + logit)) if len(bayes) else 0
 
 
 def score_bucket(item: tuple[Job, int, int, ModelParameters | None, float, bool]) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from matchkit.runtime.cluster import add_scheduler_arguments
 from matchkit.runtime.process import start_link_process
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE, EM_THRESHOLD, FALLBACK_THRESHOLD
 
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "what the schema's tf / [[tf_group]] say, weigh a rare value more than a common one)")
     parser.add_argument("--stats", metavar="STATS.json", default=None,
                         help="also write the run's statistics (counts, timings, estimated m/u) as JSON")
+    add_scheduler_arguments(parser)
     parser.set_defaults(func=run, start_process=start_link_process)
 
 
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = link_files(args.left, args.right, args.output, threshold=args.threshold, one_to_one=args.one_to_one,
                         method=args.method, candidates_path=args.candidates, stats_path=args.stats,
-                        max_block_size=args.max_block_size, progress=progress, term_frequency=not args.no_tf)
+                        max_block_size=args.max_block_size, progress=progress, term_frequency=not args.no_tf,
+                        partitions=args.partitions, scheduler=args.scheduler)
     stats = result.stats
     print(f"records: {stats.left_records:,} left x {stats.right_records:,} right")
     print(f"candidate pairs: {stats.candidates:,} (reduction ratio {stats.reduction_ratio:.6f})")

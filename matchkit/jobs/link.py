@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ from matchkit.io.hashed.format import LINE_COLUMN, LinkageLayout
 from matchkit.io.hashed.reader import HashedFile, check_compatible, open_hashed
 from matchkit.link.engine import (
     RANDOM_PAIRS,
+    BlockingPass,
+    FieldPlan,
     LinkResult,
     LinkSide,
     Progress,
@@ -33,7 +36,8 @@ from matchkit.link.engine import (
     plan_passes,
     side_columns,
 )
-from matchkit.link.tf import layout_terms
+from matchkit.link.tf import TfTerm, layout_terms
+from matchkit.runtime.cluster import Scheduler
 from matchkit.settings import DEFAULT_MAX_BLOCK_SIZE
 
 CSV_CHUNK_ROWS = 1_000_000
@@ -54,6 +58,8 @@ def link_files(
     seed: int = 0,
     progress: Progress | None = None,
     term_frequency: bool = True,
+    partitions: int | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> LinkResult:
     """Link two hashed linkage files; write ``left_id,right_id,score`` to ``output`` (CSV) if given, every
     candidate pair to ``candidates_path`` and the run's statistics (JSON) to ``stats_path``.
@@ -62,6 +68,10 @@ def link_files(
     an error) or ``"threshold"`` (mean field similarity only). ``threshold`` defaults to 0.5 (posterior) for
     EM and 0.85 (mean similarity) for the fallback. ``term_frequency``: adjust exact agreements by the frequency
     of the agreed value (:mod:`matchkit.link.tf`; the fields the schema names, by default names and texts).
+
+    ``partitions`` / ``scheduler`` (:mod:`matchkit.runtime.cluster`): with either, the link runs in partitions
+    (:mod:`matchkit.link.partitioned`: memory bounded by a partition, spill files beside ``output``) and writes the
+    same files byte for byte; ``partitions`` defaults to the scheduler's workers.
     """
     check_method(method, threshold)
     for target, label in ((output, "pairs output"), (candidates_path, "candidates output"),
@@ -77,6 +87,12 @@ def link_files(
     passes = plan_passes(left_layout, right_layout, names)
     terms = layout_terms(left_layout, right_layout, [plan.name for plan in plans], names) if term_frequency else []
 
+    if partitions is not None or scheduler is not None:
+        return _link_partitioned(left_file, right_file, (left_layout, right_layout), plans, passes, terms, output,
+                                 partitions=partitions, scheduler=scheduler, threshold=threshold,
+                                 one_to_one=one_to_one, method=method, candidates_path=candidates_path,
+                                 stats_path=stats_path, max_block_size=max_block_size, random_pairs=random_pairs,
+                                 seed=seed, progress=progress)
     started = time.perf_counter()
 
     def load(hashed: HashedFile, layout: LinkageLayout) -> LinkSide:
@@ -90,6 +106,35 @@ def link_files(
                          method=method, max_block_size=max_block_size, random_pairs=random_pairs, seed=seed,
                          keep_candidates=candidates_path is not None, load_seconds=time.perf_counter() - started,
                          progress=progress, terms=terms)
+    _publish(result, output, candidates_path, stats_path)
+    return result
+
+
+def _link_partitioned(left_file: HashedFile, right_file: HashedFile, layouts: tuple[LinkageLayout, LinkageLayout],
+                      plans: list[FieldPlan], passes: list[BlockingPass], terms: list[TfTerm],
+                      output: str | Path | None, *, partitions: int | None, scheduler: str | Scheduler | None,
+                      candidates_path: str | Path | None, stats_path: str | Path | None,
+                      **options: Any) -> LinkResult:
+    from matchkit.link.partitioned import link_partitioned, make_workdir, remove_workdir
+    from matchkit.runtime.cluster import open_runner
+
+    workdir = make_workdir(output)
+    try:
+        with open_runner(scheduler) as runner:
+            result = link_partitioned(
+                runner, (str(left_file.path), str(right_file.path)),
+                tuple(layout.record_id or LINE_COLUMN for layout in layouts),  # type: ignore[arg-type]
+                (left_file.manifest.rows_hashed, right_file.manifest.rows_hashed), plans, passes,
+                partitions=partitions or runner.workers, workdir=workdir, terms=terms,
+                keep_candidates=candidates_path is not None, **options)
+            _publish(result, output, candidates_path, stats_path)
+    finally:
+        remove_workdir(workdir)
+    return result
+
+
+def _publish(result: LinkResult, output: str | Path | None, candidates_path: str | Path | None,
+             stats_path: str | Path | None) -> None:
     published: list[Path] = []
     try:  # a failed run leaves none of its outputs: those already published are taken back
         if candidates_path is not None and result.candidates is not None:
@@ -106,7 +151,6 @@ def link_files(
     except BaseException:
         remove_published(*published)
         raise
-    return result
 
 
 def linkage_layout(hashed: HashedFile, command: str = "link") -> LinkageLayout:

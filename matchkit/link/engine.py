@@ -40,7 +40,7 @@ from matchkit.io.hashed.format import FieldSpec, LinkageLayout, blocking_column,
 from matchkit.link import blocking
 from matchkit.link.blocking import DEFAULT_MAX_BLOCK_SIZE, CandidatePairs, block
 from matchkit.link.compare import dice, exact_token
-from matchkit.link.em import FLOOR, estimate, level_frequencies
+from matchkit.link.em import FLOOR, estimate, exact_float, exact_sum, level_frequencies
 from matchkit.link.rows import DICE_CUTS, RecordRows, agreement_levels, compare_rows, record_rows
 from matchkit.link.scoring import FieldModel, LinkageModel, Table, match_weights, probability
 from matchkit.link.select import one_to_one_rows
@@ -389,8 +389,8 @@ def _exact_agreement(left: TokenColumn, right: TokenColumn) -> float:
     if not len(left_keys) or not len(right_keys):
         return 0.0
     _, in_left, in_right = np.intersect1d(left_keys, right_keys, assume_unique=True, return_indices=True)
-    shared = float((left_counts[in_left].astype(np.float64) * right_counts[in_right]).sum())
-    return shared / (float(left_counts.sum()) * float(right_counts.sum()))
+    shared = int((left_counts[in_left].astype(np.int64) * right_counts[in_right]).sum())  # exact, any order
+    return float(shared) / (float(left_counts.sum()) * float(right_counts.sum()))
 
 
 def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
@@ -420,9 +420,7 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     sessions: dict[str, Any] = {}
     for blocking_pass in passes:
         in_pass = shares_key(left, right, blocking_pass, candidates.left, candidates.right)
-        blocked_fields = set(blocking_pass.fields)
-        blocked_fields |= {a for a, bs in (repeats or {}).items() if blocked_fields & set(bs)}
-        blocked = [i for i, plan in enumerate(plans) if plan.name in blocked_fields]
+        blocked = session_blocked(plans, blocking_pass, repeats)
         if in_pass.sum() < MIN_SESSION_PAIRS or len(blocked) == len(plans):
             continue
         session_levels = levels[in_pass]
@@ -452,7 +450,9 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
     prior = model.prior
     for _ in range(50):  # prior = expected links / all pairs (a contraction: converges in a few steps)
         logit = np.log(prior) - np.log1p(-prior)
-        updated = float(np.clip(probability(bayes + logit).sum() / all_pairs, FLOOR / all_pairs, 0.5))
+        # an exact sum: the same whatever order or partitions the candidates come in (matchkit.link.partitioned)
+        updated = float(np.clip(exact_float(exact_sum(probability(bayes + logit))) / all_pairs, FLOOR / all_pairs,
+                                0.5))
         if abs(updated - prior) <= 1e-9 * prior:
             break
         prior = updated
@@ -460,6 +460,14 @@ def estimate_model(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, 
         stats["em"].update(m={p.name: list(m_f) for p, m_f in zip(plans, m)}, prior=prior,
                            expected_links=prior * all_pairs)
     return _model(plans, m, u, prior=prior)
+
+
+def session_blocked(plans: list[FieldPlan], blocking_pass: BlockingPass,
+                    repeats: dict[str, list[str]] | None) -> list[int]:
+    """The field columns a pass's EM session leaves out: the fields it blocks on and those repeating them."""
+    blocked_fields = set(blocking_pass.fields)
+    blocked_fields |= {a for a, bs in (repeats or {}).items() if blocked_fields & set(bs)}
+    return [i for i, plan in enumerate(plans) if plan.name in blocked_fields]
 
 
 def model_repeats(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, levels: np.ndarray,

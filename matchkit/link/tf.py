@@ -135,13 +135,7 @@ def term_frequencies(term: TfTerm, token_columns: Sequence[str], left: TokenFram
     distinct, inverse = np.unique(np.concatenate([lk, rk]) if not same else lk, return_inverse=True)
     left_counts = np.bincount(inverse[: len(lk)], minlength=len(distinct)).astype(np.float64)
     right_counts = left_counts if same else np.bincount(inverse[len(lk):], minlength=len(distinct)).astype(np.float64)
-    n_left, n_right = max(len(lk), 1), max(len(rk), 1)
-    p_left, p_right = left_counts / n_left, right_counts / n_right
-    p_both = (left_counts + right_counts) / (n_left + n_right)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.where(p_both > 0, p_left * p_right / np.maximum(p_both, FLOOR * FLOOR), 0.0)
-    log_u = np.log(np.maximum(u, FLOOR * FLOOR))
-    u_exact = float((p_left * p_right).sum())
+    log_u, u_exact = value_log_u(left_counts, right_counts, len(lk), len(rk))
     left_codes = np.full(len(left_valid), -1, dtype=np.int64)
     left_codes[left_valid] = inverse[: len(lk)]
     if same:
@@ -150,6 +144,43 @@ def term_frequencies(term: TfTerm, token_columns: Sequence[str], left: TokenFram
         right_codes = np.full(len(right_valid), -1, dtype=np.int64)
         right_codes[right_valid] = inverse[len(lk):]
     return TermFrequencies(term, left_codes, right_codes, log_u, float(np.log(max(u_exact, FLOOR * FLOOR))))
+
+
+def value_log_u(left_counts: np.ndarray, right_counts: np.ndarray, valid_left: int,
+                valid_right: int) -> tuple[np.ndarray, float]:
+    """``(ln u_v per value, sum_v p_left(v) p_right(v))`` from each value's counts (float64) on the two sides and
+    the number of records with a value on each; value by value, so a partition of the values gives the same
+    ``ln u_v`` (:mod:`matchkit.link.partitioned`)."""
+    n_left, n_right = max(valid_left, 1), max(valid_right, 1)
+    p_left, p_right = left_counts / n_left, right_counts / n_right
+    p_both = (left_counts + right_counts) / (n_left + n_right)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(p_both > 0, p_left * p_right / np.maximum(p_both, FLOOR * FLOOR), 0.0)
+    return np.log(np.maximum(u, FLOOR * FLOOR)), float((p_left * p_right).sum())
+
+
+def adjust_pairs(terms: Sequence[TfTerm], pair_log_u: Sequence[np.ndarray], field_index: Mapping[str, int],
+                 top_levels: Sequence[int], model_log_u: Sequence[float], levels: np.ndarray) -> np.ndarray:
+    """:func:`adjustments` from each term's ``ln u_v`` per pair (NaN where the two records do not hold the same
+    value): the same sums, term by term, for pairs compared apart from their files' value codes."""
+    total = np.zeros(len(levels), dtype=np.float64)
+    grouped = {field_index[name] for t in terms if t.is_group for name in t.fields}
+    covered = {column: np.zeros(len(levels), dtype=bool) for column in grouped}
+    ordered = sorted(zip(terms, pair_log_u), key=lambda item: not item[0].is_group)  # groups first
+    for term, values in ordered:
+        columns = [field_index[name] for name in term.fields]
+        agree = np.ones(len(levels), dtype=bool)
+        for column in columns:
+            agree &= levels[:, column] == top_levels[column]
+        if not term.is_group and columns[0] in covered:
+            agree &= ~covered[columns[0]]
+        at = np.flatnonzero(agree & ~np.isnan(values))
+        base = float(sum(model_log_u[column] for column in columns))
+        total[at] += base - values[at]
+        if term.is_group:
+            for column in columns:
+                covered[column][at] = True
+    return total
 
 
 def adjustments(tables: Sequence[TermFrequencies], field_index: Mapping[str, int], top_levels: Sequence[int],

@@ -30,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="claim lines per block (default 100,000): the data set is generated in independent "
                              "blocks of families, each from (seed, block number), and appended to every file block "
                              "by block, so memory is bounded by a block per worker. Part of the data's definition "
-                             "like the seed; the output never depends on --scheduler or --workers")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes for --scheduler processes|local (default: the usable cores)")
+                             "like the seed; the output never depends on --scheduler or MATCHKIT_WORKERS")
     from matchkit.runtime.cluster import add_scheduler_arguments
 
     add_scheduler_arguments(parser, partitions=False)
@@ -85,12 +83,12 @@ def _write(args: argparse.Namespace, generate: Any, write_sample: Any) -> dict[s
             print("matchkit synth: error: --claims must be >= 1, --noise and --defect-rate in [0, 1]",
                   file=sys.stderr)
             return None
-        if block_claims < MIN_BLOCK_CLAIMS or (args.workers is not None and args.workers < 1):
-            print(f"matchkit synth: error: --block-claims must be >= {MIN_BLOCK_CLAIMS}, --workers >= 1",
+        if block_claims < MIN_BLOCK_CLAIMS:
+            print(f"matchkit synth: error: --block-claims must be >= {MIN_BLOCK_CLAIMS}",
                   file=sys.stderr)
             return None
         paths = generate(args.claims, args.seed, args.out, noise=args.noise, formats=args.formats,
                          tax_year=args.tax_year, defect_rate=args.defect_rate, scheduler=args.scheduler,
-                         workers=args.workers, block_claims=block_claims,
+                         block_claims=block_claims,
                          progress=lambda message: print(message, file=sys.stderr, flush=True))
     return dict(paths)

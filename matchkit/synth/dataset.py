@@ -55,6 +55,7 @@ PARQUET_ROW_GROUP = 500_000
 # worker; a set of up to this many lines is one block, byte for byte what the generator wrote before blocks.
 BLOCK_CLAIMS = 100_000
 MIN_BLOCK_CLAIMS = 100
+BATCH_PER_WORKER = 4
 BLOCK_SPAWN = 0x5B10C  # spawn-key prefix of the blocks' seeds (block 0 uses the plain seed)
 EXTENSIONS = {"csv": ".csv", "xlsx": ".xlsx", "parquet": ".parquet"}
 
@@ -112,7 +113,7 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
                 tasks = [dataclasses.replace(t, known=known_path, fixes=f) for t, f in zip(tasks, fix_paths)]
             merger = _Merger(out, blocks)
             taken: set[int] = set()
-            for task, result in zip(tasks, runner.imap(build_block, tasks)):
+            for task, result in _in_batches(runner, build_block, tasks):
                 forbidden: list[int] = []
                 while blocks > 1 and taken.intersection(result["constructed"]):
                     # an ID this block built (a typo, a look-alike) is one another block built: build it again
@@ -137,6 +138,17 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
     paths["manifest"] = out / "manifest.json"
     paths["manifest"].write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def _in_batches(runner: Any, fn: Callable[[BlockTask], dict[str, Any]],
+                tasks: list[BlockTask]) -> Iterator[tuple[BlockTask, dict[str, Any]]]:
+    """(task, result) in block order, a batch of a few blocks per worker at a time: results are merged (and their
+    part files deleted) batch by batch, so the work folder never holds more than a batch; a batch rather than one
+    wave per worker because Dask's multiprocessing scheduler starts its processes again for every call."""
+    batch = max(1, int(runner.workers)) * BATCH_PER_WORKER
+    for start in range(0, len(tasks), batch):
+        chunk = tasks[start:start + batch]
+        yield from zip(chunk, runner.map(fn, chunk))
 
 
 def block_sizes(n_claims: int, block_claims: int = BLOCK_CLAIMS) -> list[int]:

@@ -259,8 +259,9 @@ def build_block(task: BlockTask) -> dict[str, Any]:
             pop.ids[person] = text + check_char(text)
     if task.known:
         known = np.load(task.known, mmap_mode="r")
-        if task.forbidden:
-            known = np.union1d(known, np.array(task.forbidden, dtype=np.int64))
+    if task.forbidden:  # IDs other blocks built: taken too (rare; the registry is then read whole)
+        taken = np.array(task.forbidden, dtype=np.int64)
+        known = taken if known is None else np.union1d(known, taken)
     builder = build_claims(pop, claim_rng, task.n_claims, task.defect_rate, known)
     if task.blocks > 1 and len(builder.lines) != task.n_claims:
         raise RuntimeError(f"block {task.index} built {len(builder.lines)} claim lines, not {task.n_claims}")

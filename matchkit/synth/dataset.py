@@ -103,7 +103,7 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
     tasks = [BlockTask(index=i, n_claims=size, offset=int(offsets[i]), seed=seed, tax_year=tax_year, noise=noise,
                        defect_rate=defect_rate, faults=faults, families=families, formats=formats, plan=plan,
                        work=str(work), blocks=blocks) for i, size in enumerate(sizes)]
-    say = progress or (lambda message: None)
+    say = progress if progress is not None and blocks > 1 else (lambda message: None)
     try:
         with open_runner(scheduler, workers=workers) as runner:
             if blocks > 1:

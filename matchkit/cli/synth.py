@@ -26,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tax-year", type=int, default=2024, help="tax year of the claims (default 2024)")
     parser.add_argument("--defect-rate", type=float, default=0.15,
                         help="share of claim lines carrying a defect (default 0.15; every class at least once)")
+    parser.add_argument("--block-claims", type=int, default=None, metavar="N",
+                        help="claim lines per block (default 100,000): the data set is generated in independent "
+                             "blocks of families, each from (seed, block number), and appended to every file block "
+                             "by block, so memory is bounded by a block per worker. Part of the data's definition "
+                             "like the seed; the output never depends on --scheduler or MATCHKIT_WORKERS")
+    from matchkit.runtime.cluster import add_scheduler_arguments
+
+    add_scheduler_arguments(parser, partitions=False)
     parser.add_argument("--sample", metavar="DIR",
                         help="write the small bundled sample (fixed seed, mixed formats) to DIR and exit")
 
@@ -68,10 +76,19 @@ def _write(args: argparse.Namespace, generate: Any, write_sample: Any) -> dict[s
         if not args.out:
             print("matchkit synth: error: --out DIR is required (or --sample DIR)", file=sys.stderr)
             return None
+        from matchkit.synth.dataset import BLOCK_CLAIMS, MIN_BLOCK_CLAIMS
+
+        block_claims = BLOCK_CLAIMS if args.block_claims is None else args.block_claims
         if args.claims < 1 or not 0 <= args.noise <= 1 or not 0 <= args.defect_rate <= 1:
             print("matchkit synth: error: --claims must be >= 1, --noise and --defect-rate in [0, 1]",
                   file=sys.stderr)
             return None
+        if block_claims < MIN_BLOCK_CLAIMS:
+            print(f"matchkit synth: error: --block-claims must be >= {MIN_BLOCK_CLAIMS}",
+                  file=sys.stderr)
+            return None
         paths = generate(args.claims, args.seed, args.out, noise=args.noise, formats=args.formats,
-                         tax_year=args.tax_year, defect_rate=args.defect_rate)
+                         tax_year=args.tax_year, defect_rate=args.defect_rate, scheduler=args.scheduler,
+                         block_claims=block_claims,
+                         progress=lambda message: print(message, file=sys.stderr, flush=True))
     return dict(paths)

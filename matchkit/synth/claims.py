@@ -86,8 +86,11 @@ class Lines:
 
 
 class ClaimBuilder:
-    def __init__(self, pop: Population, rng: np.random.Generator) -> None:
+    def __init__(self, pop: Population, rng: np.random.Generator, known: np.ndarray | None = None) -> None:
         self.pop = pop
+        # the 17-digit bodies (sorted int64) of every real ID of the whole data set when it is generated in blocks:
+        # an ID built here (a typo, a fabricated or added person) must belong to nobody in any block
+        self.known = known
         self.rng = rng
         self.year = year = pop.tax_year
         self.first_month = year * 12
@@ -211,7 +214,13 @@ class ClaimBuilder:
 
     def id_exists(self, value: str) -> bool:
         i = np.searchsorted(self.sorted_ids, value)
-        return bool(i < len(self.sorted_ids) and self.sorted_ids[i] == value) or value in self.new_ids
+        if bool(i < len(self.sorted_ids) and self.sorted_ids[i] == value) or value in self.new_ids:
+            return True
+        if self.known is not None and len(self.known):
+            body = int(value[:17])
+            j = int(np.searchsorted(self.known, body))
+            return j < len(self.known) and int(self.known[j]) == body
+        return False
 
     def typo_id(self, id18: str, *, recompute_check: bool) -> str:
         """One wrong digit or two swapped adjacent digits in the address or sequence part (never the province or
@@ -897,9 +906,11 @@ def _case_counts(n_claims: int, defect_rate: float) -> dict[str, int]:
             for defect, weight in DEFECT_WEIGHTS.items()}
 
 
-def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defect_rate: float) -> ClaimBuilder:
-    """Build exactly ``n_claims`` lines (when the population allows) with expectations."""
-    builder = ClaimBuilder(pop, rng)
+def build_claims(pop: Population, rng: np.random.Generator, n_claims: int, defect_rate: float,
+                 known: np.ndarray | None = None) -> ClaimBuilder:
+    """Build exactly ``n_claims`` lines (when the population allows) with expectations. ``known``: the sorted
+    17-digit bodies of every ID taken elsewhere in the data set (other blocks), which no constructed ID may use."""
+    builder = ClaimBuilder(pop, rng, known)
     cases = _case_counts(n_claims, defect_rate)
     kids = builder.kid_pool()
     parents = builder.parent_pool()

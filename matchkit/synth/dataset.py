@@ -11,8 +11,12 @@ Output directory:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,15 @@ MIXED_PLAN: dict[str, tuple[str, str | None, bool]] = {
 }
 XLSX_MAX_ROWS = 200_000      # beyond this a household XLSX is slow to write (and Excel stops at 1,048,576)
 AUTO_MIXED_MAX_CLAIMS = 20_000
+PARQUET_ROW_GROUP = 500_000
+# Claim lines per block: a data set is made of independent blocks, each with its own families (every cross-person
+# fact synth models - two parents of one child, siblings sharing an elderly parent, another real person's ID one
+# digit away, duplicates - stays inside a block). 100,000 lines is ~295,000 people and ~600 MB at the peak of one
+# worker; a set of up to this many lines is one block, byte for byte what the generator wrote before blocks.
+BLOCK_CLAIMS = 100_000
+MIN_BLOCK_CLAIMS = 100
+BATCH_PER_WORKER = 4
+BLOCK_SPAWN = 0x5B10C  # spawn-key prefix of the blocks' seeds (block 0 uses the plain seed)
 EXTENSIONS = {"csv": ".csv", "xlsx": ".xlsx", "parquet": ".parquet"}
 
 
@@ -54,11 +67,17 @@ def families_for(n_claims: int) -> int:
 
 def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.3, formats: str = "auto",
              tax_year: int = 2024, defect_rate: float = 0.15, families: int | None = None,
-             faults: bool = True) -> dict[str, Path]:
+             faults: bool = True, scheduler: Any = None, workers: int | None = None,
+             block_claims: int = BLOCK_CLAIMS, progress: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Generate a synthetic population, every SPEC source file, a claims file and the truth under ``out_dir``.
 
-    Same arguments, same bytes. Returns ``{name: path}`` for every file written (sources, ``truth``,
-    ``injected_faults``, ``manifest``).
+    Same arguments, same bytes, whatever ``scheduler`` and ``workers``. The data set is made of independent blocks
+    of at most ``block_claims`` claim lines (see :func:`block_sizes`), each with its own families, generated from
+    (seed, block number) and appended to every output file in block order; memory is bounded by one block per
+    worker. ``block_claims`` is part of the data's definition, like the seed: a set of one block is exactly what
+    this generator wrote before blocks existed. ``scheduler``: ``None`` (this process), ``processes``, ``local``
+    or ``tcp://HOST:PORT`` (:mod:`matchkit.runtime.cluster`). Returns ``{name: path}`` for every file written
+    (sources, ``truth``, ``injected_faults``, ``manifest``).
     """
     if n_claims < 1:
         raise ValueError("n_claims must be at least 1")
@@ -66,58 +85,300 @@ def generate(n_claims: int, seed: int, out_dir: str | Path, *, noise: float = 0.
         raise ValueError(f"formats must be one of {', '.join(FORMAT_CHOICES)}")
     if not 2019 <= tax_year <= 2030:
         raise ValueError("tax_year must be between 2019 and 2030")
+    if block_claims < MIN_BLOCK_CLAIMS:
+        raise ValueError(f"block_claims must be at least {MIN_BLOCK_CLAIMS}")
+    from matchkit.runtime.cluster import open_runner
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    root = np.random.SeedSequence(seed)
-    pop_rng, claim_rng, noise_rng, order_rng = (np.random.default_rng(s) for s in root.spawn(4))
-
-    pop = build_population(pop_rng, families or families_for(n_claims), tax_year)
-    builder = build_claims(pop, claim_rng, n_claims, defect_rate)
-    _add_constructed_people(pop, builder)
-    noisy = Noise(noise_rng, noise)
-    protect = _protected_people(pop, builder)
-    claims, truth = _claims_tables(pop, builder, noisy, order_rng)
-    referenced = _referenced_people(pop, builder)
-    not_built = dict(builder.skipped)
-    del builder  # the claim lines and indices are no longer needed
-    household_rows = int(pop.father_recorded.sum() + pop.mother_recorded.sum())
-    plan = _format_plan(formats, n_claims, household_rows)
-    paths: dict[str, Path] = {}
-    files: dict[str, Any] = {}
-    fault_rows: list[dict[str, Any]] = []
-
-    def write(source: str, frame: pd.DataFrame) -> None:
-        fmt, encoding, chinese = plan[source]
-        path = out / f"{source}{EXTENSIONS[fmt]}"
-        _write(frame, path, fmt, encoding, ref.CHINESE_HEADERS[source] if chinese else None, source)
-        paths[source] = path
-        files[source] = {"path": path.name, "format": fmt, "encoding": encoding,
-                         "headers": "chinese" if chinese else "canonical", "rows": len(frame)}
-
-    write("claims", claims)
-    del claims
-    # one extract at a time, so memory holds the population and a single table
-    for source, frame, persons in _extract_tables(pop, noisy, protect):
-        if faults and noise > 0:
-            fault_rows += _inject_faults(source, frame, persons, referenced, noise_rng, pop.ids)
-        write(source, frame)
-        del frame, persons
-    for fault in fault_rows:
-        fault["file"] = paths[fault.pop("source")].name
-    paths["truth"] = out / "truth.csv"
-    truth.to_csv(paths["truth"], index=False, encoding="utf-8", lineterminator="\n")
-    paths["injected_faults"] = out / "injected_faults.csv"
-    pd.DataFrame(fault_rows, columns=["file", "line", "column", "fault"]).to_csv(
-        paths["injected_faults"], index=False, encoding="utf-8", lineterminator="\n")
+    sizes = block_sizes(n_claims, block_claims)
+    blocks = len(sizes)
+    if families is not None and blocks > 1:
+        raise ValueError("families can only be given for a data set of one block")
+    # one block decides its household format from its own row count, as the generator always did; a set of several
+    # blocks has more household rows than an XLSX holds (a block of >= 50,000 lines has ~190,000), so CSV
+    plan = None if blocks == 1 else _format_plan(formats, n_claims, XLSX_MAX_ROWS + 1)
+    work = Path(tempfile.mkdtemp(prefix=".synth-blocks-", dir=out))
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    tasks = [BlockTask(index=i, n_claims=size, offset=int(offsets[i]), seed=seed, tax_year=tax_year, noise=noise,
+                       defect_rate=defect_rate, faults=faults, families=families, formats=formats, plan=plan,
+                       work=str(work), blocks=blocks) for i, size in enumerate(sizes)]
+    say = progress if progress is not None and blocks > 1 else (lambda message: None)
+    try:
+        with open_runner(scheduler, workers=workers) as runner:
+            if blocks > 1:
+                say(f"{blocks} blocks: people and their IDs ...")
+                key_paths = runner.map(block_ids, tasks)
+                known_path, fix_paths = _registry(key_paths, seed, work)
+                tasks = [dataclasses.replace(t, known=known_path, fixes=f) for t, f in zip(tasks, fix_paths)]
+            merger = _Merger(out, blocks)
+            taken: set[int] = set()
+            for task, result in _in_batches(runner, build_block, tasks):
+                forbidden: list[int] = []
+                while blocks > 1 and taken.intersection(result["constructed"]):
+                    # an ID this block built (a typo, a look-alike) is one another block built: build it again
+                    # with that ID taken; rare, and decided in block order, so the output stays the same
+                    forbidden = sorted(set(forbidden) | taken.intersection(result["constructed"]))
+                    result = build_block(dataclasses.replace(task, forbidden=tuple(forbidden)))
+                taken.update(result["constructed"])
+                merger.add(result)
+                say(f"block {task.index + 1}/{blocks}: {sum(result['rows'].values()):,} rows")
+        paths = merger.finish()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     manifest = {
         "generator": "matchkit.synth", "seed": seed, "n_claims": n_claims, "tax_year": tax_year, "noise": noise,
-        "defect_rate": defect_rate, "formats": formats, "people": len(pop), "files": files,
-        "defects": truth["defect"].value_counts().sort_index().to_dict(),
-        "injected_faults": len(fault_rows), "not_built": not_built,
+        "defect_rate": defect_rate, "formats": formats, "people": merger.people, "files": merger.files,
+        "defects": dict(sorted(merger.defects.items())),
+        "injected_faults": len(merger.fault_rows), "not_built": merger.not_built,
     }
+    if blocks > 1:
+        manifest["blocks"] = {"count": blocks, "block_claims": block_claims,
+                              "ids_redrawn": merger.ids_redrawn, "blocks_rebuilt": merger.rebuilt}
     paths["manifest"] = out / "manifest.json"
     paths["manifest"].write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def _in_batches(runner: Any, fn: Callable[[BlockTask], dict[str, Any]],
+                tasks: list[BlockTask]) -> Iterator[tuple[BlockTask, dict[str, Any]]]:
+    """(task, result) in block order, a batch of a few blocks per worker at a time: results are merged (and their
+    part files deleted) batch by batch, so the work folder never holds more than a batch; a batch rather than one
+    wave per worker because Dask's multiprocessing scheduler starts its processes again for every call."""
+    batch = max(1, int(runner.workers)) * BATCH_PER_WORKER
+    for start in range(0, len(tasks), batch):
+        chunk = tasks[start:start + batch]
+        yield from zip(chunk, runner.map(fn, chunk))
+
+
+def block_sizes(n_claims: int, block_claims: int = BLOCK_CLAIMS) -> list[int]:
+    """Claim lines per block: ``ceil(n_claims / block_claims)`` blocks whose sizes differ by at most one."""
+    blocks = -(-n_claims // block_claims)
+    return [n_claims * (i + 1) // blocks - n_claims * i // blocks for i in range(blocks)]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockTask:
+    """One block's work: small and picklable (the scheduler layer's rule); big results go to files under ``work``."""
+
+    index: int
+    n_claims: int
+    offset: int             # claim lines in the blocks before: claim IDs continue from there
+    seed: int
+    tax_year: int
+    noise: float
+    defect_rate: float
+    faults: bool
+    families: int | None
+    formats: str
+    plan: dict[str, tuple[str, str | None, bool]] | None
+    work: str
+    blocks: int
+    known: str | None = None        # .npy: sorted bodies of every real ID of the data set
+    fixes: str | None = None        # .npy: (person, new body) for this block's people whose ID another block had
+    forbidden: tuple[int, ...] = ()  # bodies of IDs other blocks built
+
+    def rngs(self) -> list[np.random.Generator]:
+        # block 0 is seeded as the whole data set always was, so a one-block set is what it was before blocks
+        root = (np.random.SeedSequence(self.seed) if self.index == 0
+                else np.random.SeedSequence(self.seed, spawn_key=(BLOCK_SPAWN, self.index)))
+        return [np.random.default_rng(s) for s in root.spawn(4)]
+
+    def population(self, pop_rng: np.random.Generator) -> Population:
+        return build_population(pop_rng, self.families or families_for(self.n_claims), self.tax_year)
+
+
+def _id_bodies(ids: np.ndarray) -> np.ndarray:
+    return np.char.ljust(np.asarray(ids).astype("U17"), 17).astype(np.int64)
+
+
+def block_ids(task: BlockTask) -> str:
+    """First pass over a block: its people's ID bodies, in person order, to a .npy file (its path returned)."""
+    pop = task.population(task.rngs()[0])
+    path = Path(task.work) / f"ids-{task.index:06d}.npy"
+    np.save(path, _id_bodies(pop.ids))
+    return str(path)
+
+
+def _registry(key_paths: list[str], seed: int, work: Path) -> tuple[str, list[str]]:
+    """Make every real ID unique across blocks: where a block's person has an ID an earlier block already gave,
+    draw a new sequence number (same county, birth date and sex) that nobody has. Returns the path of the sorted
+    bodies of all IDs and, per block, the path of its (person, new body) fixes. Deterministic in block order."""
+    lengths = []
+    arrays = []
+    for path in key_paths:
+        arrays.append(np.load(path))
+        lengths.append(len(arrays[-1]))
+        Path(path).unlink()
+    everything = np.concatenate(arrays)
+    del arrays
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    order = np.argsort(everything, kind="stable")  # stable: the earlier block keeps a shared ID
+    ordered = everything[order]
+    repeat = np.zeros(len(ordered), bool)
+    repeat[1:] = ordered[1:] == ordered[:-1]
+    unique = ordered[~repeat]
+    redraw = np.sort(order[repeat])
+    del order, ordered, repeat
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(BLOCK_SPAWN, 0, 1)))
+    assigned: dict[int, int] = {}
+    fixes: list[list[tuple[int, int]]] = [[] for _ in lengths]
+    for position in redraw.tolist():
+        body = int(everything[position])
+        base, sex = body - body % 1000, body % 2
+        for _ in range(100_000):
+            new = base + int(rng.integers(0, 500)) * 2 + sex
+            at = int(np.searchsorted(unique, new))
+            if not (at < len(unique) and int(unique[at]) == new) and new not in assigned:
+                break
+        else:  # pragma: no cover - 500 sequence numbers of one county, day and sex all taken
+            raise RuntimeError("no free ID sequence number left for a county and birth date")
+        assigned[new] = position
+        block = int(np.searchsorted(starts, position, side="right")) - 1
+        fixes[block].append((position - int(starts[block]), new))
+    known = np.union1d(unique, np.array(sorted(assigned), dtype=np.int64))
+    registry = work / "known-ids.npy"
+    np.save(registry, known)
+    fix_paths = []
+    for block, pairs in enumerate(fixes):
+        part = work / f"fixes-{block:06d}.npy"
+        np.save(part, np.array(pairs, dtype=np.int64).reshape(-1, 2))
+        fix_paths.append(str(part))
+    return str(registry), fix_paths
+
+
+def build_block(task: BlockTask) -> dict[str, Any]:
+    """Second pass over a block: its population (with the fixed IDs), claims, truth and every extract, written as
+    part files under the work folder. Returns their paths and small counts (rows, faults, defects)."""
+    pop_rng, claim_rng, noise_rng, order_rng = task.rngs()
+    pop = task.population(pop_rng)
+    known = None
+    if task.fixes:
+        for person, body in np.load(task.fixes).tolist():
+            text = f"{body:017d}"
+            pop.ids[person] = text + check_char(text)
+    if task.known:
+        known = np.load(task.known, mmap_mode="r")
+    if task.forbidden:  # IDs other blocks built: taken too (rare; the registry is then read whole)
+        taken = np.array(task.forbidden, dtype=np.int64)
+        known = taken if known is None else np.union1d(known, taken)
+    builder = build_claims(pop, claim_rng, task.n_claims, task.defect_rate, known)
+    if task.blocks > 1 and len(builder.lines) != task.n_claims:
+        raise RuntimeError(f"block {task.index} built {len(builder.lines)} claim lines, not {task.n_claims}")
+    _add_constructed_people(pop, builder)
+    constructed = sorted(int(value[:17]) for value in builder.new_ids)
+    noisy = Noise(noise_rng, task.noise)
+    protect = _protected_people(pop, builder)
+    claims, truth = _claims_tables(pop, builder, noisy, order_rng, task.offset)
+    referenced = _referenced_people(pop, builder)
+    not_built = dict(builder.skipped)
+    del builder
+    household_rows = int(pop.father_recorded.sum() + pop.mother_recorded.sum())
+    plan = task.plan or _format_plan(task.formats, task.n_claims, household_rows)
+    folder = Path(task.work) / f"block-{task.index:06d}"
+    shutil.rmtree(folder, ignore_errors=True)  # a block built again replaces its first parts
+    folder.mkdir()
+    first = task.index == 0
+    parts: dict[str, str] = {}
+    rows: dict[str, int] = {}
+    fault_rows: dict[str, list[dict[str, Any]]] = {}
+
+    def write(source: str, frame: pd.DataFrame) -> None:
+        fmt, encoding, chinese = plan[source]
+        path = folder / f"{source}{EXTENSIONS[fmt]}"
+        _write(frame, path, fmt, encoding, ref.CHINESE_HEADERS[source] if chinese else None, source, header=first)
+        parts[source] = str(path)
+        rows[source] = len(frame)
+
+    write("claims", claims)
+    del claims
+    for source, frame, persons in _extract_tables(pop, noisy, protect):
+        fault_rows[source] = (_inject_faults(source, frame, persons, referenced, noise_rng, pop.ids)
+                              if task.faults and task.noise > 0 else [])
+        write(source, frame)
+        del frame, persons
+    truth_path = folder / "truth.csv"
+    truth.to_csv(truth_path, index=False, header=first, encoding="utf-8", lineterminator="\n")
+    return {"index": task.index, "parts": parts, "truth": str(truth_path), "rows": rows, "faults": fault_rows,
+            "plan": plan, "people": len(pop), "defects": truth["defect"].value_counts().to_dict(),
+            "not_built": not_built, "constructed": constructed, "rebuilt": bool(task.forbidden),
+            "ids_redrawn": len(np.load(task.fixes)) if task.fixes else 0}
+
+
+class _Merger:
+    """Appends each block's part files to the output files, in block order, one block at a time."""
+
+    def __init__(self, out: Path, blocks: int) -> None:
+        self.out = out
+        self.blocks = blocks
+        self.paths: dict[str, Path] = {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.fault_rows: list[dict[str, Any]] = []
+        self.faults_by_source: dict[str, list[dict[str, Any]]] = {}
+        self.defects: dict[str, int] = {}
+        self.not_built: dict[str, int] = {}
+        self.people = 0
+        self.ids_redrawn = 0
+        self.rebuilt = 0
+        self._parquet: dict[str, Any] = {}
+
+    def add(self, result: dict[str, Any]) -> None:
+        plan = result["plan"]
+        for source, part in result["parts"].items():
+            fmt, encoding, chinese = plan[source]
+            target = self.out / f"{source}{EXTENSIONS[fmt]}"
+            before = self.files.get(source, {}).get("rows", 0)
+            for fault in result["faults"].get(source, []):
+                self.faults_by_source.setdefault(source, []).append({**fault, "line": fault["line"] + before})
+            if source not in self.files:
+                self.paths[source] = target
+                self.files[source] = {"path": target.name, "format": fmt, "encoding": encoding,
+                                      "headers": "chinese" if chinese else "canonical", "rows": 0}
+            self.files[source]["rows"] += result["rows"][source]
+            self._append(Path(part), target, fmt, first=result["index"] == 0)
+        self.paths["truth"] = self.out / "truth.csv"
+        self._append(Path(result["truth"]), self.paths["truth"], "csv", first=result["index"] == 0)
+        for defect, count in result["defects"].items():
+            self.defects[defect] = self.defects.get(defect, 0) + int(count)
+        for defect, count in result["not_built"].items():
+            self.not_built[defect] = self.not_built.get(defect, 0) + int(count)
+        self.people += result["people"]
+        self.ids_redrawn += result["ids_redrawn"]
+        self.rebuilt += int(result["rebuilt"])
+        shutil.rmtree(Path(result["truth"]).parent, ignore_errors=True)
+
+    def _append(self, part: Path, target: Path, fmt: str, *, first: bool) -> None:
+        if self.blocks == 1:
+            os.replace(part, target)
+        elif fmt == "csv":
+            with open(target, "wb" if first else "ab") as sink, open(part, "rb") as source:
+                shutil.copyfileobj(source, sink, 1 << 20)
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(part)
+            writer = self._parquet.get(str(target))
+            if writer is None:
+                writer = self._parquet[str(target)] = pq.ParquetWriter(target, table.schema, compression="zstd")
+            if not table.schema.equals(writer.schema, check_metadata=False):
+                table = table.cast(writer.schema)
+            writer.write_table(table, row_group_size=PARQUET_ROW_GROUP)
+        else:  # pragma: no cover - an XLSX is written for a one-block set only
+            raise ValueError(f"cannot append blocks to a {fmt} file")
+
+    def finish(self) -> dict[str, Path]:
+        for writer in self._parquet.values():
+            writer.close()
+        for source in SOURCES[1:]:
+            for fault in self.faults_by_source.get(source, []):
+                self.fault_rows.append({"file": self.paths[source].name, "line": fault["line"],
+                                        "column": fault["column"], "fault": fault["fault"]})
+        paths = {source: self.paths[source] for source in SOURCES}
+        paths["truth"] = self.paths["truth"]
+        paths["injected_faults"] = self.out / "injected_faults.csv"
+        pd.DataFrame(self.fault_rows, columns=["file", "line", "column", "fault"]).to_csv(
+            paths["injected_faults"], index=False, encoding="utf-8", lineterminator="\n")
+        return paths
 
 
 # ---- population additions -----------------------------------------------------------------------------------
@@ -194,8 +455,8 @@ def _referenced_people(pop: Population, builder: ClaimBuilder) -> np.ndarray:
 
 
 # ---- claims -------------------------------------------------------------------------------------------------
-def _claims_tables(pop: Population, builder: ClaimBuilder, noisy: Noise,
-                   order_rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _claims_tables(pop: Population, builder: ClaimBuilder, noisy: Noise, order_rng: np.random.Generator,
+                   offset: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = builder.lines.cols
     n = len(builder.lines)
     year = pop.tax_year
@@ -207,7 +468,7 @@ def _claims_tables(pop: Population, builder: ClaimBuilder, noisy: Noise,
     order = np.argsort(key, kind="stable")
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
-    claim_ids = np.array([f"SB{year}{r + 1:09d}" for r in rank], dtype=object)
+    claim_ids = np.array([f"SB{year}{offset + r + 1:09d}" for r in rank], dtype=object)
 
     taxpayer = np.array(cols["taxpayer"], dtype=np.int64)
     subject = np.array([-1 if s is None else s for s in cols["subject"]], dtype=np.int64)
@@ -447,17 +708,22 @@ def _format_plan(formats: str, n_claims: int, household_rows: int) -> dict[str, 
 
 
 def _write(frame: pd.DataFrame, path: Path, fmt: str, encoding: str | None, headers: dict[str, str] | None,
-           source: str) -> None:
+           source: str, *, header: bool = True) -> None:
+    """One block's part of an output file. ``header=False`` (a block after the first, appended to the file): a
+    CSV without its header line and byte-order mark."""
     frame = frame.rename(columns=headers) if headers else frame
     if fmt == "csv":
-        frame.to_csv(path, index=False, encoding=encoding or "utf-8", lineterminator="\n",
+        encoding = encoding or "utf-8"
+        if not header and encoding == "utf-8-sig":
+            encoding = "utf-8"
+        frame.to_csv(path, index=False, header=header, encoding=encoding, lineterminator="\n",
                      chunksize=200_000)
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(table, path, compression="zstd", row_group_size=500_000)
+        pq.write_table(table, path, compression="zstd", row_group_size=PARQUET_ROW_GROUP)
     elif fmt == "xlsx":
         _write_xlsx(frame, path, source)
     else:  # pragma: no cover
@@ -502,4 +768,4 @@ def _fix_zip_times(path: Path) -> None:
             target.writestr(info, data)
 
 
-__all__ = ["FORMAT_CHOICES", "SOURCES", "families_for", "generate"]
+__all__ = ["BLOCK_CLAIMS", "FORMAT_CHOICES", "SOURCES", "block_sizes", "families_for", "generate"]

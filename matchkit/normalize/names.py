@@ -29,7 +29,8 @@ from typing import Any
 
 from matchkit.normalize.values import to_text
 
-__all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem", "normalize_name"]
+__all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem", "normalize_name",
+           "normalize_plain_cjk_name"]
 
 MIDDLE_DOT = "\u00b7"
 
@@ -164,6 +165,24 @@ def normalize_name(raw: Any) -> str | None:
                 break
             text = again
     return text or None
+
+
+_URO_ONLY = re.compile("[\u4e00-\u9fff]+")
+
+
+def normalize_plain_cjk_name(raw: str) -> str | None:
+    """``normalize_name(raw)`` for a non-empty ``raw`` made only of CJK Unified Ideographs (U+4E00–U+9FFF), the
+    common case, without the general pipeline: such a string has no whitespace, separators, case or invisible
+    characters and is NFKC-stable, so only the traditional → simplified step can change it, and when its result is
+    again plain ideographs one pass is the fixed point ``normalize_name`` stops at. Any other input, or a simplified
+    form that leaves the block, takes ``normalize_name`` itself. ``tests/test_normalize_names.py`` checks both agree.
+    """
+    if type(raw) is not str or not _URO_ONLY.fullmatch(raw):
+        return normalize_name(raw)
+    text = _simplify(raw)
+    if text is raw or _URO_ONLY.fullmatch(text):
+        return text
+    return normalize_name(raw)
 
 
 _ALLOWED_PUNCTUATION = frozenset(f"{MIDDLE_DOT} '-.")

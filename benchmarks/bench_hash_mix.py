@@ -25,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _measure import run_measured
+from _measure import Measurement, run_measured
 
 from matchkit.io.hashed.reader import open_hashed
 
@@ -37,6 +37,57 @@ def _input(mix: Path, source: str) -> Path:
         if (mix / f"{source}{ext}").exists():
             return mix / f"{source}{ext}"
     raise SystemExit(f"{mix}: no extract for {source}")
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _session_cpu(session: int, seen: dict[int, float]) -> None:
+    """Record the CPU seconds (user + system) so far of every process in ``session`` (the command's own session,
+    so its fork server and workers too), keeping the largest value seen per process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session:  # field 6 of stat: the session id
+            cpu = (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14, 15: utime, stime
+            seen[int(entry.name)] = max(seen.get(int(entry.name), 0.0), cpu)
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[Measurement, float]:
+    """``run_measured`` plus the CPU seconds of the whole process tree, sampled from /proc every 20 ms (the last
+    few milliseconds of each process can be missed, so this is a slight underestimate)."""
+    import threading
+
+    seen: dict[int, float] = {}
+    done = threading.Event()
+    session: list[int] = []
+
+    def sample() -> None:
+        while not done.is_set():
+            if not session:
+                for entry in Path("/proc").iterdir():
+                    if entry.name.isdigit():
+                        try:
+                            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                        except OSError:
+                            continue
+                        if cmdline[:len(command)] == [c.encode() for c in command]:
+                            session.append(int(entry.name))
+                            break
+            if session:
+                _session_cpu(session[0], seen)
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    result = run_measured(command, env=env)
+    done.set()
+    sampler.join()
+    return result, sum(seen.values())
 
 
 def _compare(work: Path, earlier: Path) -> bool:
@@ -75,15 +126,17 @@ def main() -> None:
         env["MATCHKIT_WORKERS"] = str(args.workers)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, load average before {os.getloadavg()[0]:.2f}")
-    print(f"{'source':<18} {'input':<26} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'peak RSS MB':>12}")
-    total_rows, total_seconds = 0, 0.0
+    print(f"{'source':<18} {'input':<26} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'CPU s':>7} "
+          f"{'rows/CPU-s':>10} {'peak RSS MB':>12}")
+    total_rows, total_seconds, total_cpu = 0, 0.0, 0.0
     for source in args.sources:
         raw = _input(args.mix, source)
         out, rejects = work / f"{source}.parquet", work / f"{source}.rejects.csv"
-        times, peak, rows = [], 0.0, 0
+        times, cpus, peak, rows = [], [], 0.0, 0
         for _ in range(args.repeat):
-            result = run_measured([*matchkit, "hash", source, str(raw), "-o", str(out), "--rejects", str(rejects)],
-                                  env=env)
+            result, cpu = _run([*matchkit, "hash", source, str(raw), "-o", str(out), "--rejects", str(rejects)],
+                               env=env)
+            cpus.append(cpu)
             if result.returncode != 0:
                 print(result.stderr, file=sys.stderr)
                 raise SystemExit(f"hash {source} failed")
@@ -91,10 +144,14 @@ def main() -> None:
             peak = max(peak, result.peak_rss_mb)
         rows = open_hashed(out).manifest.rows_in
         seconds = sorted(times)[len(times) // 2]
+        cpu = sorted(cpus)[len(cpus) // 2]
         total_rows += rows
         total_seconds += seconds
-        print(f"{source:<18} {raw.name:<26} {rows:>10,} {seconds:>8.2f} {rows / seconds:>10,.0f} {peak:>12,.0f}")
-    print(f"{'all sources':<18} {'':<26} {total_rows:>10,} {total_seconds:>8.2f} {total_rows / total_seconds:>10,.0f}")
+        total_cpu += cpu
+        print(f"{source:<18} {raw.name:<26} {rows:>10,} {seconds:>8.2f} {rows / seconds:>10,.0f} {cpu:>7.2f} "
+              f"{rows / cpu:>10,.0f} {peak:>12,.0f}")
+    print(f"{'all sources':<18} {'':<26} {total_rows:>10,} {total_seconds:>8.2f} {total_rows / total_seconds:>10,.0f} "
+          f"{total_cpu:>7.2f} {total_rows / total_cpu:>10,.0f}")
     if args.compare:
         same = _compare(work, args.compare)
         print("outputs identical to", args.compare, ":", same)

@@ -103,6 +103,21 @@ def _simplify_char(char: str) -> str:
     return current
 
 
+class _SimplifyTable(dict[int, str]):
+    """``str.translate`` table for :func:`_simplify` on text of CJK ideographs: a code point's simplified form,
+    looked up through :func:`_simplify_char` the first time it is met."""
+
+    def __missing__(self, code: int) -> str:
+        simple = _T2S.get(chr(code))
+        if simple is None:
+            simple = _simplify_char(chr(code))
+        self[code] = simple
+        return simple
+
+
+_SIMPLIFY_TABLE = _SimplifyTable()
+
+
 def _simplify(text: str) -> str:
     table = _T2S
     out = []
@@ -179,8 +194,8 @@ def normalize_plain_cjk_name(raw: str) -> str | None:
     """
     if type(raw) is not str or not _URO_ONLY.fullmatch(raw):
         return normalize_name(raw)
-    text = _simplify(raw)
-    if text is raw or _URO_ONLY.fullmatch(text):
+    text = raw.translate(_SIMPLIFY_TABLE)  # = _simplify(raw): every character is at or above U+2E80
+    if text == raw or _URO_ONLY.fullmatch(text):
         return text
     return normalize_name(raw)
 

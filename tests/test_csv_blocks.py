@@ -110,7 +110,7 @@ def test_gb18030_fast_and_careful_paths_agree(tmp_path_factory, lines, block_byt
 
 
 def test_gb18030_fast_path_is_taken(tmp_path, monkeypatch):
-    import matchkit.io.readers as readers
+    from matchkit.io import readers
 
     path = tmp_path / "in.csv"
     path.write_bytes((HEADER + "".join(f"{i},张{i},higher,2020-09\n" for i in range(100))).encode("gb18030"))

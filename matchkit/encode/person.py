@@ -157,13 +157,23 @@ class Encoder:
         """``name_digests(name_variants(normalised_name, pinyin))``, faster: the pinyin variants' digests are
         remembered per pinyin tuple (homophones and repeated names share them), and the exact-name variant, which
         the caller memoises per name, is digested without filling the per-variant cache."""
+        mac = self._name_variant
         tail = self._pinyin_cache.get(pinyin)
         if tail is None:
             if len(self._pinyin_cache) > PINYIN_CACHE_LIMIT:
                 self._pinyin_cache.clear()
-            tail = self.name_digests(name_variants("", pinyin)[1:])
-            self._pinyin_cache[pinyin] = tail
-        return self._name_variant.digest(("N:" + normalised_name).encode("utf-8"))[:8] + tail
+            variants = name_variants("", pinyin)[1:]  # the pinyin variants (the exact-name one comes below)
+            cache = self._variant_cache
+            if len(cache) > PINYIN_CACHE_LIMIT:
+                cache.clear()
+            parts = []
+            for variant in variants:
+                digest = cache.get(variant)
+                if digest is None:
+                    digest = cache[variant] = mac.digest(variant.encode("utf-8"))[:8]
+                parts.append(digest)
+            tail = self._pinyin_cache[pinyin] = b"".join(parts)
+        return mac.digest(("N:" + normalised_name).encode("utf-8"))[:8] + tail
 
     def name_fuzzy_arrays(self, digest_rows: Sequence[bytes], salts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised fuzzy name tokens: ``(tokens, counts)`` where record *i* owns ``counts[i]`` consecutive tokens.

@@ -382,7 +382,10 @@ def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
 
 
 def _is_none(values: np.ndarray) -> np.ndarray:
-    return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
+    """Which cells are None (the cells hold parser results: text, numbers, dates, None)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(np.equal(values, None), dtype=bool)
 
 
 def _present(values: list[Any]) -> np.ndarray:

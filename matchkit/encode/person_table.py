@@ -385,7 +385,7 @@ def _is_none(values: np.ndarray) -> np.ndarray:
     """Which cells are None (the cells hold parser results: text, numbers, dates, None)."""
     if len(values) == 0:
         return np.zeros(0, dtype=bool)
-    return np.asarray(np.equal(values, None), dtype=bool)
+    return np.asarray(values == None, dtype=bool)  # elementwise on an object array
 
 
 def _present(values: list[Any]) -> np.ndarray:

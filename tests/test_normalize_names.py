@@ -14,6 +14,7 @@ from matchkit.normalize.names import (
     name_pinyin,
     name_problem,
     normalize_name,
+    normalize_plain_cjk_name,
 )
 
 DOT = "\u00b7"
@@ -259,3 +260,19 @@ def test_normalised_names_have_no_spaces_around_dots_and_no_dot_runs(raw: str) -
         assert DOT * 2 not in normalised
         assert not normalised.startswith(DOT) and not normalised.endswith(DOT)
         assert "\u200b" not in normalised
+
+
+@given(st.one_of(st.text(_cjk, min_size=1, max_size=20), _anything,
+                 st.text(st.sampled_from("張偉劉誠國華龍鳳門東車馬鳥魚長書愛聽說話銀錢張三丰"), min_size=1, max_size=6)))
+def test_plain_cjk_fast_path_equals_normalize_name(raw: object) -> None:
+    """The hashing fast path for names of plain ideographs gives what the general pipeline gives, for any input."""
+    assert normalize_plain_cjk_name(raw) == normalize_name(raw)
+
+
+def test_plain_cjk_fast_path_every_unified_ideograph() -> None:
+    for start in range(0x4E00, 0xA000, 2048):
+        text = "".join(chr(code) for code in range(start, min(start + 2048, 0xA000)))
+        for size in (1, 2, 3):
+            for offset in range(0, len(text), 97):
+                raw = text[offset : offset + size]
+                assert normalize_plain_cjk_name(raw) == normalize_name(raw)

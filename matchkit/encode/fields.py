@@ -383,6 +383,7 @@ class BloomEncoder:
         self._cipher = Cipher(algorithms.AES(hmac.digest(key, b"aes", "sha256")), modes.ECB())
         self._salt_hmac = KeyedHmac(hmac.digest(key, b"salt", "sha256"))
         self._salt_tags: dict[str, bytes] = {}
+        self._salt_numbers: dict[str, int] = {}
 
     def _salt_tag(self, salt: str) -> bytes:
         tag = self._salt_tags.get(salt)
@@ -391,6 +392,15 @@ class BloomEncoder:
             if len(self._salt_tags) < 1_000_000:
                 self._salt_tags[salt] = tag
         return tag
+
+    def _salt_number(self, salt: str) -> int:
+        """The salt tag read as a big-endian number (memoised with the tag: salts such as birth dates repeat)."""
+        number = self._salt_numbers.get(salt)
+        if number is None:
+            number = int.from_bytes(self._salt_tag(salt), "big")
+            if len(self._salt_numbers) < 1_000_000:
+                self._salt_numbers[salt] = number
+        return number
 
     def positions(self, codes: np.ndarray, salt_tags: np.ndarray) -> np.ndarray:
         """``(n, k)`` bit positions of q-gram codes under salt tags (``(n,)`` integers: the 6 tag bytes read as a
@@ -427,8 +437,7 @@ class BloomEncoder:
         combinations, codes = np.unique(combined, return_inverse=True)
         present = combinations >= 0
         unique_values, unique_salts = combinations[present] // len(salt_values), combinations[present] % len(salt_values)
-        tags = np.array([int.from_bytes(self._salt_tag(salt), "big") if salt else 0 for salt in salt_values.tolist()],
-                        dtype=np.uint64)
+        tags = np.array([self._salt_number(salt) if salt else 0 for salt in salt_values.tolist()], dtype=np.uint64)
         value_rows, value_grams = gram_codes(self.field_type, values.tolist())
         # q-grams of each combination: those of its value, repeated per combination holding the value
         order = np.argsort(value_rows, kind="stable")

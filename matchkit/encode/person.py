@@ -16,6 +16,8 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from matchkit.encode.codes import factorize
@@ -25,6 +27,7 @@ from matchkit.security.keys import SharedKey
 ENCODING_VERSION = "mk1"
 SUPPORTED_ENCODINGS = frozenset({ENCODING_VERSION})
 TOKEN_BYTES = 16
+PINYIN_CACHE_LIMIT = 1_000_000  # distinct pinyin tuples remembered per encoder (~200 bytes each)
 
 # Windows over the 17-digit ID body (inclusive positions), overlapping by one: every single substitution and every
 # swap of two adjacent digits lies inside one window, so the two bodies agree on the other three... at least on the
@@ -55,6 +58,7 @@ class Encoder:
         self._near_cipher = Cipher(algorithms.AES(derive("person_id_near")), modes.ECB())
         self._name_cipher = Cipher(algorithms.AES(derive("name_salted")), modes.ECB())
         self._variant_cache: dict[str, bytes] = {}
+        self._pinyin_cache: dict[tuple[str, ...], bytes] = {}
         self._dob_cache: dict[int, bytes] = {}
 
     def subkey(self, kind: str) -> bytes:
@@ -73,6 +77,24 @@ class Encoder:
         tokens[:-1] = self._person_id.digests((c.encode("utf-8") for c in uniques), TOKEN_BYTES)
         tokens[-1] = None  # code -1: no canonical value
         return tokens[codes].tolist()
+
+    def id_token_array(self, canonicals: pa.Array) -> pa.FixedSizeBinaryArray:
+        """``id_tokens`` as an Arrow ``binary(16)`` column: a string array of canonical IDs (null = no value) in,
+        one HMAC per distinct value, tokens gathered by code without a Python object per row."""
+        encoded = pc.dictionary_encode(canonicals)
+        indices = encoded.indices
+        distinct = encoded.dictionary.to_pylist()
+        return _gather_tokens(self._person_id.digests((c.encode("utf-8") for c in distinct), TOKEN_BYTES),
+                              indices.fill_null(0).to_numpy(), indices)
+
+    def dob_token_array(self, salts: np.ndarray) -> pa.FixedSizeBinaryArray:
+        """``dob_token`` of each YYYYMMDD in ``salts`` as an Arrow ``binary(16)`` column, null where 0."""
+        salts = np.asarray(salts, dtype=np.int64)
+        distinct, codes = np.unique(salts, return_inverse=True)
+        tokens = [self.dob_token(int(value)) if value else bytes(TOKEN_BYTES) for value in distinct.tolist()]
+        present = salts != 0
+        return _gather_tokens(tokens, codes.reshape(-1), pa.array(present, type=pa.bool_()) if not present.all()
+                              else None)
 
     def text_token(self, value: str) -> bytes:
         """Exact token for a generic identifying text field of a user schema."""
@@ -93,10 +115,16 @@ class Encoder:
         Token *w* is ``AES_k(tag | w | 000 | remaining 12 digits as a big-endian uint64)``, first 8 bytes, read as
         a signed big-endian int64. Bodies must be 17 ASCII digits (the caller selects them).
         """
-        count = len(bodies)
+        return self.id_near_tokens_ascii("".join(bodies).encode("ascii"))
+
+    def id_near_tokens_ascii(self, joined_bodies: bytes) -> np.ndarray:
+        """``id_near_tokens`` of bodies given concatenated as ASCII bytes (17 per body)."""
+        count = len(joined_bodies) // 17
         if count == 0:
             return np.zeros((0, len(NEAR_WINDOWS)), dtype=np.int64)
-        digits = np.frombuffer("".join(bodies).encode("ascii"), dtype=np.uint8).reshape(count, 17) - ord("0")
+        if len(joined_bodies) != count * 17:
+            raise ValueError("ID bodies must be 17 ASCII digits")
+        digits = np.frombuffer(joined_bodies, dtype=np.uint8).reshape(count, 17) - ord("0")
         if digits.max(initial=0) > 9:
             raise ValueError("ID bodies must be 17 ASCII digits")
         body_values = digits.astype(np.int64) @ _POW10_17
@@ -116,12 +144,36 @@ class Encoder:
         digest = self._variant_cache.get(variant)
         if digest is None:
             digest = self._name_variant.digest(variant.encode("utf-8"))[:8]
+            if len(self._variant_cache) > PINYIN_CACHE_LIMIT:
+                self._variant_cache.clear()
             self._variant_cache[variant] = digest
         return digest
 
     def name_digests(self, variants: Sequence[str]) -> bytes:
         """The concatenated 8-byte keyed digests of one name's variants (the caller memoises per name)."""
         return b"".join(self.name_variant_digest(variant) for variant in variants)
+
+    def name_digests_of(self, normalised_name: str, pinyin: tuple[str, ...]) -> bytes:
+        """``name_digests(name_variants(normalised_name, pinyin))``, faster: the pinyin variants' digests are
+        remembered per pinyin tuple (homophones and repeated names share them), and the exact-name variant, which
+        the caller memoises per name, is digested without filling the per-variant cache."""
+        mac = self._name_variant
+        tail = self._pinyin_cache.get(pinyin)
+        if tail is None:
+            if len(self._pinyin_cache) > PINYIN_CACHE_LIMIT:
+                self._pinyin_cache.clear()
+            variants = name_variants("", pinyin)[1:]  # the pinyin variants (the exact-name one comes below)
+            cache = self._variant_cache
+            if len(cache) > PINYIN_CACHE_LIMIT:
+                cache.clear()
+            parts = []
+            for variant in variants:
+                digest = cache.get(variant)
+                if digest is None:
+                    digest = cache[variant] = mac.digest(variant.encode("utf-8"))[:8]
+                parts.append(digest)
+            tail = self._pinyin_cache[pinyin] = b"".join(parts)
+        return mac.digest(("N:" + normalised_name).encode("utf-8"))[:8] + tail
 
     def name_fuzzy_arrays(self, digest_rows: Sequence[bytes], salts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised fuzzy name tokens: ``(tokens, counts)`` where record *i* owns ``counts[i]`` consecutive tokens.
@@ -156,9 +208,60 @@ class Encoder:
             position += count
         return out
 
+    def name_fuzzy_by_code(self, distinct_rows: Sequence[bytes], codes: np.ndarray,
+                           salts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``name_fuzzy_arrays`` for rows given as codes into their distinct ``name_digests`` (``b""`` = no name):
+        the same ``(tokens, counts)``, with no Python object per row."""
+        unique_counts = np.fromiter((len(row) // 8 for row in distinct_rows), dtype=np.int64,
+                                    count=len(distinct_rows))
+        codes = np.asarray(codes, dtype=np.int64)
+        counts = unique_counts[codes] if len(distinct_rows) else np.zeros(len(codes), dtype=np.int64)
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64), counts
+        digests = np.frombuffer(b"".join(distinct_rows), dtype=np.uint8).reshape(-1, 8)
+        unique_starts = np.zeros(len(distinct_rows), dtype=np.int64)
+        np.cumsum(unique_counts[:-1], out=unique_starts[1:])
+        row_starts = np.zeros(len(codes), dtype=np.int64)
+        np.cumsum(counts[:-1], out=row_starts[1:])
+        # token j of the run belongs to row r: its digest is the distinct row's (j - row start)-th
+        token_index = np.repeat(unique_starts[codes] - row_starts, counts) + np.arange(total, dtype=np.int64)
+        blocks = np.zeros((total, 16), dtype=np.uint8)
+        blocks[:, 0:8] = digests[token_index]
+        salt_per_token = np.repeat(np.asarray(salts, dtype=np.int64), counts)
+        blocks[:, 8:12] = salt_per_token.astype(">u4").view(np.uint8).reshape(total, 4)
+        blocks[:, 12:16] = np.frombuffer(_NAME_TAG, dtype=np.uint8)
+        return self._prf(self._name_cipher, blocks), counts
+
     @staticmethod
     def _prf(cipher: Cipher, blocks: np.ndarray) -> np.ndarray:
         return encrypt_blocks(cipher, blocks)[:, :8].copy().view(">i8").ravel().astype(np.int64)
+
+
+def _gather_tokens(distinct_tokens: Sequence[bytes], codes: np.ndarray,
+                   validity: pa.Array | None) -> pa.FixedSizeBinaryArray:
+    """A ``binary(16)`` column whose row *i* is ``distinct_tokens[codes[i]]``, null where ``validity`` is null or
+    false (``validity`` is an array whose validity bitmap, or boolean values, say which rows have a token)."""
+    size = len(codes)
+    if len(distinct_tokens):
+        table = np.frombuffer(b"".join(distinct_tokens), dtype=np.uint8).reshape(-1, TOKEN_BYTES)
+        data = table[codes]
+    else:
+        data = np.zeros((size, TOKEN_BYTES), dtype=np.uint8)
+    valid_buffer = None
+    null_count = 0
+    if validity is not None:
+        mask = validity.is_valid() if not pa.types.is_boolean(validity.type) else validity.fill_null(False)
+        null_count = size - int(pc.sum(mask.cast(pa.int64())).as_py() or 0)
+        if null_count:
+            valid_buffer = mask.buffers()[1] if mask.offset == 0 else pa.array(mask.to_numpy(
+                zero_copy_only=False)).buffers()[1]
+    if null_count:
+        data = data.copy()
+        data[~np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)] = 0  # null slots hold zeros
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(TOKEN_BYTES), size,
+                                               [valid_buffer, pa.py_buffer(np.ascontiguousarray(data))],
+                                               null_count=null_count)
 
 
 def name_variants(normalised_name: str, pinyin: Sequence[str]) -> list[str]:

@@ -31,7 +31,7 @@ from matchkit.encode.columns import (
     NAME_FUZZY,
     person_column,
 )
-from matchkit.encode.person import Encoder, name_variants
+from matchkit.encode.person import Encoder
 from matchkit.normalize import dates, ids, names, values
 from matchkit.normalize.ids_vec import valid_id18
 from matchkit.schema import Column, Entity, Schema
@@ -115,8 +115,10 @@ def cached_map(values: Iterable[Any], function: Callable[[Any], Any], cache: dic
     return results
 
 
-def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, Any] | None = None) -> list[Any]:
-    """``[parser(v) for v in raw]``, calling the parser once per distinct value (and once per run with a cache)."""
+def unique_map(raw: np.ndarray, parser: Callable[[str], Any],
+               cache: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Any]]:
+    """``(codes, results)``: ``parser`` applied once per distinct value of ``raw`` (and once per run with a
+    cache), and each row's code into those results (missing values are a value of their own)."""
     codes, uniques = factorize(raw, missing_as_value=True)
     if cache is None:
         results = [parser(value) for value in uniques]
@@ -124,6 +126,12 @@ def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, A
         if len(cache) > CACHE_LIMIT:
             cache.clear()
         results = cached_map(uniques, parser, cache)
+    return codes, results
+
+
+def map_unique(raw: np.ndarray, parser: Callable[[str], Any], cache: dict[str, Any] | None = None) -> list[Any]:
+    """``[parser(v) for v in raw]``, calling the parser once per distinct value (and once per run with a cache)."""
+    codes, results = unique_map(raw, parser, cache)
     lookup = np.empty(len(results), dtype=object)
     lookup[:] = results
     return lookup[codes].tolist()
@@ -283,20 +291,20 @@ class TableEncoder:
         values_ = id_raw.copy()
         values_[~fast_ok] = None
         statuses = np.where(fast_ok, "ok", "").astype(object)
+        shaped = fast_ok.copy()  # a canonical value shaped [0-9]{17}[0-9X] (valid or not): near tokens need it
         slow = np.flatnonzero(~fast_ok)
         if len(slow):
             slow_types = id_types[slow] if id_types is not None else np.full(len(slow), "resident", dtype=object)
             pairs = np.array([f"{t}\x1f{v}" for t, v in zip(slow_types.tolist(), id_raw[slow].tolist())],
                              dtype=object)
-            results = map_unique(pairs, _normalize_id_pair, self._cache("id"))
-            values_[slow] = [r.value for r in results]
-            statuses[slow] = [r.status for r in results]
-            slow_gb = slow[gb_type[slow]]
-            for position, value, status in zip(slow_gb.tolist(), values_[slow_gb].tolist(),
-                                               statuses[slow_gb].tolist()):
-                born = ids.birth_date_from_id(value) if value else None
-                if born is not None:
-                    id_birth[position] = _yyyymmdd(born)
+            codes, results = unique_map(pairs, _normalize_id_pair, self._cache("id"))
+            distinct_values = np.empty(len(results), dtype=object)
+            distinct_values[:] = [r[0].value for r in results]
+            values_[slow] = distinct_values[codes]
+            distinct_statuses = np.array([r[0].status for r in results], dtype=object)
+            statuses[slow] = distinct_statuses[codes]
+            id_birth[slow] = np.array([r[1] for r in results], dtype=np.int64)[codes]
+            shaped[slow] = np.array([r[2] for r in results], dtype=bool)[codes]
         valid = statuses == "ok"
         if entity.required:
             faults.add(id_blank, entity.id, "missing_value")
@@ -304,15 +312,15 @@ class TableEncoder:
         if entity.invalid_id == "reject":
             for status in sorted(set(statuses[invalid].tolist())):
                 faults.add(invalid & (statuses == status), entity.id, f"invalid_id_{status}")
-        if id_types is None:
-            canonical = ["RID:" + v if ok else None for ok, v in zip(valid.tolist(), values_.tolist())]
+        # canonical ID messages: RID:<18 chars> for GB 11643 types, <type>:<value> for the others
+        value_array = pa.array(values_, type=pa.string(), mask=~valid)
+        if id_types is None or gb_type[valid].all():
+            prefixes: Any = pa.scalar("RID:")
         else:
-            canonical = [
-                None if not ok else (f"RID:{v}" if gb else f"{t}:{v}")
-                for ok, gb, t, v in zip(valid.tolist(), gb_type.tolist(), id_types.tolist(), values_.tolist())
-            ]
+            prefixes = pa.array(np.where(gb_type, "RID:", id_types + ":"), type=pa.string())
+        canonical = pc.binary_join_element_wise(prefixes, value_array, "")
         columns: dict[str, Any] = {
-            person_column(prefix, ID_TOKEN): pa.array(self.encoder.id_tokens(canonical), type=pa.binary(16)),
+            person_column(prefix, ID_TOKEN): self.encoder.id_token_array(canonical),
             person_column(prefix, ID_VALID): pa.array(valid, mask=id_blank),
         }
         # birth date: the entity's own column when present and valid, else the date inside a GB 11643 ID
@@ -328,27 +336,24 @@ class TableEncoder:
                 faults.add(bad & (reasons == reason), entity.birth_date, reason)
             salts = np.where(column_dates > 0, column_dates, salts)
         if entity.fuzzy:
-            shaped = np.array([ids.id_body17(v) is not None for v in values_.tolist()], dtype=bool) \
-                if len(slow) else np.ones(size, dtype=bool)
-            bodies = [v[:17] for v in values_[shaped].tolist()]
-            near = self.encoder.id_near_tokens(bodies)
+            near = self.encoder.id_near_tokens_ascii(_id_bodies(values_[shaped]))
             columns[person_column(prefix, ID_NEAR)] = _fixed_lists(near, shaped)
             if entity.person_name:
-                digest_rows = map_unique(raw[entity.person_name], self._name_digests_or_fault, self._cache("name"))
-                bad_name = np.array([isinstance(r, str) for r in digest_rows], dtype=bool)
+                codes, digest_rows = unique_map(raw[entity.person_name], self._name_digests_or_fault,
+                                                self._cache("name"))
+                bad_name = np.array([isinstance(r, str) for r in digest_rows], dtype=bool)[codes]
                 faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
                 rows = [r if isinstance(r, bytes) else b"" for r in digest_rows]
-                tokens, counts = self.encoder.name_fuzzy_arrays(rows, salts)
+                tokens, counts = self.encoder.name_fuzzy_by_code(rows, codes, salts)
                 offsets = np.zeros(size + 1, dtype=np.int32)
                 np.cumsum(counts, out=offsets[1:])
                 columns[person_column(prefix, NAME_FUZZY)] = pa.ListArray.from_arrays(
                     pa.array(offsets), pa.array(tokens, type=pa.int64()), mask=pa.array(counts == 0))
             else:
                 columns[person_column(prefix, NAME_FUZZY)] = pa.nulls(size, pa.list_(pa.int64()))
-            columns[person_column(prefix, DOB_TOKEN)] = pa.array([self.encoder.dob_token(s) if s else None
-                                                     for s in salts.tolist()], type=pa.binary(16))
+            columns[person_column(prefix, DOB_TOKEN)] = self.encoder.dob_token_array(salts)
         elif entity.person_name:
-            problems = map_unique(raw[entity.person_name], names.name_problem, self._cache("name_problem"))
+            problems = map_unique(raw[entity.person_name], _name_problem, self._cache("name_problem"))
             bad_name = np.array([p is not None and p != "empty" for p in problems], dtype=bool)
             faults.add(bad_name & ~blank[entity.person_name], entity.person_name, "invalid_name")
         if entity.keep_birth_month:
@@ -358,10 +363,12 @@ class TableEncoder:
         return columns
 
     def _name_digests_or_fault(self, raw: str) -> bytes | str | None:
-        variants = _name_variants_or_fault(raw)
-        if variants is None or isinstance(variants, str):
-            return variants
-        return self.encoder.name_digests(variants)
+        """``name_digests`` of the name's variants, or a reason code, or None when empty (memoised per name by the
+        caller)."""
+        parts = _name_parts_or_fault(raw)
+        if parts is None or isinstance(parts, str):
+            return parts
+        return self.encoder.name_digests_of(*parts)
 
 
 def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
@@ -375,7 +382,10 @@ def _fixed_lists(matrix: np.ndarray, present: np.ndarray) -> pa.Array:
 
 
 def _is_none(values: np.ndarray) -> np.ndarray:
-    return np.fromiter((v is None for v in values.tolist()), dtype=bool, count=len(values))
+    """Which cells are None (the cells hold parser results: text, numbers, dates, None)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(values == None, dtype=bool)  # elementwise on an object array
 
 
 def _present(values: list[Any]) -> np.ndarray:
@@ -425,19 +435,38 @@ class RecordIdChecker:
         return table.filter(pa.array(~repeated)), [(line, self.column, "duplicate_record_id") for line in lines]
 
 
-def _normalize_id_pair(pair: str) -> ids.IdResult:
+def _normalize_id_pair(pair: str) -> tuple[ids.IdResult, int, bool]:
+    """``(result, birth, shaped)`` of one ``type\x1fvalue`` pair: the normalised ID; for a GB 11643 type the birth
+    date inside its canonical value as YYYYMMDD (0 when none, whether the ID is valid or not); and whether that
+    value is shaped ``[0-9]{17}[0-9X]`` (near tokens are built from its body)."""
     id_type, _, value = pair.partition("\x1f")
-    if not value.strip():
-        return ids.IdResult(None, "empty")
-    return ids.normalize_id(value, id_type)
+    result = ids.IdResult(None, "empty") if not value.strip() else ids.normalize_id(value, id_type)
+    birth = 0
+    if result.value and id_type in ids.GB11643_TYPES:
+        born = ids.birth_date_from_id(result.value)
+        if born is not None:
+            birth = _yyyymmdd(born)
+    return result, birth, ids.id_body17(result.value) is not None
+
+
+def _id_bodies(values: np.ndarray) -> bytes:
+    """The 17-digit bodies of canonical values all shaped ``[0-9]{17}[0-9X]``, concatenated as ASCII."""
+    if len(values) == 0:
+        return b""
+    joined = np.frombuffer("".join(values.tolist()).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+    return joined[:, :17].tobytes()
 
 
 MAX_NAME_CHARS = 100  # longer is not a name, and its deletion variants would cost quadratic time and memory
 _PLAIN_CJK_NAME = re.compile(r"[\u4e00-\u9fff]{1,20}")
 
 
-def _name_variants_or_fault(raw: str) -> list[str] | str | None:
-    """The name's variants, or a reason code when the name is unusable, or None when empty."""
+def _name_parts_or_fault(raw: str) -> tuple[str, tuple[str, ...]] | str | None:
+    """``(normalised name, its pinyin)``, or a reason code when the name is unusable, or None when empty."""
+    if type(raw) is str and len(raw) <= 20 and _PLAIN_CJK_NAME.fullmatch(raw):  # the common case, fast
+        normalised = names.normalize_plain_cjk_name(raw)
+        if normalised is not None:
+            return normalised, names.name_pinyin(normalised)
     if not str(raw).strip():
         return None
     if len(raw) > MAX_NAME_CHARS:
@@ -451,7 +480,16 @@ def _name_variants_or_fault(raw: str) -> list[str] | str | None:
     normalised = names.normalize_name(raw)
     if normalised is None:
         return None
-    return name_variants(normalised, names.name_pinyin(normalised))
+    return normalised, names.name_pinyin(normalised)
+
+
+def _name_problem(raw: Any) -> str | None:
+    """``names.name_problem``, with the common case (plain ideographs) decided without the general pipeline."""
+    if type(raw) is str and len(raw) <= 20 and _PLAIN_CJK_NAME.fullmatch(raw):
+        normalised = names.normalize_plain_cjk_name(raw)
+        if normalised is not None and normalised.isalpha():
+            return None
+    return names.name_problem(raw)
 
 
 def _yyyymmdd(value: date) -> int:

@@ -347,6 +347,8 @@ def normalize_id(raw: Any, id_type: Any = "resident", *, today: _dt.date | None 
             trimmed = raw.strip().upper()
             if _is_id18_shape(trimmed):
                 return _validate18(trimmed, _today_int(today))
+            if len(trimmed) == 15 and trimmed.isdigit():  # a legacy number: what the general path below does
+                return _validate18(upgrade_15(trimmed), _today_int(today))
 
     canonical = _canonical_text(raw)
     if isinstance(canonical, IdResult):

@@ -29,7 +29,8 @@ from typing import Any
 
 from matchkit.normalize.values import to_text
 
-__all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem", "normalize_name"]
+__all__ = ["COMPOUND_SURNAMES", "SURNAME_READINGS", "name_pinyin", "name_problem", "normalize_name",
+           "normalize_plain_cjk_name"]
 
 MIDDLE_DOT = "\u00b7"
 
@@ -102,6 +103,21 @@ def _simplify_char(char: str) -> str:
     return current
 
 
+class _SimplifyTable(dict[int, str]):
+    """``str.translate`` table for :func:`_simplify` on text of CJK ideographs: a code point's simplified form,
+    looked up through :func:`_simplify_char` the first time it is met."""
+
+    def __missing__(self, code: int) -> str:
+        simple = _T2S.get(chr(code))
+        if simple is None:
+            simple = _simplify_char(chr(code))
+        self[code] = simple
+        return simple
+
+
+_SIMPLIFY_TABLE = _SimplifyTable()
+
+
 def _simplify(text: str) -> str:
     table = _T2S
     out = []
@@ -164,6 +180,24 @@ def normalize_name(raw: Any) -> str | None:
                 break
             text = again
     return text or None
+
+
+_URO_ONLY = re.compile("[\u4e00-\u9fff]+")
+
+
+def normalize_plain_cjk_name(raw: str) -> str | None:
+    """``normalize_name(raw)`` for a non-empty ``raw`` made only of CJK Unified Ideographs (U+4E00–U+9FFF), the
+    common case, without the general pipeline: such a string has no whitespace, separators, case or invisible
+    characters and is NFKC-stable, so only the traditional → simplified step can change it, and when its result is
+    again plain ideographs one pass is the fixed point ``normalize_name`` stops at. Any other input, or a simplified
+    form that leaves the block, takes ``normalize_name`` itself. ``tests/test_normalize_names.py`` checks both agree.
+    """
+    if type(raw) is not str or not _URO_ONLY.fullmatch(raw):
+        return normalize_name(raw)
+    text = raw.translate(_SIMPLIFY_TABLE)  # = _simplify(raw): every character is at or above U+2E80
+    if text == raw or _URO_ONLY.fullmatch(text):
+        return text
+    return normalize_name(raw)
 
 
 _ALLOWED_PUNCTUATION = frozenset(f"{MIDDLE_DOT} '-.")

@@ -148,6 +148,11 @@ def entry_tag_and_pad(y: bytes, seal_id: bytes, index: int) -> tuple[bytes, byte
     return out[:16], out[16:64]
 
 
+def entry_label(seal_id: bytes, index: int) -> bytes:
+    """The HMAC message of :func:`entry_tag_and_pad`: ``HMAC-SHA512(y, entry_label(seal, i))`` is ``tag || pad``."""
+    return _ENTRY_LABEL + seal_id + struct.pack(">I", index)
+
+
 def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, bytes]]:
     out = []
     for secret, seal_id, x, count in args:

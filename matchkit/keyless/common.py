@@ -153,22 +153,23 @@ def entry_label(seal_id: bytes, index: int) -> bytes:
     return _ENTRY_LABEL + seal_id + struct.pack(">I", index)
 
 
-def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int]]) -> list[tuple[bytes, bytes]]:
+def _seal_chunk(args: list[tuple[bytes, bytes, bytes, int, int]]) -> list[tuple[bytes, bytes]]:
     out = []
-    for secret, seal_id, x, count in args:
+    for secret, seal_id, x, first, count in args:
         y = oprf.evaluate(secret, x)
         label = _ENTRY_LABEL + seal_id
-        out.append((content_value(y),
-                    b"".join(hmac.digest(y, label + struct.pack(">I", i), "sha512") for i in range(count))))
+        out.append((content_value(y), b"".join(hmac.digest(y, label + struct.pack(">I", i), "sha512")
+                                               for i in range(first, first + count))))
     return out
 
 
-def seal_values_many(secret: bytes, seal_id: bytes, inputs: list[tuple[bytes, int]], workers: int | None = None
+def seal_values_many(secret: bytes, seal_id: bytes, inputs: list[tuple[bytes, int, int]], workers: int | None = None
                      ) -> list[tuple[bytes, bytes]]:
-    """For each (OPRF input, occurrences): its content value ``z`` and, concatenated, the 64 bytes ``tag || pad``
-    of each occurrence (see :func:`entry_tag_and_pad`), all derived in the worker processes (``y`` never leaves
-    them). One bytes object per input, not one per entry: the parent holds them all at once."""
-    return oprf.parallel_map(_seal_chunk, [(secret, seal_id, x, count) for x, count in inputs], workers)
+    """For each (OPRF input, first occurrence, occurrences): its content value ``z`` and, concatenated, the 64 bytes
+    ``tag || pad`` of each occurrence ``first, first + 1, ...`` (see :func:`entry_tag_and_pad`), all derived in the
+    worker processes (``y`` never leaves them). One bytes object per input, not one per entry."""
+    return oprf.parallel_map(_seal_chunk, [(secret, seal_id, x, first, count) for x, first, count in inputs],
+                             workers)
 
 
 def xor(a: bytes, b: bytes) -> bytes:

@@ -1,0 +1,84 @@
+"""seal streams its input chunk by chunk: the table it writes opens exactly the rows a one-chunk seal opens.
+
+Row ids (with the occurrence numbers of repeated identical rows) and the occurrence numbers of evidence inputs are
+counted over the whole input, across chunks; rows and entries are spilled to temporary files beside the output and
+written in row-id and tag order at the end (the spill folder is removed)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from matchkit.jobs.keyless import request_file, seal_file
+from matchkit.keyless.answer import answer_file
+from matchkit.keyless.common import new_oprf_key
+from matchkit.keyless.opener import open_request
+from matchkit.keyless.sealed import _Counts, open_sealed
+from tests.test_privacy import sample_file
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("stream")
+    with open(sample_file("education"), encoding="utf-8-sig", newline="") as handle:
+        header, *rows = list(csv.reader(handle))
+    # identical rows far apart (different chunks) and side by side: their occurrence numbers span chunks
+    rows = [*rows, rows[0], rows[1], rows[1], rows[len(rows) // 2]]
+    extract = out / "education.csv"
+    with open(extract, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    key = new_oprf_key()
+    whole = seal_file("education", extract, key, out / "whole.parquet", tax_year=2024)
+    chunked = seal_file("education", extract, key, out / "chunked.parquet", tax_year=2024, chunk_rows=7)
+    request_file(sample_file("claims"), out / "request.parquet", out / "state", tax_year=2024)
+    answer_file(out / "request.parquet", key, out / "answer.parquet")
+    for name in ("whole", "chunked"):
+        open_request(out / "state", {"education": out / "answer.parquet"},
+                     {"education": out / f"{name}.parquet"}, out / f"opened_{name}")
+    return {"out": out, "whole": whole, "chunked": chunked, "rows": len(rows)}
+
+
+def test_a_chunked_seal_opens_the_same_rows(sealed: dict) -> None:
+    out = sealed["out"]
+    whole = pq.read_table(out / "opened_whole" / "education.parquet")
+    chunked = pq.read_table(out / "opened_chunked" / "education.parquet")
+    assert whole.num_rows > 0
+    assert whole.equals(chunked)
+
+
+def test_a_chunked_seal_has_the_same_row_ids_and_entries(sealed: dict) -> None:
+    out = sealed["out"]
+    whole, chunked = open_sealed(out / "whole.parquet"), open_sealed(out / "chunked.parquet")
+    assert set(whole.rows) == set(chunked.rows)  # repeated rows numbered across chunks, as in one chunk
+    assert len(whole.entry_tags) == len(chunked.entry_tags) == sealed["whole"].entries
+    assert sealed["chunked"].rows_sealed == sealed["whole"].rows_sealed
+    assert sealed["whole"].rows_in == sealed["rows"]
+    # rows in row-id order and entries in tag order in the file, whatever the chunks
+    table = pq.read_table(out / "chunked.parquet")
+    kinds = table.column("kind").to_pylist()
+    row_ids = [r for r, k in zip(table.column("row_id").to_pylist(), kinds) if k == 0]
+    tags = [t for t, k in zip(table.column("tag").to_pylist(), kinds) if k == 1]
+    assert row_ids == sorted(row_ids) and tags == sorted(tags)
+
+
+def test_no_spill_is_left_behind(sealed: dict) -> None:
+    assert not list(sealed["out"].glob(".matchkit-seal-*"))
+
+
+def test_counts_over_many_runs() -> None:
+    counts = _Counts()
+    seen: dict[bytes, int] = {}
+    for chunk in range(40):
+        keys = [bytes([k % 7, chunk % 3]) * 8 for k in range(chunk % 11 + 1)]
+        keys = list(dict.fromkeys(keys))
+        before = counts.add(keys, [2] * len(keys))
+        assert before == [seen.get(k, 0) for k in keys]
+        for k in keys:
+            seen[k] = seen.get(k, 0) + 2
+    assert counts.occurrences([b"a" * 16, b"b" * 16, b"a" * 16]) == [0, 0, 1]
+    assert counts.occurrences([b"a" * 16]) == [2]

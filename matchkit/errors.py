@@ -17,6 +17,18 @@ class MatchkitError(Exception):
         self.path = str(path) if path is not None else None
         super().__init__(f"{self.path}: {message}" if self.path else message)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Raised in a Dask worker, re-raised here: rebuilt as it was (same class, message and attributes), not by
+        # calling __init__ again with the formatted message.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[MatchkitError], args: tuple[object, ...], state: dict[str, object]) -> MatchkitError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class KeyFileError(MatchkitError):
     """A key file is missing, unreadable, too open, malformed or too short."""

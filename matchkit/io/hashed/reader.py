@@ -56,6 +56,18 @@ class HashedFile:
         except Exception as exc:  # a damaged footer can fail in any decoder (e.g. UnicodeDecodeError)
             raise ManifestError("hashed file cannot be read (corrupt?)", path=self.path) from exc
 
+    def iter_batches(self, columns: Sequence[str] | None = None, batch_rows: int = 1 << 18) -> Iterator[pa.RecordBatch]:
+        """The rows in file order, ``batch_rows`` at a time (never the whole file in memory); only ``columns``
+        (those the file has, in the order asked) when given."""
+        try:
+            parquet = pq.ParquetFile(self.path)
+            present = None if columns is None else [c for c in columns if c in parquet.schema_arrow.names]
+            yield from parquet.iter_batches(columns=present, batch_size=batch_rows)
+        except MatchkitError:
+            raise
+        except Exception as exc:  # a damaged file can fail in any decoder
+            raise ManifestError("hashed file cannot be read (corrupt?)", path=self.path) from exc
+
 
 def _footer_metadata(target: Path) -> dict[bytes, bytes]:
     if not target.is_file():

@@ -14,7 +14,8 @@ import pytest
 
 from matchkit.jobs.keyless import request_file, seal_file
 from matchkit.keyless.answer import answer_file
-from matchkit.keyless.common import new_oprf_key
+from matchkit.cli.main import main
+from matchkit.keyless.common import new_oprf_key, write_oprf_key
 from matchkit.keyless.opener import open_request
 from matchkit.keyless.sealed import _Counts, open_sealed
 from tests.test_privacy import sample_file
@@ -33,13 +34,21 @@ def sealed(tmp_path_factory: pytest.TempPathFactory) -> dict:
         writer.writerow(header)
         writer.writerows(rows)
     key = new_oprf_key()
+    write_oprf_key(key, out / "agency.oprf")
     whole = seal_file("education", extract, key, out / "whole.parquet", tax_year=2024)
     chunked = seal_file("education", extract, key, out / "chunked.parquet", tax_year=2024, chunk_rows=7)
+    # sealing and answering as tasks of the scheduler layer (Dask's multiprocessing scheduler)
+    assert main(["seal", "education", str(extract), "--oprf-key", str(out / "agency.oprf"), "--tax-year", "2024",
+                 "-o", str(out / "scheduled.parquet"), "--scheduler", "processes"]) == 0
     request_file(sample_file("claims"), out / "request.parquet", out / "state", tax_year=2024)
     answer_file(out / "request.parquet", key, out / "answer.parquet")
-    for name in ("whole", "chunked"):
+    assert main(["answer", str(out / "request.parquet"), "--oprf-key", str(out / "agency.oprf"), "-o",
+                 str(out / "answer_scheduled.parquet"), "--scheduler", "processes"]) == 0
+    for name in ("whole", "chunked", "scheduled"):
         open_request(out / "state", {"education": out / "answer.parquet"},
                      {"education": out / f"{name}.parquet"}, out / f"opened_{name}")
+    open_request(out / "state", {"education": out / "answer_scheduled.parquet"},
+                 {"education": out / "whole.parquet"}, out / "opened_answer_scheduled")
     return {"out": out, "whole": whole, "chunked": chunked, "rows": len(rows)}
 
 
@@ -82,3 +91,12 @@ def test_counts_over_many_runs() -> None:
             seen[k] = seen.get(k, 0) + 2
     assert counts.occurrences([b"a" * 16, b"b" * 16, b"a" * 16]) == [0, 0, 1]
     assert counts.occurrences([b"a" * 16]) == [2]
+
+
+def test_sealing_and_answering_on_the_scheduler_open_the_same_rows(sealed: dict) -> None:
+    out = sealed["out"]
+    whole = pq.read_table(out / "opened_whole" / "education.parquet")
+    assert pq.read_table(out / "opened_scheduled" / "education.parquet").equals(whole)
+    assert pq.read_table(out / "opened_answer_scheduled" / "education.parquet").equals(whole)
+    # the answers themselves are equal element for element: BlindEvaluate is deterministic
+    assert pq.read_table(out / "answer_scheduled.parquet").equals(pq.read_table(out / "answer.parquet"))

@@ -34,6 +34,7 @@ from matchkit.keyless.opener import OpenResult, open_request
 from matchkit.keyless.reading import Encoded, EncodeInput
 from matchkit.keyless.request import RequestResult
 from matchkit.keyless.sealed import SealResult, merge_tables
+from matchkit.runtime.cluster import Runner, Scheduler, open_runner
 from matchkit.schema import Schema, load_schema
 from matchkit.security.signing import SigningKey, load_signing_key
 
@@ -128,14 +129,16 @@ def seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey,
               tax_year: int, purpose: str | None = None, rejects_path: str | Path | None = None,
               encoding: str = "auto", previous: str | Path | None = None, signing_key: SigningKey | None = None,
               audit_log: str | Path | None = None, workers: int | None = None, allow_empty: bool = False,
-              chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SealResult:
+              chunk_rows: int = DEFAULT_CHUNK_ROWS, runner: Runner | None = None,
+              key_path: str | Path | None = None) -> SealResult:
     """Seal one raw extract (:func:`matchkit.keyless.sealed.seal_file`), read as ``hash`` reads it, chunk by
     chunk (``chunk_rows`` rows of the input at a time: memory is set by the chunk, not by the input)."""
     with _reading(input_path, [output], rejects_path=rejects_path, encoding=encoding, workers=workers,
                   allow_empty=allow_empty, chunk_rows=chunk_rows) as read:
         return sealed_lib.seal_file(source, input_path, key, output, tax_year=tax_year, encode_input=read,
                                     purpose=purpose, rejects_path=rejects_path, previous=previous,
-                                    signing_key=signing_key, audit_log=audit_log, workers=workers)
+                                    signing_key=signing_key, audit_log=audit_log, workers=workers,
+                                    runner=runner, key_path=key_path)
 
 
 def request_file(claims_input: str | Path, output: str | Path, state_path: str | Path, *,
@@ -162,12 +165,25 @@ def new_oprf_key_job(output: str | Path, *, purposes: Sequence[str], years: tupl
 def seal_job(source: str, input_path: str | Path, oprf_key: str | Path, output: str | Path, *, tax_year: int,
              rejects: str | Path | None = None, previous: str | Path | None = None, sign: str | Path | None = None,
              encoding: str = "auto", purpose: str | None = None, audit_log: str | Path | None = None,
-             allow_empty: bool = False) -> SealResult:
+             allow_empty: bool = False, scheduler: str | Scheduler | None = None) -> SealResult:
+    """``scheduler`` (``--scheduler``): the OPRF evaluations run as tasks of the scheduler layer
+    (:mod:`matchkit.runtime.cluster`), each reading the key from ``oprf_key``."""
     key = load_oprf_key(oprf_key)
     signing_key = load_signing_key(sign) if sign else None
-    return seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose, rejects_path=rejects,
-                     encoding=encoding, previous=previous, signing_key=signing_key, audit_log=audit_log,
-                     allow_empty=allow_empty)
+    with _runner(scheduler) as runner:
+        return seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose, rejects_path=rejects,
+                         encoding=encoding, previous=previous, signing_key=signing_key, audit_log=audit_log,
+                         allow_empty=allow_empty, runner=runner, key_path=oprf_key if runner else None)
+
+
+@contextlib.contextmanager
+def _runner(scheduler: str | Scheduler | None) -> Iterator[Runner | None]:
+    """No scheduler: None (this process's own worker pool); else the scheduler layer's runner."""
+    if scheduler is None:
+        yield None
+        return
+    with open_runner(scheduler) as runner:
+        yield runner
 
 
 def merge_job(base: str | Path, deltas: Sequence[str | Path], output: str | Path, *, sign: str | Path | None = None,
@@ -183,10 +199,13 @@ def request_job(claims_input: str | Path, output: str | Path, state: str | Path,
 
 
 def answer_job(request: str | Path, oprf_key: str | Path, output: str | Path, *, max_elements: int | None = None,
-               audit_log: str | Path | None = None, sign: str | Path | None = None) -> AnswerResult:
+               audit_log: str | Path | None = None, sign: str | Path | None = None,
+               scheduler: str | Scheduler | None = None) -> AnswerResult:
     key = load_oprf_key(oprf_key)
     signing_key = load_signing_key(sign) if sign else None
-    return answer_file(request, key, output, max_elements=max_elements, audit_log=audit_log, signing_key=signing_key)
+    with _runner(scheduler) as runner:
+        return answer_file(request, key, output, max_elements=max_elements, audit_log=audit_log,
+                           signing_key=signing_key, runner=runner, key_path=oprf_key if runner else None)
 
 
 def open_job(state: str | Path, answers: dict[str, str | Path], tables: dict[str, str | Path], output_dir: str | Path,

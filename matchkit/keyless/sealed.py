@@ -41,14 +41,18 @@ from matchkit.encode.person import ENCODING_VERSION
 from matchkit.errors import OutputFileError
 from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.keyless.common import (
+    TASK_ITEMS,
     EvaluationKey,
     KeylessError,
+    KeyRef,
     OprfKey,
     now,
+    seal_task,
     seal_values_many,
 )
 from matchkit.keyless.evidence import Person, persons_of, token_columns
 from matchkit.keyless.reading import EncodeInput
+from matchkit.runtime.cluster import Runner
 from matchkit.schema import Schema
 from matchkit.security.audit import audited
 from matchkit.security.signing import SigningKey
@@ -223,6 +227,8 @@ def seal_file(
     signing_key: SigningKey | None = None,
     audit_log: str | Path | None = None,
     workers: int | None = None,
+    runner: Runner | None = None,
+    key_path: str | Path | None = None,
 ) -> SealResult:
     """Seal one raw extract in full, or (``previous``) as the delta against a previous full or merged table.
     ``encode_input`` reads ``input_path`` (writing ``rejects_path``): :func:`matchkit.jobs.keyless.seal_file`
@@ -233,7 +239,7 @@ def seal_file(
             record.add_input(previous)
         result = _seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose,
                             rejects_path=rejects_path, encode_input=encode_input, previous=previous,
-                            signing_key=signing_key, workers=workers)
+                            signing_key=signing_key, workers=workers, runner=runner, key_path=key_path)
         record.add_output(result.output, rows=result.rows_sealed)
         record.add_output(result.rejects, rows=result.rows_rejected)
         record.details.update(key_id=result.manifest["key_id"], key_fingerprint=result.manifest["key_fingerprint"],
@@ -249,7 +255,8 @@ def seal_file(
 
 def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey, output: str | Path, *,
                tax_year: int, purpose: str | None, rejects_path: str | Path | None, encode_input: EncodeInput,
-               previous: str | Path | None, signing_key: SigningKey | None, workers: int | None) -> SealResult:
+               previous: str | Path | None, signing_key: SigningKey | None, workers: int | None,
+               runner: Runner | None = None, key_path: str | Path | None = None) -> SealResult:
     from matchkit.schema import load_schema
 
     schema = source if isinstance(source, Schema) else load_schema(source)
@@ -271,6 +278,7 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
                                " merge the deltas first with 'matchkit seal --merge'", path=prev.path)
         prev_ids, chain, base_chain = set(prev.rows), list(prev.chain), list(prev.chain)
         del prev
+    key_ref = None if key_path is None else KeyRef(str(Path(key_path).resolve()), purpose, tax_year)
     seal_id = secrets.token_bytes(16)
     chain.append(seal_id.hex())
     seal_index = len(chain) - 1
@@ -319,7 +327,12 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
                                                                  list(occurrences.values()))))
             tasks = [(x, first_index.get(x, 0), occurrences.get(x, 0)) for x in
                      dict.fromkeys([*evidence, *(x for x in content if x not in z_cache)])]
-            values = seal_values_many(ekey.secret, seal_id, tasks, workers)
+            if runner is None or key_ref is None:
+                values = seal_values_many(ekey.secret, seal_id, tasks, workers)
+            else:  # on the scheduler (--scheduler): each task reads the key from its file
+                values = [value for part in runner.map(seal_task, [
+                    (key_ref, seal_id, tasks[start:start + TASK_ITEMS]) for start in range(0, len(tasks), TASK_ITEMS)
+                ]) for value in part]
             evaluations += len(tasks)
             if len(z_cache) + len(tasks) > _Z_CACHE:
                 z_cache.clear()

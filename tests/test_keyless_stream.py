@@ -100,3 +100,27 @@ def test_sealing_and_answering_on_the_scheduler_open_the_same_rows(sealed: dict)
     assert pq.read_table(out / "opened_answer_scheduled" / "education.parquet").equals(whole)
     # the answers themselves are equal element for element: BlindEvaluate is deterministic
     assert pq.read_table(out / "answer_scheduled.parquet").equals(pq.read_table(out / "answer.parquet"))
+
+
+def test_a_partitioned_table_opens_the_same_rows(sealed: dict, tmp_path: Path) -> None:
+    """``seal -o DIR/`` writes one part per bucket; open, merge and --previous read the folder as one table."""
+    out = sealed["out"]
+    folder = tmp_path / "table"
+    assert main(["seal", "education", str(out / "education.csv"), "--oprf-key", str(out / "agency.oprf"),
+                 "--tax-year", "2024", "-o", f"{folder}/"]) == 0
+    parts = sorted(folder.glob("part-*.parquet"))
+    assert len(parts) == 16
+    table = open_sealed(folder)
+    whole = open_sealed(out / "whole.parquet")
+    assert set(table.rows) == set(whole.rows) and len(table.entry_tags) == len(whole.entry_tags)
+    open_request(out / "state", {"education": out / "answer.parquet"}, {"education": folder}, tmp_path / "opened")
+    assert pq.read_table(tmp_path / "opened" / "education.parquet").equals(
+        pq.read_table(out / "opened_whole" / "education.parquet"))
+    # a delta against the folder, merged into one file: the same rows again
+    assert main(["seal", "education", str(out / "education.csv"), "--oprf-key", str(out / "agency.oprf"),
+                 "--tax-year", "2024", "--previous", str(folder), "-o", str(tmp_path / "delta.parquet")]) == 0
+    assert open_sealed(tmp_path / "delta.parquet").rows == {}
+    # a missing part is refused, naming the folder
+    parts[3].unlink()
+    with pytest.raises(Exception, match="part is missing"):
+        open_sealed(folder)

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seal.add_argument("--oprf-key", metavar="AGENCY.oprf", help="the agency's OPRF key file (mode 0600)")
     seal.add_argument("--tax-year", type=int, metavar="YEAR", help="the tax year the table serves (requests for "
                       "another year do not open it)")
-    seal.add_argument("-o", "--output", required=True, metavar="TABLE.parquet")
+    seal.add_argument("-o", "--output", required=True, metavar="TABLE.parquet",
+                      help="the sealed table; DIR/ (a trailing slash) writes a partitioned table, 16 part files")
     seal.add_argument("--rejects", metavar="R.csv", default=None, help="rejected rows as line,column,reason")
     seal.add_argument("--previous", metavar="PREV.parquet", default=None,
                       help="write only the rows added, changed or removed since this full or merged table")

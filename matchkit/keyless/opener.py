@@ -50,7 +50,7 @@ from matchkit.keyless.common import (
 )
 from matchkit.keyless.evidence import token_columns
 from matchkit.keyless.request import RequestState, load_state, local_int
-from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad
+from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad, sealed_parts
 from matchkit.schema import Schema, load_schema
 from matchkit.security import oprf
 from matchkit.security.audit import audited
@@ -111,7 +111,8 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
     prepared = []
     for name, table_path in tables.items():
         if store is not None:
-            check_artefact_signature(table_path, store)  # the digest: checked as each is read below
+            for part in sealed_parts(table_path):  # a partitioned table: every part signed
+                check_artefact_signature(part, store)  # the digest: checked as each is read below
             check_artefact_signature(answers[name], store)
         table = open_sealed(table_path)
         if table.source != name:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -114,8 +115,47 @@ class SealResult:
 
 
 # --- reading --------------------------------------------------------------------------------------------------------
+def sealed_parts(path: str | Path) -> list[Path]:
+    """The files of a sealed table: the file itself, or the ``part-NN.parquet`` files of a partitioned one (a
+    directory written by ``seal -o DIR/``), refusing a directory with none or with a part missing."""
+    target = Path(path)
+    if not target.is_dir():
+        return [target]
+    parts = sorted(target.glob("part-*.parquet"))
+    if not parts:
+        raise KeylessError("is a folder without sealed table parts (part-NN.parquet)", path=target)
+    return parts
+
+
 def open_sealed(path: str | Path, *, check_digest: bool = True) -> SealedTable:
-    """Read a sealed table (full, delta or merged), refusing anything damaged or not a sealed table."""
+    """Read a sealed table (full, delta or merged; one file or a partitioned folder), refusing anything damaged or
+    not a sealed table."""
+    parts = sealed_parts(path)
+    if len(parts) == 1 and not Path(path).is_dir():
+        return _open_sealed_file(parts[0], check_digest=check_digest)
+    tables = [_open_sealed_file(part, check_digest=check_digest) for part in parts]
+    first = tables[0].manifest
+    expected = first.get("partitions")
+    if expected != len(tables) or sorted(int(t.manifest.get("partition", -1)) for t in tables) != list(range(len(tables))):
+        raise KeylessError(f"holds {len(tables)} parts of a table sealed in {expected!r}: a part is missing or "
+                           "foreign", path=path)
+    for table in tables[1:]:
+        for name in ("seal_id", "chain", "key_fingerprint", "source", "purpose", "tax_year", "table_kind"):
+            if table.manifest.get(name) != first.get(name):
+                raise KeylessError(f"mixes parts of different sealed tables ({name} differs)", path=table.path)
+    merged = SealedTable(Path(path), dict(first))
+    for table in tables:
+        merged.rows.update(table.rows)
+        merged.removed.extend(table.removed)
+    tags = np.concatenate([np.frombuffer(t.entry_tags.tobytes(), dtype=np.uint8).reshape(-1, 16) for t in tables])
+    entries = Entries(tags, np.concatenate([t.entry_seals for t in tables]),
+                      np.concatenate([t.entry_blobs for t in tables])).sorted()
+    merged.entry_tags = np.ascontiguousarray(entries.tags).view("S16").ravel()
+    merged.entry_seals, merged.entry_blobs = entries.seals, entries.blobs
+    return merged
+
+
+def _open_sealed_file(path: str | Path, *, check_digest: bool = True) -> SealedTable:
     from matchkit.keyless.common import manifest_of
 
     target = Path(path)
@@ -371,7 +411,7 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
 
         kind = "delta" if previous is not None else "full"
         manifest = _manifest(schema, ekey, purpose, tax_year, kind, chain, base_chain)
-        manifest.update(rows=rows_added, entries=entry_count, removed=len(removed), oprf_evaluations=evaluations,
+        manifest.update(seal_id=seal_id.hex(), rows=rows_added, entries=entry_count, removed=len(removed), oprf_evaluations=evaluations,
                         rows_in=encoded.rows_in, rows_sealed=rows_sealed, rows_rejected=encoded.rows_rejected,
                         input_name=encoded.input_name, input_format=encoded.input_format,
                         input_encoding=encoded.input_encoding)
@@ -489,10 +529,18 @@ class _Spill:
         return Entries(raw[:, :16], np.full(len(raw), seal_index, dtype=np.int16), raw[:, 16:]).sorted()
 
 
+def is_folder_output(output: str | Path) -> bool:
+    """``-o DIR/`` (a trailing slash) or an existing folder: a partitioned sealed table."""
+    text = str(output)
+    return text.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
 def _write_spilled(output: str | Path, manifest: dict[str, Any], spill: _Spill, seal_index: int,
                    removed: list[bytes], signing_key: SigningKey | None) -> dict[str, Any]:
     """Write the spilled rows (by row id), removals, then entries (by tag), bucket by bucket: the same file as
-    :func:`write_sealed` writes from memory."""
+    :func:`write_sealed` writes from memory — or, for a folder output, one part file per bucket."""
+    if is_folder_output(output):
+        return _write_partitioned(Path(output), manifest, spill, seal_index, removed, signing_key)
     writer = HashedFileWriter(output, TABLE_SCHEMA, unique=["row_id", "tag", "blob"])
     try:
         for bucket in range(SPILL_BUCKETS):
@@ -535,6 +583,38 @@ class Entries:
     def sorted(self) -> Entries:
         order = _tag_order(self.tags)
         return Entries(self.tags[order], self.seals[order], self.blobs[order])
+
+
+def _write_partitioned(folder: Path, manifest: dict[str, Any], spill: _Spill, seal_index: int,
+                       removed: list[bytes], signing_key: SigningKey | None) -> dict[str, Any]:
+    """A partitioned table: ``part-NN.parquet`` holds the rows whose id and the entries whose tag start with bucket
+    NN's four bits (and its removals), each a complete sealed file with the table's manifest plus its partition
+    number. Concatenated in order, the parts hold the rows and entries of the one-file table in the same order."""
+    folder.mkdir(exist_ok=True)
+    written: list[Path] = []
+    body: dict[str, Any] = {}
+    try:
+        for bucket in range(SPILL_BUCKETS):
+            target = folder / f"part-{bucket:02d}.parquet"
+            if target.exists():
+                raise KeylessError("refusing to overwrite a part of an existing sealed table", path=target)
+            writer = HashedFileWriter(target, TABLE_SCHEMA, unique=["row_id", "tag", "blob"])
+            try:
+                _write_rows(writer, [(rid, seal_index, blob) for rid, blob in spill.bucket_rows(bucket)])
+                _write_removed(writer, [rid for rid in removed if rid[0] >> 4 == bucket])
+                _write_entries(writer, spill.bucket_entries(bucket, seal_index))
+                part_manifest = _close_sealed(writer, {**manifest, "partition": bucket,
+                                                       "partitions": SPILL_BUCKETS}, signing_key)
+            except BaseException:
+                writer.abort()
+                raise
+            written.append(target)
+            body = part_manifest
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return {key: value for key, value in body.items() if key != "partition"}
 
 
 def write_sealed(output: str | Path, manifest: dict[str, Any], *, rows: list[tuple[bytes, int, bytes]],
@@ -659,7 +739,7 @@ def _merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | 
         parts.append(_entries_of(delta))
         chain = list(delta.manifest["chain"])
     manifest = dict(table.manifest)
-    for drop in ("content_digest", "base_chain"):
+    for drop in ("content_digest", "base_chain", "seal_id", "partition", "partitions"):
         manifest.pop(drop, None)
     entries = Entries(np.concatenate([p.tags for p in parts]), np.concatenate([p.seals for p in parts]),
                       np.concatenate([p.blobs for p in parts]))

@@ -7,18 +7,19 @@ written in row-id and tag order at the end (the spill folder is removed)."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from matchkit.cli.main import main
 from matchkit.jobs.keyless import request_file, seal_file
 from matchkit.keyless.answer import answer_file
-from matchkit.cli.main import main
 from matchkit.keyless.common import new_oprf_key, write_oprf_key
 from matchkit.keyless.opener import open_request
 from matchkit.keyless.sealed import _Counts, open_sealed
-from tests.test_privacy import sample_file
+from tests.test_privacy import identifying_values, parquet_texts, sample_file
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,12 @@ def test_a_partitioned_table_opens_the_same_rows(sealed: dict, tmp_path: Path) -
     assert main(["seal", "education", str(out / "education.csv"), "--oprf-key", str(out / "agency.oprf"),
                  "--tax-year", "2024", "--previous", str(folder), "-o", str(tmp_path / "delta.parquet")]) == 0
     assert open_sealed(tmp_path / "delta.parquet").rows == {}
+    # privacy: no raw ID, name or birth date of the extract in any part (as for every keyless artefact)
+    raw = identifying_values("education", sample_file("education"))
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(raw, key=len, reverse=True)))
+    for part in parts:
+        text = "\n".join(parquet_texts(part)) + part.read_bytes().decode("latin-1")
+        assert not pattern.search(text), part.name
     # a missing part is refused, naming the folder
     parts[3].unlink()
     with pytest.raises(Exception, match="part is missing"):

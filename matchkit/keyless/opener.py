@@ -82,7 +82,7 @@ def open_request(state_path: str | Path, answers: dict[str, str | Path], tables:
                  output_dir: str | Path, *, trust: str | Path | TrustStore | None = None,
                  workers: int | None = None, audit_log: str | Path | None = None) -> OpenResult:
     with audited(audit_log, "open") as record:
-        for path in [*answers.values(), *tables.values()]:
+        for path in [*answers.values(), *(part for table in tables.values() for part in sealed_parts(table))]:
             record.add_input(path)
         result = _open(state_path, answers, tables, output_dir, trust=trust, workers=workers)
         record.add_output(result.claims, rows=result.claim_lines)

@@ -276,11 +276,16 @@ def seal_file(
     with audited(audit_log, "seal") as record:
         record.add_input(input_path)
         if previous is not None:
-            record.add_input(previous)
+            for part in sealed_parts(previous):
+                record.add_input(part)
         result = _seal_file(source, input_path, key, output, tax_year=tax_year, purpose=purpose,
                             rejects_path=rejects_path, encode_input=encode_input, previous=previous,
                             signing_key=signing_key, workers=workers, runner=runner, key_path=key_path)
-        record.add_output(result.output, rows=result.rows_sealed)
+        if result.output.is_dir():  # a partitioned table: every part, with its digest
+            for part in sealed_parts(result.output):
+                record.add_output(part)
+        else:
+            record.add_output(result.output, rows=result.rows_sealed)
         record.add_output(result.rejects, rows=result.rows_rejected)
         record.details.update(key_id=result.manifest["key_id"], key_fingerprint=result.manifest["key_fingerprint"],
                               source=result.manifest["source"], purpose=result.manifest["purpose"],
@@ -696,7 +701,8 @@ def merge_tables(base: str | Path, deltas: Sequence[str | Path], output: str | P
     """Apply deltas to a full (or merged) base, in order; refuse a gap, a reordering, another key or source."""
     with audited(audit_log, "seal-merge") as record:
         for path in [base, *deltas]:
-            record.add_input(path)
+            for part in sealed_parts(path):
+                record.add_input(part)
         manifest = _merge_tables(base, deltas, output, signing_key=signing_key)
         record.add_output(output, rows=manifest["rows"])
         record.details.update(key_id=manifest["key_id"], key_fingerprint=manifest["key_fingerprint"],

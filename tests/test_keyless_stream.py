@@ -131,3 +131,20 @@ def test_a_partitioned_table_opens_the_same_rows(sealed: dict, tmp_path: Path) -
     parts[3].unlink()
     with pytest.raises(Exception, match="part is missing"):
         open_sealed(folder)
+
+
+def test_a_seal_whose_content_cache_overflows_opens_the_same_rows(sealed: dict, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache of content values between chunks is bounded: cleared when full, what it held is evaluated again."""
+    import matchkit.keyless.sealed as sealed_module
+    from matchkit.keyless.common import load_oprf_key
+
+    out = sealed["out"]
+    monkeypatch.setattr(sealed_module, "_Z_CACHE", 5)
+    small = seal_file("education", out / "education.csv", load_oprf_key(out / "agency.oprf"),
+                      tmp_path / "small.parquet", tax_year=2024, chunk_rows=7)
+    assert small.manifest["oprf_evaluations"] > sealed["chunked"].manifest["oprf_evaluations"]
+    open_request(out / "state", {"education": out / "answer.parquet"}, {"education": tmp_path / "small.parquet"},
+                 tmp_path / "opened")
+    assert pq.read_table(tmp_path / "opened" / "education.parquet").equals(
+        pq.read_table(out / "opened_whole" / "education.parquet"))

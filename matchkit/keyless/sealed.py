@@ -358,6 +358,8 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
             # every distinct OPRF input of the chunk's kept rows, evaluated once on every core: its content value
             # z (from the cache when an earlier chunk had it) and the (tag, pad) of each of its occurrences as
             # evidence, numbered on from the occurrences of earlier chunks, derived in the workers
+            if len(z_cache) > _Z_CACHE:  # before this chunk's inputs are looked up in it
+                z_cache.clear()
             content: dict[bytes, None] = {}
             occurrences: dict[bytes, int] = {}
             for name in entity_names:
@@ -379,8 +381,6 @@ def _seal_file(source: str | Path | Schema, input_path: str | Path, key: OprfKey
                     (key_ref, seal_id, tasks[start:start + TASK_ITEMS]) for start in range(0, len(tasks), TASK_ITEMS)
                 ]) for value in part]
             evaluations += len(tasks)
-            if len(z_cache) + len(tasks) > _Z_CACHE:
-                z_cache.clear()
             pads_of: dict[bytes, bytes] = {}
             for (x, _, count), (z, pads) in zip(tasks, values):
                 z_cache[x] = z

@@ -7,6 +7,7 @@ import sys
 
 from matchkit.cli.audit import add_audit_option
 from matchkit.cli.options import add_key_option, progress_bar
+from matchkit.runtime.cluster import add_scheduler_arguments
 from matchkit.runtime.process import start_hash_process
 from matchkit.security.keys import load_key
 from matchkit.security.signing import load_signing_key
@@ -23,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "medical_insurance) or a schema .toml file")
     parser.add_argument("input", metavar="INPUT", help="raw extract: .csv, .xlsx or .parquet")
     add_key_option(parser)
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.parquet", help="hashed output file")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.parquet|OUT_DIR/",
+                        help="hashed output file, or a directory (a path ending in /) for a "
+                        "partitioned Parquet dataset: parts written as the hashing goes, bound by an index")
     parser.add_argument("--rejects", metavar="REJECTS.csv", default=None,
                         help="write rejected rows as line,column,reason (never the raw value)")
     parser.add_argument("--encoding", default="auto",
@@ -36,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="accept an input with no data rows (a header only) and write an empty hashed file; "
                         "without it such an input is refused (exit 1)")
     add_audit_option(parser)
+    add_scheduler_arguments(parser)
     parser.set_defaults(func=run, start_process=start_hash_process)
 
 
@@ -50,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
                            encoding=args.encoding, purpose=args.purpose,
                            progress=bar.update if bar is not None else None,
                            signing_key=signing_key, audit_log=args.audit_log,
-                           allow_empty=args.allow_empty)
+                           allow_empty=args.allow_empty, scheduler=args.scheduler, partitions=args.partitions)
     finally:
         if bar is not None:
             bar.close()
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_hashed} hashed + {result.rows_rejected} rejected")
     manifest = result.manifest
-    print(f"wrote {result.output} (source {manifest.source}, encoding {manifest.encoding_version}, key {manifest.key_id})")
+    parts = f", {result.parts} parts" if result.parts is not None else ""
+    print(f"wrote {result.output} (source {manifest.source}, encoding {manifest.encoding_version}, key "
+          f"{manifest.key_id}{parts})")
     for field, count in (manifest.linkage.kept_invalid if manifest.linkage else {}).items():
         if count:
             print(f"{field}: {count} values not valid for their type were encoded as written (on_invalid = keep)")

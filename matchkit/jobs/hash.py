@@ -14,10 +14,12 @@ from matchkit.encode.person import ENCODING_VERSION, Encoder
 from matchkit.encode.person_table import RecordIdChecker
 from matchkit.errors import EmptyInputError, MatchkitError
 from matchkit.io.atomic import AtomicFile, remove_published
+from matchkit.io.hashed.dataset import is_dataset_path
 from matchkit.io.hashed.format import BlockingSpec, FieldSpec, LinkageLayout, Manifest, TermFrequencySpec
 from matchkit.io.hashed.writer import HashedFileWriter
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.jobs.encoding import encode_chunks, make_table_encoder
+from matchkit.runtime.cluster import Scheduler
 from matchkit.schema import Column, Schema, load_schema
 from matchkit.security.audit import audited
 from matchkit.security.keys import SharedKey
@@ -34,6 +36,7 @@ class HashResult:
     rows_hashed: int
     rows_rejected: int
     manifest: Manifest
+    parts: int | None = None  # a partitioned dataset's part count (None: a single file)
 
 
 def hash_file(
@@ -51,6 +54,8 @@ def hash_file(
     signing_key: SigningKey | None = None,
     audit_log: str | Path | None = None,
     allow_empty: bool = False,
+    scheduler: str | Scheduler | None = None,
+    partitions: int | None = None,
 ) -> HashResult:
     """Hash one raw extract into a Parquet file with a manifest; write the rejects CSV if a path is given.
 
@@ -61,6 +66,10 @@ def hash_file(
     (:mod:`matchkit.settings`), as for the ``hash`` command. An input with no data rows (a header only, an empty
     sheet or Parquet file) raises ``EmptyInputError`` and writes nothing, unless ``allow_empty`` (then an empty
     hashed file).
+
+    An ``output`` written with a trailing ``/`` (or a directory holding a dataset already) receives a
+    partitioned dataset (:mod:`matchkit.jobs.hash_dataset`, about ``partitions`` parts); ``scheduler``
+    (:mod:`matchkit.runtime.cluster`) hashes its parts on Dask workers, which read the key from ``key.path``.
     """
     audit_log = audit_log if audit_log is not None else settings.audit_log()
     with audited(audit_log, "hash") as record:
@@ -69,9 +78,23 @@ def hash_file(
                               source=source.name if isinstance(source, Schema) else Path(str(source)).name)
         if signing_key is not None:
             record.details.update(signer=signing_key.signer, signer_key_id=signing_key.key_id)
-        result = _hash_file(source, input_path, key, output, rejects_path=rejects_path, encoding=encoding,
-                            purpose=purpose, chunk_rows=chunk_rows, workers=workers, progress=progress,
-                            signing_key=signing_key, allow_empty=allow_empty)
+        if is_dataset_path(output):
+            from matchkit.jobs.hash_dataset import hash_to_dataset
+
+            written = hash_to_dataset(source, input_path, key, output, rejects_path=rejects_path,
+                                      encoding=encoding, purpose=purpose, chunk_rows=chunk_rows, workers=workers,
+                                      progress=progress, signing_key=signing_key, allow_empty=allow_empty,
+                                      scheduler=scheduler, partitions=partitions)
+            result = HashResult(written.output, written.rejects, written.rows_in, written.rows_hashed,
+                                written.rows_rejected, written.manifest, written.parts)
+            record.details.update(parts=written.parts)
+        else:
+            if scheduler is not None or partitions is not None:
+                raise MatchkitError("--scheduler and --partitions write a partitioned dataset: give -o a directory "
+                                    "(a path ending in /)", path=output)
+            result = _hash_file(source, input_path, key, output, rejects_path=rejects_path, encoding=encoding,
+                                purpose=purpose, chunk_rows=chunk_rows, workers=workers, progress=progress,
+                                signing_key=signing_key, allow_empty=allow_empty)
         record.add_output(result.output, rows=result.rows_hashed)
         record.add_output(result.rejects, rows=result.rows_rejected)
         record.details.update(rows_in=result.rows_in, rows_hashed=result.rows_hashed,
@@ -133,34 +156,8 @@ def _hash_file(
                                   path=input_path)
         if rows_in != rows_hashed + rows_rejected:  # pragma: no cover - an internal invariant
             raise MatchkitError("row accounting failed (internal error): please report")
-        linkage = None
-        if schema.kind == "link":
-            linkage = LinkageLayout(
-                record_id=schema.record_id,
-                fields={column.name: field_spec(column) for column in schema.fields},
-                blocking={p.name: BlockingSpec(p.parts) for p in schema.blocking},
-                kept_invalid={note.partition(":")[2]: count for note, count in sorted(notes.items())
-                              if note.startswith("kept_invalid:")},
-                term_frequencies=term_frequency_spec(schema),
-            )
-        manifest = Manifest(
-            source=schema.name,
-            schema_version=schema.version,
-            schema_digest=schema.digest,
-            encoding_version=encoder.encoding_version,
-            purpose=encoder.purpose,
-            key_id=key.key_id,
-            key_fingerprint=key.fingerprint,
-            input_name=Path(input_path).name,
-            input_format=reader.format,
-            input_encoding=reader.encoding,
-            rows_in=rows_in,
-            rows_hashed=rows_hashed,
-            rows_rejected=rows_rejected,
-            tool_version=__version__,
-            created=datetime.now(UTC).replace(microsecond=0).isoformat(),
-            linkage=linkage,
-        )
+        manifest = build_manifest(schema, encoder, key, input_path, reader, rows_in, rows_hashed, rows_rejected,
+                                  notes, datetime.now(UTC).replace(microsecond=0).isoformat())
         if rejects_writer:
             rejects_writer.finish()  # on disk, published only after the hashed file: a failed run leaves neither
         manifest = writer.close(manifest, signing_key=signing_key)
@@ -177,6 +174,40 @@ def _hash_file(
         raise
     return HashResult(output, Path(rejects_path) if rejects_path else None, rows_in, rows_hashed, rows_rejected,
                       manifest)
+
+
+def build_manifest(schema: Schema, encoder: Encoder, key: SharedKey, input_path: str | Path, reader: RawReader,
+                   rows_in: int, rows_hashed: int, rows_rejected: int, notes: dict[str, int], created: str
+                   ) -> Manifest:
+    """The manifest of a hashed file, or of one part of a dataset (its own counts and notes) or of the whole."""
+    linkage = None
+    if schema.kind == "link":
+        linkage = LinkageLayout(
+            record_id=schema.record_id,
+            fields={column.name: field_spec(column) for column in schema.fields},
+            blocking={p.name: BlockingSpec(p.parts) for p in schema.blocking},
+            kept_invalid={note.partition(":")[2]: count for note, count in sorted(notes.items())
+                          if note.startswith("kept_invalid:")},
+            term_frequencies=term_frequency_spec(schema),
+        )
+    return Manifest(
+        source=schema.name,
+        schema_version=schema.version,
+        schema_digest=schema.digest,
+        encoding_version=encoder.encoding_version,
+        purpose=encoder.purpose,
+        key_id=key.key_id,
+        key_fingerprint=key.fingerprint,
+        input_name=Path(input_path).name,
+        input_format=reader.format,
+        input_encoding=reader.encoding,
+        rows_in=rows_in,
+        rows_hashed=rows_hashed,
+        rows_rejected=rows_rejected,
+        tool_version=__version__,
+        created=created,
+        linkage=linkage,
+    )
 
 
 class _RejectsWriter:

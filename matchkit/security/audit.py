@@ -62,9 +62,22 @@ def line_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
 
 
+# A partitioned hashed dataset (``matchkit.io.hashed.dataset``, a layer above this one) is logged by its index:
+DATASET_INDEX_NAME = "_matchkit_dataset.parquet"
+
+
 def file_digest(path: str | Path) -> dict[str, Any] | None:
-    """``{"name", "sha256", "bytes"}`` of a file (its name only, never its folder); None when it does not exist."""
+    """``{"name", "sha256", "bytes"}`` of a file (its name only, never its folder); None when it does not exist.
+
+    A directory holding a partitioned dataset is logged by its name, the SHA-256 of its index (which lists every
+    part's digest, so it identifies every byte of the dataset), the index's name and the bytes of all its files."""
     target = Path(path)
+    if target.is_dir():
+        index = file_digest(target / DATASET_INDEX_NAME)
+        if index is None:
+            return None
+        total = sum(p.stat().st_size for p in target.iterdir() if p.is_file())
+        return {"name": target.name, "sha256": index["sha256"], "bytes": total, "index": DATASET_INDEX_NAME}
     digest = hashlib.sha256()
     try:
         with open(target, "rb") as handle:

@@ -40,7 +40,8 @@ from matchkit.security.signing import (
 
 @dataclass(frozen=True)
 class HashedFile:
-    """A hashed file that passed :func:`open_hashed`, with its manifest."""
+    """A hashed file that passed :func:`open_hashed`, with its manifest. A partitioned dataset
+    (:class:`matchkit.io.hashed.dataset.HashedDataset`) is one too: the same interface over its parts."""
 
     path: Path
     manifest: Manifest
@@ -87,8 +88,13 @@ def _format_version(raw: bytes) -> object:
 
 
 def open_hashed(path: str | Path, *, check_digest: bool = True) -> HashedFile:
-    """Open a hashed file, refusing anything that is not a complete, unaltered matchkit file."""
+    """Open a hashed file, refusing anything that is not a complete, unaltered matchkit file; a directory is opened
+    as a partitioned dataset (:func:`matchkit.io.hashed.dataset.open_dataset`), with the same interface."""
     target = Path(path)
+    if target.is_dir():
+        from matchkit.io.hashed.dataset import open_dataset
+
+        return open_dataset(target, check_digest=check_digest)
     metadata = _footer_metadata(target)
     raw = metadata.get(MANIFEST_KEY)
     if raw is None:
@@ -155,8 +161,13 @@ def check_artefact_signature(path: str | Path, trust: TrustStore) -> SignatureIn
 def check_signature(path: str | Path, trust: TrustStore) -> SignatureInfo:
     """Refuse, naming the file, a hashed file not signed by a key in ``trust`` or changed after it was signed.
     The signature reads the digest's slot as zeros (the digest is filled in after signing), so the digest is
-    checked too: together they cover every byte."""
+    checked too: together they cover every byte. A directory is checked as a partitioned dataset: its index and
+    every part (:func:`matchkit.io.hashed.dataset.check_dataset_signature`)."""
     target = Path(path)
+    if target.is_dir():
+        from matchkit.io.hashed.dataset import check_dataset_signature
+
+        return check_dataset_signature(target, trust)
     record = _footer_metadata(target).get(DIGEST_KEY)
     if record is None:
         open_hashed(target)  # says what is wrong: not a matchkit file, an older format
@@ -190,10 +201,15 @@ def check_compatible(files: Sequence[HashedFile]) -> None:
 
 
 # ---- columns as pandas, for verify ------------------------------------------------------------------------------
-def read_frame(hashed: HashedFile, wanted: set[str], *, keep_open: bool) -> tuple[Any, BinaryIO | None]:
+def read_frame(hashed: HashedFile, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
     """The columns of ``hashed`` named in ``wanted`` (those it has) as a DataFrame (:func:`pandas_types`), and, with
     ``keep_open``, the open file, so that columns read later (:class:`ColumnBatches`) come from the same file as
-    these, not from a file put in its place since."""
+    these, not from a file put in its place since. For a dataset, the parts' rows in order and, with
+    ``keep_open``, the list of the parts' open files (:class:`ColumnBatches` takes either)."""
+    from matchkit.io.hashed.dataset import HashedDataset
+
+    if isinstance(hashed, HashedDataset):
+        return _read_dataset_frame(hashed, wanted, keep_open=keep_open)
     handle: Any = open(hashed.path, "rb")  # noqa: SIM115 - closed below or by ColumnBatches
     try:
         parquet = pq.ParquetFile(handle)
@@ -206,6 +222,23 @@ def read_frame(hashed: HashedFile, wanted: set[str], *, keep_open: bool) -> tupl
         handle.close()
         handle = None
     return table.to_pandas(types_mapper=pandas_types), handle
+
+
+def _read_dataset_frame(dataset: Any, wanted: set[str], *, keep_open: bool) -> tuple[Any, Any]:
+    import pandas as pd
+
+    frames, handles = [], []
+    try:
+        for part in dataset.parts:
+            frame, handle = read_frame(part, wanted, keep_open=keep_open)
+            frames.append(frame)
+            if handle is not None:
+                handles.append(handle)
+    except BaseException:
+        _close_all(handles)
+        raise
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, (handles if keep_open else None)
 
 
 def pandas_types(arrow_type: Any) -> Any:
@@ -230,9 +263,16 @@ class ColumnBatches:
 
     BATCH_ROWS = 1 << 19
 
-    def __init__(self, handles: list[BinaryIO]) -> None:
-        self._handles = handles  # binary file objects, in the order their rows were concatenated
-        weakref.finalize(self, _close_all, list(handles))
+    def __init__(self, handles: Sequence[BinaryIO | Sequence[BinaryIO]]) -> None:
+        # binary file objects, in the order their rows were concatenated; a dataset's parts come as a list
+        flat: list[BinaryIO] = []
+        for handle in handles:
+            if isinstance(handle, (list, tuple)):
+                flat.extend(handle)
+            else:
+                flat.append(handle)  # type: ignore[arg-type]
+        self._handles = flat
+        weakref.finalize(self, _close_all, list(flat))
 
     def batches(self, columns: Sequence[str]) -> Iterator[Any]:
         import numpy as np

@@ -84,15 +84,21 @@ def main() -> None:
     parser.add_argument("--stage-floor-ops", type=int, default=3_000,
                         help="operations per core for the floor measured before and after each stage")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the run folder and skip every stage whose output is already there (a long run "
+                        "interrupted, or stopped between stages, goes on where it was)")
+    parser.add_argument("--data", default=None, help="an existing synth folder (default WORKDIR/synth_N)")
     args = parser.parse_args()
     from matchkit.runtime.workers import default_workers
 
     workers = args.workers or default_workers()
     work = Path(args.workdir)
-    data = work / f"synth_{args.claims}"
+    data = Path(args.data) if args.data else work / f"synth_{args.claims}"
     run_dir = work / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    run_dir.mkdir(parents=True)
+    if not args.resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done_log = run_dir / "stages.jsonl"  # one line per finished stage, written as it finishes
     env = {"MATCHKIT_WORKERS": str(workers)}
     matchkit = [sys.executable, "-m", "matchkit"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores (shared, noisy), Python "
@@ -104,15 +110,27 @@ def main() -> None:
                         str(data), "--formats", "csv"], check=True, capture_output=True)
     results: list[dict] = []
 
+    finished = {}
+    if done_log.exists():
+        for line in done_log.read_text().splitlines():
+            record = json.loads(line)
+            finished[record["stage"]] = record
+
     def stage(name: str, command: list[str], ops: int | None = None, floor_key: str | None = None,
               rows: int | None = None) -> dict:
+        if name in finished:
+            entry = dict(finished[name])
+            results.append(entry)
+            return entry
         # the floor right before and right after the stage: on a shared machine only an adjacent floor compares
         floor_before = floor(workers, args.stage_floor_ops)
+        load_before = os.getloadavg()[0]
         measured = run_measured([*matchkit, *command], env=env)
         floor_after = floor(workers, args.stage_floor_ops)
         if measured.returncode != 0:
             raise SystemExit(f"{name} failed: {measured.stderr[-2000:]}")
         entry = {"stage": name, "seconds": round(measured.seconds, 2), "peak_rss_mb": round(measured.peak_rss_mb),
+                 "load": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                  "floor": {k: (floor_before[k] + floor_after[k]) / 2 for k in floor_before}}
         if rows is not None:
             entry["rows"] = rows
@@ -125,11 +143,17 @@ def main() -> None:
         adjacent = entry["floor"][floor_key]
         entry.update(oprf_ops=ops, ops_per_s=round(rate), floor_ops_per_s=round(adjacent),
                      of_floor=f"{100 * rate / adjacent:.0f}%")
+        if entry["stage"] not in finished:
+            finished[entry["stage"]] = entry
+            with done_log.open("a") as log:
+                log.write(json.dumps(entry) + "\n")
+            print(json.dumps(entry), flush=True)
 
     tables = {}
     for source in EXTRACTS:
         key = run_dir / f"{source}.oprf"
-        subprocess.run([*matchkit, "key", "new-oprf", "-o", str(key)], check=True, capture_output=True)
+        if not key.exists():
+            subprocess.run([*matchkit, "key", "new-oprf", "-o", str(key)], check=True, capture_output=True)
         table = run_dir / f"{source}.table.parquet"
         entry = stage(f"seal {source}", ["seal", source, str(data / f"{source}.csv"), "--oprf-key", str(key),
                                          "--tax-year", "2024", "-o", str(table)])
@@ -163,6 +187,9 @@ def main() -> None:
     entry = stage("verify", ["verify", "--claims", str(run_dir / "opened" / "claims.parquet"),
                              *[str(run_dir / "opened" / f"{s}.parquet") for s in EXTRACTS], "-o",
                              str(run_dir / "flags.csv")])
+    if "verify" not in finished:
+        with done_log.open("a") as log:
+            log.write(json.dumps(entry) + "\n")
     after = floor(workers, args.floor_ops)
     print(f"elements in the request: {elements:,} for {args.claims:,} claim lines "
           f"({elements / args.claims:.1f} per line)")

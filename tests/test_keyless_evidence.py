@@ -111,7 +111,34 @@ def test_the_linker_really_accepts_such_pairs() -> None:
 
 def test_evidence_counts_stay_small() -> None:
     two_characters = Person(b"i" * 16, (1, 2, 3, 4), (10, 11, 12, 13), b"d" * 16)
-    assert len(two_characters.evidence_inputs()) == 1 + 3 * 4 + 4 + 1 + 1  # ID, STRONG/PAIR23, WEAK, BODY, NOID
+    # ID, STRONG/PAIR23 of the three pinyin elements (not of the exact name), WEAK of the pinyin, BODY, NOID
+    assert len(two_characters.evidence_inputs()) == 1 + 3 * 3 + 2 + 1 + 1
     assert len(two_characters.content_inputs()) == 1 + 1 + 4 + 4
     query = Person(b"i" * 16, (1, 2, 3, 4), (10, 11, 12, 13), b"d" * 16)
-    assert len(query.evidence_inputs(query=True)) == 18  # no NOID for a query with an ID
+    assert len(query.evidence_inputs(query=True)) == 13  # no NOID for a query with an ID
+
+
+def _evidence_with_exact_name(person: Person, *, query: bool = False) -> set[bytes]:
+    """The evidence set before issue 13's reduction: element 0 with its own STRONG/PAIR23/WEAK inputs."""
+    from matchkit.keyless.evidence import _PREFIX, _Q, E_PAIR23, E_STRONG, E_WEAK
+
+    out = set(person.evidence_inputs(query=query))
+    near, names = person.near, person.names
+    if near is not None and len(near) == 4 and names:
+        packed = _Q.pack(names[0])
+        out |= {_PREFIX + E_STRONG + packed + b"\x00" + _Q.pack(near[0]),
+                _PREFIX + E_STRONG + packed + b"\x01" + _Q.pack(near[1]),
+                _PREFIX + E_PAIR23 + packed + _Q.pack(near[2]) + _Q.pack(near[3]),
+                _PREFIX + E_WEAK + packed + b"\x02" + _Q.pack(near[2]),
+                _PREFIX + E_WEAK + packed + b"\x03" + _Q.pack(near[3])}
+    return out
+
+
+@settings(max_examples=200)
+@given(pairs())
+def test_leaving_out_the_exact_names_evidence_opens_the_same_rows(pair: tuple[Person, Person]) -> None:
+    """Element 0's STRONG/PAIR23/WEAK inputs are redundant: a pair meets with them exactly when it meets without."""
+    query, person = pair
+    before = bool(_evidence_with_exact_name(query, query=True) & _evidence_with_exact_name(person))
+    after = bool(set(query.evidence_inputs(query=True)) & set(person.evidence_inputs()))
+    assert before == after

@@ -11,6 +11,7 @@ from pathlib import Path
 from matchkit import settings
 from matchkit.cli.audit import add_audit_option
 from matchkit.errors import MatchkitError
+from matchkit.runtime.cluster import add_scheduler_arguments
 
 
 def _audit_log(args: argparse.Namespace) -> str | None:
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seal.add_argument("--oprf-key", metavar="AGENCY.oprf", help="the agency's OPRF key file (mode 0600)")
     seal.add_argument("--tax-year", type=int, metavar="YEAR", help="the tax year the table serves (requests for "
                       "another year do not open it)")
-    seal.add_argument("-o", "--output", required=True, metavar="TABLE.parquet")
+    seal.add_argument("-o", "--output", required=True, metavar="TABLE.parquet",
+                      help="the sealed table; DIR/ (a trailing slash) writes a partitioned table, 16 part files")
     seal.add_argument("--rejects", metavar="R.csv", default=None, help="rejected rows as line,column,reason")
     seal.add_argument("--previous", metavar="PREV.parquet", default=None,
                       help="write only the rows added, changed or removed since this full or merged table")
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="accept an input with no data rows (a header only) and seal an empty table; without it "
                       "such an input is refused (exit 1)")
     add_audit_option(seal)
+    add_scheduler_arguments(seal, partitions=False)
     seal.set_defaults(func=run_seal)
 
     request = subparsers.add_parser(
@@ -72,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="refuse a request with more than N elements")
     answer.add_argument("--sign", metavar="AGENCY.key", default=None, help="sign the answer")
     add_audit_option(answer)
+    add_scheduler_arguments(answer, partitions=False)
     answer.set_defaults(func=run_answer)
 
     opener = subparsers.add_parser(
@@ -118,7 +122,8 @@ def run_seal(args: argparse.Namespace) -> int:
                             "(or --merge BASE DELTA... -o TABLE)")
     result = seal_job(args.source, args.input, args.oprf_key, args.output, tax_year=args.tax_year,
                       rejects=args.rejects, previous=args.previous, sign=args.sign, encoding=args.encoding,
-                      purpose=args.purpose, audit_log=_audit_log(args), allow_empty=args.allow_empty)
+                      purpose=args.purpose, audit_log=_audit_log(args), allow_empty=args.allow_empty,
+                      scheduler=args.scheduler)
     print(f"{args.input}: {result.rows_in} rows in = {result.rows_sealed} sealed + {result.rows_rejected} rejected")
     kind = result.manifest["table_kind"]
     extra = f" ({result.rows_added} added or changed, {result.rows_removed} removed)" if kind == "delta" else ""
@@ -147,7 +152,7 @@ def run_answer(args: argparse.Namespace) -> int:
     from matchkit.jobs.keyless import answer_job
 
     result = answer_job(args.request, args.oprf_key, args.output, max_elements=args.max_elements,
-                        audit_log=_audit_log(args), sign=args.sign)
+                        audit_log=_audit_log(args), sign=args.sign, scheduler=args.scheduler)
     print(f"answered request {result.request_id}: {result.elements} elements -> {result.output}")
     return 0
 

@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from matchkit import __version__
 from matchkit.io.hashed.writer import HashedFileWriter
-from matchkit.keyless.common import KeylessError, OprfKey, manifest_of, now
+from matchkit.keyless.common import TASK_ITEMS, KeylessError, KeyRef, OprfKey, answer_task, manifest_of, now
 from matchkit.keyless.request import ELEMENT_SCHEMA, REQUEST_FORMAT, REQUEST_META_KEY
+from matchkit.runtime.cluster import Runner
 from matchkit.security import oprf
 from matchkit.security.audit import audited
 from matchkit.security.signing import SigningKey
@@ -52,7 +53,10 @@ def read_elements(path: Path, meta_key: bytes, expected_format: str, label: str)
 
 def answer_file(request: str | Path, key: OprfKey, output: str | Path, *, max_elements: int | None = None,
                 audit_log: str | Path | None = None, signing_key: SigningKey | None = None,
-                workers: int | None = None) -> AnswerResult:
+                workers: int | None = None, runner: Runner | None = None, key_path: str | Path | None = None
+                ) -> AnswerResult:
+    """Answer a request; with ``runner`` (``--scheduler``) the evaluations run as scheduler tasks that read the
+    key from ``key_path``."""
     with audited(audit_log, "answer") as record:
         record.add_input(request)
         record.details.update(key_id=key.key_id, max_elements=max_elements)
@@ -75,7 +79,19 @@ def answer_file(request: str | Path, key: OprfKey, output: str | Path, *, max_el
         if max_elements is not None and len(elements) > max_elements:
             raise KeylessError(f"request holds {len(elements)} elements, over the limit of {max_elements}", path=path)
         ekey = key.evaluation_key(purpose, year)
-        results = oprf.blind_evaluate_many(ekey.secret, elements, workers)  # None: not a valid element
+        results: list[bytes | None]
+        if runner is None or key_path is None:
+            results = oprf.blind_evaluate_many(ekey.secret, elements, workers)  # None: not a valid element
+        else:  # on the scheduler (--scheduler): each task reads the key from its file
+            ref = KeyRef(str(Path(key_path).resolve()), purpose, year)
+            results = []
+            for start, (joined, bad) in zip(range(0, len(elements), TASK_ITEMS), runner.map(answer_task, [
+                    (ref, b"".join(elements[start:start + TASK_ITEMS]))
+                    for start in range(0, len(elements), TASK_ITEMS)])):
+                part: list[bytes | None] = [joined[32 * k:32 * k + 32] for k in range(len(joined) // 32)]
+                for k in bad:
+                    part[k] = None
+                results.extend(part)
         evaluated = [e for e in results if e is not None]
         if len(evaluated) != len(results):
             first = results.index(None)

@@ -15,11 +15,19 @@ Evidence inputs (the row opens when one of them equals a requested one) follow t
 claim:
 
 * ``ID``: the exact ID token (the same OPRF input as the ID's content value; the tag and ``z`` use other labels).
-* ``STRONG(v, w)`` for every name element ``v`` and window ``w`` in {0, 1}, and ``PAIR23(v)`` (windows 2 and 3
-  together): cases A and B (two or more shared windows always include window 0 or 1, or are exactly 2 and 3) with
-  a name agreeing to one edit, and case C through a strong window.
-* ``WEAK(v, w)`` for ``v`` the exact or pinyin element (positions 0, 1) and ``w`` in {2, 3}: case C through a weak
-  window — with a name agreeing exactly or phonetically (and so, by the salt, the birth date).
+* ``STRONG(v, w)`` for every name element ``v`` but the exact name and window ``w`` in {0, 1}, and ``PAIR23(v)``
+  (windows 2 and 3 together): cases A and B (two or more shared windows always include window 0 or 1, or are
+  exactly 2 and 3) with a name agreeing to one edit, and case C through a strong window.
+* ``WEAK(v, w)`` for ``v`` the pinyin element (position 1) and ``w`` in {2, 3}: case C through a weak window —
+  with a name agreeing exactly or phonetically (and so, by the salt, the birth date).
+
+The exact name (element 0) carries no ``STRONG``/``PAIR23``/``WEAK`` evidence of its own (issue 13: five fewer
+OPRF evaluations per person and per listed subject). Element 0 is ``"N:" + normalised name`` and element 1
+``"P:" + its pinyin``, both salted by the birth date, and the pinyin is a function of the normalised name: two
+persons whose element 0 is equal have an equal element 1, so each such input of element 0 that two persons share
+is matched by the same input of element 1 — the set of rows a request opens is unchanged. (Element 1 also meets
+the other side's deletion variants, positions 2+, so its ``PAIR23`` stays even though ``WEAK(v1, 2)`` covers it
+against another element 1.) A name with a single element (none is encoded so today) keeps element 0.
 * ``BODY(dob, near0..3)``: case A when a side has no name (the same ID body and birth date).
 * ``NOID(v0)``: case D, the exact name salted by the birth date, requested only for a claim whose subject has no
   ID near tokens at all (an invalid or Excel-damaged ID); every person with a name and a birth date carries it.
@@ -87,13 +95,16 @@ class Person:
         near, names, dob = self.near, self.names, self.dob
         if near is not None and len(near) == 4:
             if names:
-                distinct = list(dict.fromkeys(names))
-                for v in distinct:
+                # element 0 (the exact name) is left out when element 1 (its full pinyin) is there: both are
+                # functions of the normalised name salted by the same birth date, so two persons whose element 0
+                # meets also meet on element 1, through the very same windows (see the module docstring)
+                usable = names[1:] if len(names) >= 2 else names
+                for v in dict.fromkeys(usable):
                     packed = _Q.pack(v)
                     out.append(_PREFIX + E_STRONG + packed + b"\x00" + _Q.pack(near[0]))
                     out.append(_PREFIX + E_STRONG + packed + b"\x01" + _Q.pack(near[1]))
                     out.append(_PREFIX + E_PAIR23 + packed + _Q.pack(near[2]) + _Q.pack(near[3]))
-                for v in dict.fromkeys(names[:2]):
+                for v in dict.fromkeys(usable[:1]):
                     packed = _Q.pack(v)
                     out.append(_PREFIX + E_WEAK + packed + b"\x02" + _Q.pack(near[2]))
                     out.append(_PREFIX + E_WEAK + packed + b"\x03" + _Q.pack(near[3]))

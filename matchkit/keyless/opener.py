@@ -45,13 +45,12 @@ from matchkit.keyless.common import (
     PUBLIC_ENCODING_KEY,
     KeylessError,
     content_value,
-    entry_tag_and_pad,
+    entry_label,
     now,
-    xor,
 )
 from matchkit.keyless.evidence import token_columns
 from matchkit.keyless.request import RequestState, load_state, local_int
-from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad
+from matchkit.keyless.sealed import NONCE_BYTES, ROW_ID_BYTES, SealedTable, open_sealed, row_ad, sealed_parts
 from matchkit.schema import Schema, load_schema
 from matchkit.security import oprf
 from matchkit.security.audit import audited
@@ -83,7 +82,7 @@ def open_request(state_path: str | Path, answers: dict[str, str | Path], tables:
                  output_dir: str | Path, *, trust: str | Path | TrustStore | None = None,
                  workers: int | None = None, audit_log: str | Path | None = None) -> OpenResult:
     with audited(audit_log, "open") as record:
-        for path in [*answers.values(), *tables.values()]:
+        for path in [*answers.values(), *(part for table in tables.values() for part in sealed_parts(table))]:
             record.add_input(path)
         result = _open(state_path, answers, tables, output_dir, trust=trust, workers=workers)
         record.add_output(result.claims, rows=result.claim_lines)
@@ -112,7 +111,8 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
     prepared = []
     for name, table_path in tables.items():
         if store is not None:
-            check_artefact_signature(table_path, store)  # the digest: checked as each is read below
+            for part in sealed_parts(table_path):  # a partitioned table: every part signed
+                check_artefact_signature(part, store)  # the digest: checked as each is read below
             check_artefact_signature(answers[name], store)
         table = open_sealed(table_path)
         if table.source != name:
@@ -125,14 +125,25 @@ def _open(state_path: str | Path, answers: dict[str, str | Path], tables: dict[s
             raise KeylessError(f"was sealed with another '{name}' schema than this matchkit's; use a matching "
                                "release", path=table.path)
         prepared.append((name, schema, table, evaluated))
-    for name, schema, table, evaluated in prepared:
-        seals = tuple(bytes.fromhex(seal) for seal in table.chain)
-        derived = oprf.parallel_map(_finalize_chunk, [
-            (x, inverse, element, content, evidence, seals)
-            for x, inverse, element, content, evidence in zip(state.inputs, state.blinds, evaluated,
-                                                              state.content.tolist(), state.evidence.tolist())
-        ], workers)
-        opened = _open_table(state, schema, table, derived)
+    # one pass of the worker pool over every agency's answer: while this process probes, decrypts and writes one
+    # agency's rows, the workers already finalize the next agency's elements
+    flags = (np.asarray(state.content, dtype=np.uint8) | (np.asarray(state.evidence, dtype=np.uint8) << 1)).tobytes()
+    inverses = b"".join(state.blinds)
+    local = _LocalTokens(state)
+    count = len(state.inputs)
+    chunk = _OPEN_CHUNK
+    tasks = (
+        (state.inputs[start:start + chunk], inverses[32 * start:32 * (start + chunk)],
+         b"".join(evaluated[start:start + chunk]), flags[start:start + chunk],
+         tuple(bytes.fromhex(seal) for seal in table.chain))
+        for _, _, table, evaluated in prepared for start in range(0, count, chunk)
+    )
+    per_agency = max(1, -(-count // chunk))
+    results = oprf.parallel_imap(_finalize_packed, tasks, workers, window=max(4, per_agency))
+    for name, schema, table, _ in prepared:
+        parts = [next(results) for _ in range(per_agency)] if count else []
+        derived = _Derived.join(parts, len(table.chain))
+        opened = _open_table(state, schema, table, derived, local)
         target = out / f"{name}.parquet"
         manifest = _hashed_manifest(schema, info, fingerprint, rows=opened.num_rows,
                                     input_name=f"{table.path.name} (opened)")
@@ -163,66 +174,110 @@ def _check_pair(state: RequestState, table: SealedTable, answer: dict[str, Any],
                                f"for {state.info[field_name]!r}", path=table.path)
 
 
-Derived = tuple[bytes, bytes | None, list[tuple[bytes, bytes]] | None]
+_OPEN_CHUNK = 4096
 
 
-def _finalize_chunk(args: list[tuple[bytes, bytes, bytes, bool, bool, tuple[bytes, ...]]]) -> list[Derived]:
-    """In a worker: ``y = Finalize``, its content value (content elements) and its first probe per seal (evidence
-    elements: most probes end there, so the parent computes almost no tag itself)."""
-    out: list[Derived] = []
-    for x, inverse, element, content, evidence, seals in args:
-        y = oprf.finalize_unblinded(x, inverse, element)
-        out.append((y, content_value(y) if content else None,
-                    [entry_tag_and_pad(y, seal, 0) for seal in seals] if evidence else None))
-    return out
+def _finalize_packed(task: tuple[list[bytes], bytes, bytes, bytes, tuple[bytes, ...]]) -> tuple[bytes, bytes, bytes]:
+    """In a worker, for a run of elements: ``y = Finalize`` of each (64 bytes each, joined), the content value of
+    each content element (16 bytes each), and each evidence element's first probe ``tag || pad`` (i = 0) in every
+    seal of the table's chain (64 bytes each): most probes end there. Packed bytes, not a Python object per
+    element, cross the pipe."""
+    inputs, inverses, elements, flags, seals = task
+    labels = [entry_label(seal, 0) for seal in seals]
+    ys: list[bytes] = []
+    zs: list[bytes] = []
+    firsts: list[bytes] = []
+    for k, x in enumerate(inputs):
+        y = oprf.finalize_unblinded(x, inverses[32 * k:32 * k + 32], elements[32 * k:32 * k + 32])
+        ys.append(y)
+        flag = flags[k]
+        if flag & 1:
+            zs.append(content_value(y))
+        if flag & 2:
+            firsts.extend(hmac.digest(y, label, "sha512") for label in labels)
+    return b"".join(ys), b"".join(zs), b"".join(firsts)
 
 
-def _probe(table: SealedTable, ys: list[bytes], first: list[list[tuple[bytes, bytes]]] | None = None
-           ) -> list[tuple[int, bytes]]:
+@dataclass
+class _Derived:
+    """What the workers derived for one agency: ``ys`` (n, 64), the content values of the content elements in
+    order (m, 16) and the first probes of the evidence elements in order (e, seals, 64)."""
+
+    ys: np.ndarray
+    zs: np.ndarray
+    firsts: np.ndarray
+
+    @staticmethod
+    def join(parts: list[tuple[bytes, bytes, bytes]], seals: int) -> _Derived:
+        def stacked(index: int, shape: tuple[int, ...]) -> np.ndarray:
+            return np.frombuffer(b"".join(part[index] for part in parts), dtype=np.uint8).reshape(-1, *shape)
+
+        return _Derived(stacked(0, (64,)), stacked(1, (16,)), stacked(2, (seals, 64)))
+
+
+class _LocalTokens:
+    """The request-local token ``L(x)`` of each content element, computed once for every agency."""
+
+    def __init__(self, state: RequestState) -> None:
+        from matchkit.keyless.request import local_token
+
+        self.content_index = np.flatnonzero(np.asarray(state.content, dtype=bool))
+        self.evidence_index = np.flatnonzero(np.asarray(state.evidence, dtype=bool))
+        self.tokens = [local_token(state.secret, state.inputs[i]) for i in self.content_index.tolist()]
+
+
+def _probe(table: SealedTable, ys: list[bytes], first: np.ndarray | None = None) -> list[tuple[int, bytes]]:
     """(entry position, pad) of every entry opened by one of ``ys``: per seal, i = 0, 1, ... until absent.
-    ``first[k][s]``: the (tag, pad) of ``ys[k]`` at i = 0 in seal s, when already derived."""
-    found: list[tuple[int, bytes]] = []
+    ``first[k, s]``: ``tag || pad`` of ``ys[k]`` at i = 0 in seal s, when already derived (by the workers)."""
+    positions, pads = _probe_arrays(table, ys, first)
+    return list(zip(positions.tolist(), [bytes(p) for p in pads]))
+
+
+def _probe_arrays(table: SealedTable, ys: list[bytes], first: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     tags = table.entry_tags
-    if len(tags) == 0:
-        return found
-    for seal_index, seal_hex in enumerate(table.chain):
-        seal_id = bytes.fromhex(seal_hex)
-        active = list(range(len(ys)))
-        index = 0
-        while active:
-            if index == 0 and first is not None:
-                pairs = [first[k][seal_index] for k in active]
-            else:
-                pairs = [entry_tag_and_pad(ys[k], seal_id, index) for k in active]
-            probe = np.array([t for t, _ in pairs], dtype="S16")
-            pos = np.searchsorted(tags, probe)
-            pos_clipped = np.minimum(pos, len(tags) - 1)
-            hit = (tags[pos_clipped] == probe) & (pos < len(tags))
-            hit &= table.entry_seals[pos_clipped] == seal_index
-            still = []
-            for k, (_, pad), h, p in zip(active, pairs, hit.tolist(), pos_clipped.tolist()):
-                if h:
-                    found.append((p, pad))
-                    still.append(k)
-            active = still
-            index += 1
-    return found
+    found_positions: list[np.ndarray] = []
+    found_pads: list[np.ndarray] = []
+    if len(tags) and ys:
+        last = len(tags) - 1
+        for seal_index, seal_hex in enumerate(table.chain):
+            seal_id = bytes.fromhex(seal_hex)
+            active = np.arange(len(ys))
+            index = 0
+            while len(active):
+                if index == 0 and first is not None:
+                    derived = np.ascontiguousarray(first[:, seal_index, :])
+                else:
+                    label = entry_label(seal_id, index)
+                    derived = np.frombuffer(b"".join(hmac.digest(ys[k], label, "sha512") for k in active.tolist()),
+                                            dtype=np.uint8).reshape(-1, 64)
+                probe = np.ascontiguousarray(derived[:, :16]).view("S16").ravel()
+                pos = np.searchsorted(tags, probe)
+                clipped = np.minimum(pos, last)
+                hit = (pos <= last) & (tags[clipped] == probe) & (table.entry_seals[clipped] == seal_index)
+                found_positions.append(clipped[hit])
+                found_pads.append(derived[hit, 16:])
+                active = active[hit]
+                index += 1
+    if not found_positions:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 48), dtype=np.uint8)
+    return np.concatenate(found_positions), np.concatenate(found_pads)
 
 
-def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived: list[Derived]) -> pa.Table:
+def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived: _Derived,
+                local: _LocalTokens) -> pa.Table:
     secret = state.secret
-    from matchkit.keyless.request import local_token
-
-    z_map: dict[bytes, bytes] = {}
-    for x, (_, z, _) in zip(state.inputs, derived):
-        if z is not None:
-            z_map[z] = local_token(secret, x)
-    evidence = [(y, first) for y, _, first in derived if first is not None]
+    z_bytes = derived.zs.tobytes()
+    z_map: dict[str, bytes] = {z_bytes[16 * k:16 * k + 16].hex(): token for k, token in enumerate(local.tokens)}
+    ev = local.evidence_index
+    ys = derived.ys[ev].tobytes()
+    positions, pads = _probe_arrays(table, [ys[64 * k:64 * k + 64] for k in range(len(ev))], derived.firsts)
+    payloads = (table.entry_blobs[positions] ^ pads) if len(positions) else np.zeros((0, 48), dtype=np.uint8)
+    payloads = payloads[(payloads[:, ROW_ID_BYTES + 1:16] == 0).all(axis=1)]
     keys: dict[bytes, dict[bytes, set[int]]] = {}
-    for position, pad in _probe(table, [y for y, _ in evidence], [first for _, first in evidence]):
-        payload = xor(table.entry_blobs[position].tobytes(), pad)
-        if payload[ROW_ID_BYTES + 1:16] != b"\x00\x00\x00":
-            continue
+    packed = payloads.tobytes()
+    for k in range(len(payloads)):
+        payload = packed[48 * k:48 * k + 48]
         row_id, slot, row_key = payload[:ROW_ID_BYTES], payload[ROW_ID_BYTES], payload[16:48]
         keys.setdefault(row_id, {}).setdefault(row_key, set()).add(slot)
 
@@ -244,18 +299,23 @@ def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived
 
     fp = str(table.manifest["key_fingerprint"]).encode("ascii")
 
-    def opaque(z_hex: str) -> bytes:
-        return hmac.new(secret, b"opaque|" + fp + b"|" + bytes.fromhex(z_hex), hashlib.sha256).digest()
+    opaque_of: dict[str, bytes] = {}
+
+    def token(z_hex: str) -> bytes:
+        listed = z_map.get(z_hex)
+        if listed is not None:
+            return listed
+        value = opaque_of.get(z_hex)
+        if value is None:
+            value = opaque_of[z_hex] = hmac.new(secret, b"opaque|" + fp + b"|" + bytes.fromhex(z_hex),
+                                                hashlib.sha256).digest()
+        return value
 
     def big(z_hex: str | None) -> bytes | None:
-        if z_hex is None:
-            return None
-        listed = z_map.get(bytes.fromhex(z_hex))
-        return (listed if listed is not None else opaque(z_hex))[:16]
+        return None if z_hex is None else token(z_hex)[:16]
 
     def small(z_hex: str) -> int:
-        listed = z_map.get(bytes.fromhex(z_hex))
-        return local_int(listed if listed is not None else opaque(z_hex))
+        return local_int(token(z_hex))
 
     # persons found by fuzzy evidence whose ID is not listed: name them by their signature where it is unique
     signatures: dict[str, bytes] = {}
@@ -264,14 +324,12 @@ def _open_table(state: RequestState, schema: Schema, table: SealedTable, derived
         for slot in slots:
             person = content["p"][entity_names[slot]]
             z_id = person.get("id")
-            if z_id is None or bytes.fromhex(z_id) in z_map or z_id in signatures:
+            if z_id is None or z_id in z_map or z_id in signatures:
                 continue
             listed = sorted(
-                [b"n%d" % w + z_map[bytes.fromhex(z)] for w, z in enumerate(person.get("nr") or ())
-                 if bytes.fromhex(z) in z_map]
-                + [b"f" + z_map[bytes.fromhex(z)] for z in (person.get("nm") or ()) if bytes.fromhex(z) in z_map]
-                + ([b"d" + z_map[bytes.fromhex(person["db"])]]
-                   if person.get("db") and bytes.fromhex(person["db"]) in z_map else []))
+                [b"n%d" % w + z_map[z] for w, z in enumerate(person.get("nr") or ()) if z in z_map]
+                + [b"f" + z_map[z] for z in (person.get("nm") or ()) if z in z_map]
+                + ([b"d" + z_map[person["db"]]] if person.get("db") and person["db"] in z_map else []))
             if listed:
                 signature = hashlib.sha256(b"|".join(listed)).digest()
                 signatures[z_id] = signature

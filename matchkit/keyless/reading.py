@@ -10,6 +10,7 @@ public-key tokens are reversible and are never written out.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,9 +30,13 @@ class Encoded:
     input_name: str
     input_format: str
     input_encoding: str | None
+    # streaming (``stream=True``): ``table`` is empty and ``chunks`` yields the encoded rows chunk by chunk;
+    # ``rows_in`` and ``rows_rejected`` are final once ``chunks`` is exhausted
+    chunks: Iterator[pa.Table] | None = None
 
 
 class EncodeInput(Protocol):
-    """Read, check and encode the raw input under the public encoding key for ``schema`` and ``purpose``."""
+    """Read, check and encode the raw input under the public encoding key for ``schema`` and ``purpose``
+    (``stream``: chunk by chunk, see :attr:`Encoded.chunks`)."""
 
-    def __call__(self, schema: Schema, purpose: str) -> Encoded: ...
+    def __call__(self, schema: Schema, purpose: str, *, stream: bool = False) -> Encoded: ...

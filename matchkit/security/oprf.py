@@ -23,8 +23,9 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
 import rbcl
@@ -166,7 +167,7 @@ _CHUNK_ITEMS = 8192
 def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], workers: int | None = None) -> list[R]:
     """``function`` over consecutive chunks of ``items`` on every core, results in order. ``function`` must be a
     module-level function (it runs in worker processes); small batches run in this process."""
-    from matchkit.runtime.workers import default_workers, ignore_interrupts, pool_context
+    from matchkit.runtime.workers import default_workers
 
     count = len(items)
     workers = default_workers() if workers is None else workers
@@ -175,10 +176,7 @@ def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], wor
     size = max(1, min(_CHUNK_ITEMS, -(-count // (4 * workers))))
     chunks = [list(items[i:i + size]) for i in range(0, count, size)]
     out: list[R] = []
-    pool = _POOLS.get(workers)
-    if pool is None:  # one pool per process and size, reused by every batch (a pool start costs ~0.1-1 s)
-        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
-                                                     initializer=ignore_interrupts)
+    pool = _pool(workers)
     try:
         for part in pool.map(function, chunks):
             out.extend(part)
@@ -187,6 +185,49 @@ def parallel_map(function: Callable[[list[T]], list[R]], items: Sequence[T], wor
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     return out
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    from matchkit.runtime.workers import ignore_interrupts, pool_context
+
+    pool = _POOLS.get(workers)
+    if pool is None:  # one pool per process and size, reused by every batch (a pool start costs ~0.1-1 s)
+        pool = _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=pool_context(),
+                                                     initializer=ignore_interrupts)
+    return pool
+
+
+def parallel_imap(function: Callable[[T], R], tasks: Iterable[T], workers: int | None = None,
+                  window: int | None = None) -> Iterator[R]:
+    """``function`` over ``tasks`` on every core, results in order, with at most ``window`` tasks in flight
+    (default 3 per worker): the caller consumes results while the workers compute the next ones, and only the
+    tasks in flight are held pickled in memory. With one worker everything runs in this process."""
+    from collections import deque
+
+    from matchkit.runtime.workers import default_workers
+
+    workers = default_workers() if workers is None else workers
+    if workers <= 1:
+        for task in tasks:
+            yield function(task)
+        return
+    pool = _pool(workers)
+    limit = window or 3 * workers
+    pending: deque[Future[R]] = deque()
+    try:
+        for task in tasks:
+            pending.append(pool.submit(function, task))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        if not isinstance(sys.exc_info()[1], GeneratorExit):
+            _POOLS.pop(workers, None)
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}

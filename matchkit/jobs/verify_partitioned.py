@@ -353,14 +353,16 @@ def elderly_task(task: Task) -> int:
 # ---- the driver ----------------------------------------------------------------------------------------------------
 def verify_partitioned(claims_file: HashedFile, extract_files: list[HashedFile], *, partitions: int,
                        scheduler: str | Scheduler | None = None, workers: int | None = None,
-                       spill_dir: str | Path | None = None,
-                       progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                       spill_dir: str | Path | None = None, progress: Callable[[str], None] | None = None,
+                       stats: dict[str, int] | None = None) -> pd.DataFrame:
     """The flags of ``verify_tables`` over these (opened, checked) hashed files, computed partition by partition;
-    spill files live in a temporary folder under ``spill_dir`` (default: the system's) and are always removed."""
+    spill files live in a temporary folder under ``spill_dir`` (default: the system's) and are always removed.
+    ``stats``, when given, receives counts (queried lines, candidate persons, lines moved by a fuzzy link)."""
     say = progress or (lambda message: None)
     folder = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=spill_dir))
     try:
-        return _run(claims_file, extract_files, partitions, scheduler, workers, folder, say)
+        return _run(claims_file, extract_files, partitions, scheduler, workers, folder, say,
+                    {} if stats is None else stats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -376,7 +378,7 @@ def _token_column(table: pa.Table, name: str) -> pa.ChunkedArray | None:
 
 def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: int,
          scheduler: str | Scheduler | None, workers: int | None, folder: Path,
-         say: Callable[[str], None]) -> pd.DataFrame:
+         say: Callable[[str], None], stats: dict[str, int]) -> pd.DataFrame:
     from matchkit.verify.evidence import SOURCES
 
     supplied = tuple(s for s in SOURCES if any(f.source == s for f in extract_files))
@@ -442,9 +444,10 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
         # 2. exact links per partition
         say(f"exact links and name checks ({partitions} partition(s), {runner.scheduler.describe()})")
         queried_count = sum(runner.map(exact_task, tasks))
+        stats["queried_lines"] = queried_count
         # 3. the fuzzy linker, once, for the queried lines
         say(f"fuzzy linking {queried_count} queried line(s)")
-        _fuzzy(plan, extract_files, say)
+        _fuzzy(plan, extract_files, say, stats)
         # 4. taxpayer facts, 5. rules, 6. the taxpayer pass
         say("taxpayer facts")
         runner.map(facts_task, tasks)
@@ -462,7 +465,7 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
     return flags.drop(columns="_pos")
 
 
-def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], None]) -> None:
+def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], None], stats: dict[str, int]) -> None:
     """The fuzzy stage over the queried lines (``queried/*``): writes ``links.parquet`` (its results per queried
     line), ``moves.parquet`` (lines whose rule partition changes) and ``movers/{q}`` (those lines whole)."""
     from matchkit.link.blocking import SharedKeys
@@ -517,6 +520,7 @@ def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], Non
         else:
             sources[source] = pd.DataFrame({c: pd.Series([], dtype=object) for c in REQUIRED_COLUMNS[source]})
     say(f"{len(candidates)} candidate person(s) share a blocking key with a queried line")
+    stats["candidate_persons"] = len(candidates)
     exact = queried.pop("_lk_exact").to_numpy(dtype=bool)
     mismatch = queried.pop("_lk_mismatch").to_numpy(dtype=bool)
     results = fuzzy_stage(queried, sources, exact, mismatch, supplied=frozenset(plan.supplied))
@@ -531,6 +535,7 @@ def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], Non
     pq.write_table(pa.table({"_pos": results["_pos"].to_numpy()[move], "_target": found_part[move]}),
                    plan.path("moves.parquet"))
     movers = queried[move].reset_index(drop=True)
+    stats["moved_lines"] = len(movers)
     if len(movers):
         movers["_lk_exact"] = False
         movers["_lk_match"] = "none"

@@ -23,11 +23,24 @@ EXTRACTS = ("education", "household", "civil_affairs", "only_child", "medical_in
 KEY = SharedKey("mk-test", bytes(range(32)))
 
 
-def _hash_all(paths: dict[str, Path], out: Path) -> tuple[Path, list[Path]]:
+def _hash_all(paths: dict[str, Path], out: Path, *, split_household: bool = False) -> tuple[Path, list[Path]]:
+    """Hash every source; with ``split_household``, the household extract as two files (two halves)."""
     out.mkdir(parents=True, exist_ok=True)
     for source in ("claims", *EXTRACTS):
         hash_file(source, paths[source], KEY, out / f"{source}.parquet", workers=1)
-    return out / "claims.parquet", [out / f"{s}.parquet" for s in EXTRACTS]
+    extracts = [out / f"{s}.parquet" for s in EXTRACTS]
+    if split_household:
+        lines = paths["household"].read_text(encoding="utf-8-sig").splitlines(keepends=True)
+        half = len(lines) // 2
+        halves = []
+        for name, body in (("household-a", lines[1:half]), ("household-b", lines[half:])):
+            raw = paths["household"].with_name(f"{name}.csv")
+            raw.write_text(lines[0] + "".join(body), encoding="utf-8")
+            hash_file("household", raw, KEY, out / f"{name}.parquet", workers=1)
+            halves.append(out / f"{name}.parquet")
+        extracts[EXTRACTS.index("household")] = halves[0]
+        extracts.append(halves[1])
+    return out / "claims.parquet", extracts
 
 
 def _spill_folders(folder: Path) -> list[Path]:
@@ -64,7 +77,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], p
     root = tmp_path_factory.mktemp("synth")
     paths = generate(1500, 7, root / "raw", noise=0.5, formats="csv", defect_rate=0.3)
     _not_in_force(paths["claims"])
-    claims, extracts = _hash_all(paths, root / "hashed")
+    claims, extracts = _hash_all(paths, root / "hashed", split_household=True)  # two files of one source
     frame, sources, _ = load_hashed_inputs(claims, list(extracts))
     truth = pd.read_csv(paths["truth"], dtype=str, keep_default_na=False)
     return claims, extracts, verify_tables(frame, sources), truth

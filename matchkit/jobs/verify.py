@@ -160,7 +160,7 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
         from matchkit.jobs.verify_partitioned import default_partitions
 
         partitions = default_partitions(claims_file.manifest.rows_hashed)
-    if partitions == 1 and scheduler is None:
+    if (partitions == 1 and scheduler is None) or claims_file.manifest.rows_hashed == 0:
         say("reading hashed files")
         claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
         flags = verify_tables(claims, sources, progress=progress)

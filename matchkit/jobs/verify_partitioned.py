@@ -59,7 +59,7 @@ from matchkit.verify.linking import ENCODING_COLUMNS
 from matchkit.verify.policy import load_policy
 
 BATCH_ROWS = 1 << 16
-FLUSH_ROWS = 1 << 16
+BUFFERED_ROWS = 1 << 18  # rows a spill holds in memory across all its partitions before writing them out
 SPILL_PREFIX = ".matchkit-verify-"
 # Below this many claim lines a plain `verify` runs in one piece (the partitions would only cost time); above it,
 # one partition per this many lines.
@@ -92,6 +92,7 @@ class Spill:
         self._writers: dict[int, pq.ParquetWriter] = {}
         self._buffers: dict[int, list[pa.Table]] = {}
         self._buffered: dict[int, int] = {}
+        self._flush_rows = max(1024, BUFFERED_ROWS // partitions)
         self.schema: pa.Schema | None = None
 
     def add(self, table: pa.Table, part: np.ndarray) -> None:
@@ -107,7 +108,7 @@ class Spill:
             lo, hi = int(bounds[p]), int(bounds[p + 1])
             self._buffers.setdefault(int(p), []).append(table.slice(lo, hi - lo))
             self._buffered[int(p)] = self._buffered.get(int(p), 0) + hi - lo
-            if self._buffered[int(p)] >= FLUSH_ROWS:
+            if self._buffered[int(p)] >= self._flush_rows:
                 self._flush(int(p))
 
     def _flush(self, p: int) -> None:

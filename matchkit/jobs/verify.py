@@ -156,10 +156,12 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
             signers[str(path)] = f"{info.signer} ({info.key_id})"
     claims_file, extract_files = open_inputs(claims_path, extract_paths)
     files = [claims_file, *extract_files]
-    if partitions is None and scheduler is None:
+    if partitions is None:
         from matchkit.jobs.verify_partitioned import default_partitions
 
         partitions = default_partitions(claims_file.manifest.rows_hashed)
+        if scheduler is not None:  # on Dask, at least a few tasks to spread
+            partitions = max(partitions, 4)
     if (partitions == 1 and scheduler is None) or claims_file.manifest.rows_hashed == 0:
         say("reading hashed files")
         claims, sources, files = load_hashed_inputs(claims_path, extract_paths)

@@ -214,8 +214,8 @@ def exact_task(task: Task) -> int:
 
 
 def facts_task(task: Task) -> int:
-    """Taxpayer facts for partition ``part`` of taxpayer tokens (only-child certificate, death date), written to
-    the rule partition of each line (``facts/{q}/{p}``) for the lines that have one."""
+    """Taxpayer facts for partition ``part`` of taxpayer tokens (only-child certificate, death date) of the lines
+    that have one, with the rule partition of each line (``_target``), to ``facts/{p}``."""
     plan, p = task.plan, task.part
     lines = read_part(plan.path("taxpayers", f"{p}.parquet"))
     n = len(lines)
@@ -253,8 +253,8 @@ def facts_task(task: Task) -> int:
     has = certified | np.isfinite(death)
     target = _targets(plan, lines["_pos"].to_numpy(dtype=np.int64), lines["_raw_part"].to_numpy(dtype=np.int64))
     table = pa.table({"_pos": lines["_pos"].to_numpy(dtype=np.int64)[has], "_tp_only_child": certified[has],
-                      "_tp_death_ymd": np.where(np.isfinite(death), death, np.nan)[has]})
-    _write_by_part(table, target[has], plan, "facts", p)
+                      "_tp_death_ymd": np.where(np.isfinite(death), death, np.nan)[has], "_target": target[has]})
+    pq.write_table(table, plan.path("facts", f"{p}.parquet"), compression="none")
     return int(has.sum())
 
 
@@ -270,21 +270,9 @@ def _targets(plan: Plan, positions: np.ndarray, raw_part: np.ndarray) -> np.ndar
     return target
 
 
-def _write_by_part(table: pa.Table, target: np.ndarray, plan: Plan, kind: str, source_part: int) -> None:
-    order = np.argsort(target, kind="stable")
-    target = target[order]
-    table = table.take(pa.array(order))
-    bounds = np.searchsorted(target, np.arange(plan.partitions + 1))
-    for q in np.flatnonzero(np.diff(bounds)):
-        folder = plan.path(kind, int(q))
-        folder.mkdir(parents=True, exist_ok=True)
-        lo, hi = int(bounds[q]), int(bounds[q + 1])
-        pq.write_table(table.slice(lo, hi - lo), folder / f"{source_part}.parquet", compression="none")
-
-
 def rules_task(task: Task) -> tuple[int, int]:
     """The rules for partition ``part`` of linked subjects: flags (``flags/{p}``) and the elderly_support state
-    sent to the taxpayer pass (``elderly/{t}/{p}``)."""
+    for the taxpayer pass, with the partition of each line's taxpayer (``_target``), to ``elderly/{p}``."""
     plan, p = task.plan, task.part
     claims = read_part(plan.path("claims", f"{p}.parquet"))
     link = read_part(plan.path("link", f"{p}.parquet"))
@@ -316,7 +304,7 @@ def rules_task(task: Task) -> tuple[int, int]:
         found = frame["_lk_found_tok"].to_numpy(dtype=object, na_value=None).copy()
         found[hit] = results["found_tok"].to_numpy(dtype=object, na_value=None)[where[hit]]
         frame["_lk_found_tok"] = pd.Series(pd.arrays.ArrowExtensionArray(pa.array(found, type=pa.binary(16))))
-    facts = read_parts(sorted(plan.path("facts", p).glob("*.parquet")) if plan.path("facts", p).exists() else [])
+    facts = read_part(plan.path("facts-by-line", f"{p}.parquet"))
     frame["_tp_only_child"] = False
     frame["_tp_death_ymd"] = np.nan
     if len(facts):
@@ -331,7 +319,8 @@ def rules_task(task: Task) -> tuple[int, int]:
     count = 0
     if elderly is not None and len(elderly):
         target, _ = token_partition(elderly["taxpayer_id_tok"], plan.partitions, name="taxpayer_id_tok")
-        _write_by_part(pa.Table.from_pandas(elderly, preserve_index=False), target, plan, "elderly", p)
+        table = pa.Table.from_pandas(elderly, preserve_index=False).append_column("_target", pa.array(target))
+        pq.write_table(table, plan.path("elderly", f"{p}.parquet"), compression="none")
         count = len(elderly)
     return len(flags), count
 
@@ -339,12 +328,12 @@ def rules_task(task: Task) -> tuple[int, int]:
 def elderly_task(task: Task) -> int:
     """The taxpayer pass for partition ``part`` of taxpayer tokens: flags of its linked elderly_support lines."""
     plan, p = task.plan, task.part
-    folder = plan.path("elderly", p)
-    paths = sorted(folder.glob("*.parquet")) if folder.exists() else []
-    if not paths:
+    path = plan.path("elderly-by-taxpayer", f"{p}.parquet")
+    if not path.exists():
         return 0
-    tables = [pq.read_table(path) for path in paths]
-    table = pa.concat_tables(tables, promote_options="default")
+    table = pq.read_table(path)
+    if not table.num_rows:
+        return 0
     state = table.to_pandas(types_mapper=pd.ArrowDtype).sort_values("_pos", kind="stable").reset_index(drop=True)
     flags = elderly_stage(state, supplied=frozenset(plan.supplied), policy=load_policy())
     flags.to_parquet(plan.path("flags", f"e{p}.parquet"), index=False, compression="none")
@@ -390,7 +379,7 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
         counters[hashed.source] = index + 1
         extract_spills.append((hashed.source, index))
     plan = Plan(str(folder), partitions, supplied, tuple(extract_spills))
-    for kind in ("link", "queried", "flags", "movers"):
+    for kind in ("link", "queried", "flags", "movers", "facts", "elderly"):
         plan.path(kind).mkdir()
 
     # 1. route the claims by subject (and by taxpayer) and the extracts by each person token
@@ -452,8 +441,10 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
         # 4. taxpayer facts, 5. rules, 6. the taxpayer pass
         say("taxpayer facts")
         runner.map(facts_task, tasks)
+        _reroute(plan, "facts", "facts-by-line")
         say("rules")
         runner.map(rules_task, tasks)
+        _reroute(plan, "elderly", "elderly-by-taxpayer")
         say("taxpayer totals (elderly_support)")
         runner.map(elderly_task, tasks)
     # 7. back into claims order
@@ -464,6 +455,23 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
     if len(flags) != lines or not np.array_equal(flags["_pos"].to_numpy(), np.arange(lines)):
         raise MatchkitError("internal error: the partitioned flags do not cover every claim line once")
     return flags.drop(columns="_pos")
+
+
+def _reroute(plan: Plan, kind: str, to: str) -> None:
+    """The shuffle between two passes: the rows of every ``kind/{p}`` file, to the partition in their ``_target``
+    column (``to/{q}``), one input file at a time (each input file is one task's output)."""
+    spill = Spill(plan.path(to), plan.partitions)
+    schema = None
+    for p in range(plan.partitions):
+        path = plan.path(kind, f"{p}.parquet")
+        if not path.exists():
+            continue
+        table = pq.read_table(path)
+        schema = table.schema.remove(table.schema.get_field_index("_target"))
+        target = table.column("_target").to_numpy()
+        spill.add(table.drop_columns(["_target"]), np.asarray(target, dtype=np.int64))
+        path.unlink()
+    spill.close(schema)
 
 
 def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], None], stats: dict[str, int]) -> None:

@@ -3,6 +3,7 @@ piece (`--partitions 1`) and split into N partitions (in this process, or with `
 already made (e.g. by `benchmarks/bench_pipeline.py` or `matchkit hash`), and whether the flags are byte-identical.
 
 Usage: python benchmarks/bench_verify_partitioned.py HASHED_DIR --partitions 1 16 64 [--scheduler processes]
+       [--extracts education household ...]
 HASHED_DIR holds claims.parquet and the five extracts. Figures are printed, never asserted.
 """
 
@@ -28,11 +29,12 @@ def main() -> int:
     parser.add_argument("hashed", type=Path)
     parser.add_argument("--partitions", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--scheduler", default=None)
+    parser.add_argument("--extracts", nargs="+", default=list(EXTRACTS), help="the extracts to verify against")
     parser.add_argument("--out", type=Path, default=None, help="where the flags go (default: HASHED_DIR)")
     args = parser.parse_args()
     out = args.out or args.hashed
     matchkit = [sys.executable, "-m", "matchkit"]
-    inputs = ["--claims", str(args.hashed / "claims.parquet"), *(str(args.hashed / f"{s}.parquet") for s in EXTRACTS)]
+    inputs = ["--claims", str(args.hashed / "claims.parquet"), *(str(args.hashed / f"{s}.parquet") for s in args.extracts)]
     reference: Path | None = None
     print(f"load average before: {os.getloadavg()}")
     print(f"{'partitions':>10} {'scheduler':>10} {'seconds':>9} {'peak RSS MB':>12}  flags")

@@ -52,7 +52,8 @@ def open_inputs(claims_path: str | Path, extract_paths: list[str | Path]) -> tup
 
 
 def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path], *,
-                       lazy_encodings: bool = True) -> tuple[Any, dict[str, Any], list[Any]]:
+                       lazy_encodings: bool = True, opened: tuple[Any, list[Any]] | None = None
+                       ) -> tuple[Any, dict[str, Any], list[Any]]:
     """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load what verify reads.
 
     Returns ``(claims, sources, files)``: the claims as a DataFrame, each extract source as a
@@ -61,7 +62,8 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
     one DataFrame of every column verify may read with ``lazy_encodings=False``. Only the columns verify reads are
     loaded. Token and encoding columns (16-byte tokens, near-token and name lists) stay Arrow-backed
     (``pd.ArrowDtype``, zero-copy from the Parquet read): one Python object per cell would cost more time and
-    memory at a million claim lines than the whole verification.
+    memory at a million claim lines than the whole verification. ``opened``: the files as
+    :func:`open_inputs` gave them (not opened and checked again).
     """
     import pandas as pd
     import pyarrow as pa
@@ -72,7 +74,7 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
     from matchkit.verify.evidence import ENTITIES
     from matchkit.verify.linking import ENCODING_COLUMNS
 
-    claims_file, extract_files = open_inputs(claims_path, extract_paths)
+    claims_file, extract_files = opened or open_inputs(claims_path, extract_paths)
 
     def load(hashed: Any, lazy: bool) -> tuple[pd.DataFrame, Any]:
         wanted = set(input_columns(hashed.source))
@@ -164,7 +166,8 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
             partitions = max(partitions, 4)
     if (partitions == 1 and scheduler is None) or claims_file.manifest.rows_hashed == 0:
         say("reading hashed files")
-        claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
+        claims, sources, files = load_hashed_inputs(claims_path, extract_paths,
+                                                    opened=(claims_file, extract_files))
         flags = verify_tables(claims, sources, progress=progress)
         del claims, sources
     else:

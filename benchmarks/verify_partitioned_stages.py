@@ -1,6 +1,6 @@
 """Stage by stage time and RSS of a partitioned verify, in this process.
 
-Usage: python benchmarks/verify_partitioned_stages.py HASHED_DIR N
+Usage: python benchmarks/verify_partitioned_stages.py HASHED_DIR N [EXTRACT ...]
 HASHED_DIR holds claims.parquet and the five extracts; the spill folder goes beside them and is removed.
 """
 
@@ -27,13 +27,14 @@ def rss_mb() -> int:
 
 def main() -> int:
     folder, partitions = Path(sys.argv[1]), int(sys.argv[2])
+    names = sys.argv[3:] or EXTRACTS
     started = time.time()
 
     def say(message: str) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print(f"{time.time() - started:7.1f}s rss={rss_mb()}MB peak={peak}MB  {message}", flush=True)
 
-    claims, extracts = open_inputs(folder / "claims.parquet", [folder / f"{s}.parquet" for s in EXTRACTS])
+    claims, extracts = open_inputs(folder / "claims.parquet", [folder / f"{s}.parquet" for s in names])
     stats: dict[str, int] = {}
     verify_partitioned(claims, extracts, partitions=partitions, progress=say, stats=stats, spill_dir=folder)
     say(f"done {stats}")

@@ -59,7 +59,7 @@ from matchkit.verify.linking import ENCODING_COLUMNS
 from matchkit.verify.policy import load_policy
 
 BATCH_ROWS = 1 << 16
-BUFFERED_ROWS = 1 << 18  # rows a spill holds in memory across all its partitions before writing them out
+BUFFERED_ROWS = 1 << 17  # rows a spill holds in memory across all its partitions before writing them out
 SPILL_PREFIX = ".matchkit-verify-"
 # Below this many claim lines a plain `verify` runs in one piece (the partitions would only cost time); above it,
 # one partition per this many lines.

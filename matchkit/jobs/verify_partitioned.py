@@ -511,16 +511,22 @@ def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], Non
     frames: dict[str, list[pd.DataFrame]] = {}
     for hashed in linked:
         wanted = list(input_columns(hashed.source))
-        kept = []
+        kept: list[pa.Table] = []
         for table in _batches(hashed, wanted):
-            frame = table.to_pandas(types_mapper=pandas_types)
-            mask = np.zeros(len(frame), dtype=bool)
+            mask = np.zeros(table.num_rows, dtype=bool)
             for entity in ENTITIES[hashed.source]:
-                if f"{entity}_id_tok" in frame.columns:
-                    words, present = token_words(frame[f"{entity}_id_tok"], name=f"{entity}_id_tok")
+                column = _token_column(table, f"{entity}_id_tok")
+                if column is not None:
+                    words, present = token_words(pd.Series(pd.arrays.ArrowExtensionArray(column)),
+                                                 name=f"{entity}_id_tok")
                     mask |= present & _in_word_set(words, candidates)
-            kept.append(frame[mask])
-        frames.setdefault(hashed.source, []).append(pd.concat(kept, ignore_index=True) if kept else pd.DataFrame())
+            if mask.any():  # only the kept rows are copied and converted, never a whole batch
+                kept.append(table.filter(pa.array(mask)).combine_chunks())
+        if kept:
+            frame = pa.concat_tables(kept).to_pandas(types_mapper=pandas_types)
+        else:
+            frame = pd.DataFrame()
+        frames.setdefault(hashed.source, []).append(frame)
     sources: dict[str, Any] = {}
     for source in plan.supplied:
         parts = [f for f in frames.get(source, []) if len(f.columns)]

@@ -428,6 +428,7 @@ def _run(claims_file: HashedFile, extract_files: list[HashedFile], partitions: i
             target = np.concatenate([stacked[i][r] for i, r in enumerate(rows)])[order]
             spill.add(table.take(pa.array(chosen)), target)
         spill.close(pa.schema([(c, pa.null()) for c in columns]) if spill.schema is None else None)
+        pa.default_memory_pool().release_unused()
 
     with open_runner(scheduler, workers=workers) as runner:
         tasks = [Task(plan, p) for p in range(partitions)]
@@ -506,6 +507,7 @@ def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], Non
                 hit = keys.kept(part)
                 words, present = token_words(frame[f"{entity}_id_tok"], name=f"{entity}_id_tok")
                 candidate_words.append(words[hit & present])
+            pa.default_memory_pool().release_unused()  # decoding buffers of the pass: give them back
     candidates = _word_set(np.concatenate(candidate_words) if candidate_words else np.zeros((0, 2), np.int64))
     # pass 2: every row of every candidate, in file order (their first rows are the single run's)
     frames: dict[str, list[pd.DataFrame]] = {}
@@ -522,6 +524,7 @@ def _fuzzy(plan: Plan, extract_files: list[HashedFile], say: Callable[[str], Non
                     mask |= present & _in_word_set(words, candidates)
             if mask.any():  # only the kept rows are copied and converted, never a whole batch
                 kept.append(table.filter(pa.array(mask)).combine_chunks())
+        pa.default_memory_pool().release_unused()
         if kept:
             frame = pa.concat_tables(kept).to_pandas(types_mapper=pandas_types)
         else:

@@ -11,6 +11,7 @@ import argparse
 from matchkit.cli.audit import add_audit_option
 from matchkit.cli.options import progress_bar
 from matchkit.report.catalogue import DEFAULT_LANGUAGE, LANGUAGES
+from matchkit.runtime.cluster import add_scheduler_arguments
 from matchkit.settings import TRUST_ENV_VAR
 
 
@@ -32,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"folder of trusted agency public keys (*.pub); every input must then be signed by one "
                         f"of them and unchanged since (default: ${TRUST_ENV_VAR}; unset: signatures not required)")
     add_audit_option(parser)
+    add_scheduler_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = verify_files(args.claims, args.extracts, args.output, report_path=args.report,
                               progress=progress if bar is not None else None, trust=args.trust,
-                              audit_log=args.audit_log, lang=args.lang)
+                              audit_log=args.audit_log, lang=args.lang, partitions=args.partitions,
+                              scheduler=args.scheduler)
     finally:
         if bar is not None:
             bar.close()

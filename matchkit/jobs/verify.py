@@ -29,27 +29,11 @@ class VerifyResult:
     key_id: str | None = None
 
 
-def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path], *,
-                       lazy_encodings: bool = True) -> tuple[Any, dict[str, Any], list[Any]]:
-    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load what verify reads.
-
-    Returns ``(claims, sources, files)``: the claims as a DataFrame, each extract source as a
-    ``matchkit.verify.HashedExtract`` (a DataFrame of the columns the rules read, plus the people's fuzzy
-    encodings, read from the files in batches only when the fuzzy linker asks and only for its candidates), or as
-    one DataFrame of every column verify may read with ``lazy_encodings=False``. Only the columns verify reads are
-    loaded. Token and encoding columns (16-byte tokens, near-token and name lists) stay Arrow-backed
-    (``pd.ArrowDtype``, zero-copy from the Parquet read): one Python object per cell would cost more time and
-    memory at a million claim lines than the whole verification.
-    """
-    import pandas as pd
-    import pyarrow as pa
-
+def open_inputs(claims_path: str | Path, extract_paths: list[str | Path]) -> tuple[Any, list[Any]]:
+    """Open and check every hashed file (:func:`matchkit.io.hashed.reader.open_hashed`); refuse a claims file
+    given as an extract, an extract verify does not use, and mixed keys, purposes or encoding versions."""
     from matchkit.errors import ManifestError
-    from matchkit.io.hashed.reader import ColumnBatches, check_compatible, open_hashed, read_frame
-    from matchkit.verify import HashedExtract
-    from matchkit.verify.engine import input_columns
-    from matchkit.verify.evidence import ENTITIES
-    from matchkit.verify.linking import ENCODING_COLUMNS
+    from matchkit.io.hashed.reader import check_compatible, open_hashed
 
     claims_file = open_hashed(claims_path)
     if claims_file.source != "claims":
@@ -64,6 +48,33 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
                 f"is a hashed '{extract.source}' file, which verify does not use "
                 f"(expects {', '.join(EXTRACT_SOURCES)})", path=extract.path)
     check_compatible([claims_file, *extract_files])
+    return claims_file, extract_files
+
+
+def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path], *,
+                       lazy_encodings: bool = True, opened: tuple[Any, list[Any]] | None = None
+                       ) -> tuple[Any, dict[str, Any], list[Any]]:
+    """Open and check every hashed file, refuse mixed keys/purposes/encodings, and load what verify reads.
+
+    Returns ``(claims, sources, files)``: the claims as a DataFrame, each extract source as a
+    ``matchkit.verify.HashedExtract`` (a DataFrame of the columns the rules read, plus the people's fuzzy
+    encodings, read from the files in batches only when the fuzzy linker asks and only for its candidates), or as
+    one DataFrame of every column verify may read with ``lazy_encodings=False``. Only the columns verify reads are
+    loaded. Token and encoding columns (16-byte tokens, near-token and name lists) stay Arrow-backed
+    (``pd.ArrowDtype``, zero-copy from the Parquet read): one Python object per cell would cost more time and
+    memory at a million claim lines than the whole verification. ``opened``: the files as
+    :func:`open_inputs` gave them (not opened and checked again).
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    from matchkit.io.hashed.reader import ColumnBatches, read_frame
+    from matchkit.verify import HashedExtract
+    from matchkit.verify.engine import input_columns
+    from matchkit.verify.evidence import ENTITIES
+    from matchkit.verify.linking import ENCODING_COLUMNS
+
+    claims_file, extract_files = opened or open_inputs(claims_path, extract_paths)
 
     def load(hashed: Any, lazy: bool) -> tuple[pd.DataFrame, Any]:
         wanted = set(input_columns(hashed.source))
@@ -88,7 +99,8 @@ def load_hashed_inputs(claims_path: str | Path, extract_paths: list[str | Path],
 def verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None = None, *,
                  report_path: str | Path | None = None, progress: Callable[[str], None] | None = None,
                  trust: str | Path | TrustStore | None = None, audit_log: str | Path | None = None,
-                 lang: str = "zh") -> VerifyResult:
+                 lang: str = "zh", partitions: int | None = None, scheduler: Any = None,
+                 workers: int | None = None) -> VerifyResult:
     """Verify hashed claims against hashed extracts; write flags (CSV, Parquet or an Excel workbook by extension)
     and the report.
 
@@ -97,6 +109,11 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
     both come from their environment variables, ``MATCHKIT_TRUST_DIR`` and ``MATCHKIT_AUDIT_LOG``
     (:mod:`matchkit.settings`), as for the ``verify`` command. ``lang`` (``zh`` or ``en``) is the language of the
     workbook and the report.
+
+    ``partitions`` (N) runs verify partition by partition (memory bounded by a partition; the flags are the same
+    byte for byte whatever N: ``matchkit.jobs.verify_partitioned``), ``scheduler`` runs the partitions on Dask
+    (``local``, ``processes`` or ``tcp://HOST:PORT``; :mod:`matchkit.runtime.cluster`). Left out, a claims file
+    of more than ``LINES_PER_PARTITION`` lines is split into one partition per that many lines.
     """
     trust = trust if trust is not None else settings.trust_dir()
     audit_log = audit_log if audit_log is not None else settings.audit_log()
@@ -104,7 +121,8 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
         for path in [claims_path, *extract_paths]:
             record.add_input(path)
         result = _verify_files(claims_path, extract_paths, output, report_path=report_path, progress=progress,
-                               trust=trust, lang=lang)
+                               trust=trust, lang=lang, partitions=partitions, scheduler=scheduler,
+                               workers=workers)
         for logged, described in zip(record.inputs, result.inputs):
             logged.update(source=described["source"], rows=described["rows"])
             if "signer" in described:
@@ -120,7 +138,8 @@ def verify_files(claims_path: str | Path, extract_paths: list[str | Path], outpu
 
 def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], output: str | Path | None, *,
                   report_path: str | Path | None, progress: Callable[[str], None] | None,
-                  trust: str | Path | TrustStore | None, lang: str = "zh") -> VerifyResult:
+                  trust: str | Path | TrustStore | None, lang: str = "zh", partitions: int | None = None,
+                  scheduler: Any = None, workers: int | None = None) -> VerifyResult:
     from matchkit.io.hashed.reader import check_signature
     from matchkit.report.catalogue import check_language
     from matchkit.verify import verify_tables
@@ -137,9 +156,26 @@ def _verify_files(claims_path: str | Path, extract_paths: list[str | Path], outp
         for path in [claims_path, *extract_paths]:
             info = check_signature(path, store)
             signers[str(path)] = f"{info.signer} ({info.key_id})"
-    say("reading hashed files")
-    claims, sources, files = load_hashed_inputs(claims_path, extract_paths)
-    flags = verify_tables(claims, sources, progress=progress)
+    claims_file, extract_files = open_inputs(claims_path, extract_paths)
+    files = [claims_file, *extract_files]
+    if partitions is None:
+        from matchkit.jobs.verify_partitioned import default_partitions
+
+        partitions = default_partitions(claims_file.manifest.rows_hashed)
+        if scheduler is not None:  # on Dask, at least a few tasks to spread
+            partitions = max(partitions, 4)
+    if (partitions == 1 and scheduler is None) or claims_file.manifest.rows_hashed == 0:
+        say("reading hashed files")
+        claims, sources, files = load_hashed_inputs(claims_path, extract_paths,
+                                                    opened=(claims_file, extract_files))
+        flags = verify_tables(claims, sources, progress=progress)
+        del claims, sources
+    else:
+        from matchkit.jobs.verify_partitioned import verify_partitioned
+
+        spill_dir = Path(output).parent if output else None
+        flags = verify_partitioned(claims_file, extract_files, partitions=partitions or 1, scheduler=scheduler,
+                                   workers=workers, spill_dir=spill_dir, progress=progress)
     inputs = [{"name": f.path.name, "source": f.source, "rows": f.manifest.rows_hashed,
                "digest": f.digest} for f in files]
     for described, path in zip(inputs, [claims_path, *extract_paths]):

@@ -8,22 +8,26 @@ loops only run over deductions, sources, link universes and the 12 months, never
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from matchkit.errors import InputFileError
 from matchkit.link.blocking import SharedKeys
 from matchkit.link.fuzzy import PERSON_PASSES, best_links
 from matchkit.verify.children import children_education, infant_care
 from matchkit.verify.context import Run, truthy
-from matchkit.verify.elderly import elderly_support
+from matchkit.verify.elderly import ElderlyState, elderly_subject_step, elderly_taxpayer_step
 from matchkit.verify.evidence import (
     ENTITIES,
     REQUIRED_COLUMNS,
     SOURCES,
+    Evidence,
     build_evidence,
     check_columns,
+    presence,
     text_values,
 )
 from matchkit.verify.illness import serious_illness
@@ -33,6 +37,7 @@ from matchkit.verify.linking import (
     QUERY_COLUMNS,
     HashedExtract,
     Linker,
+    PersonEncodings,
     PersonUniverse,
     default_linker,
     exact_name_disagrees,
@@ -88,7 +93,7 @@ def input_columns(source: str) -> tuple[str, ...]:
     return (*REQUIRED_COLUMNS[source], *(person if linked else ()))
 
 
-def _needed_source_missing(run: Run, sources: dict[str, pd.DataFrame]) -> np.ndarray:
+def _needed_source_missing(run: Run, sources: frozenset[str]) -> np.ndarray:
     """Per line: a source it needs before 'not found' may be concluded is absent (SPEC §5 'Sources each deduction
     needs'; serious illness with no stated relation needs both civil_affairs and household)."""
     absent = {name: name not in sources for name in SOURCES}
@@ -139,8 +144,61 @@ def verify_tables(
     lists per cell, or Arrow-backed), or a :class:`HashedExtract` whose person encodings are read on demand (what
     ``matchkit.jobs.verify.load_hashed_inputs`` gives). ``linker``: the fuzzy linker (default
     ``matchkit.link.fuzzy.best_links``).
+
+    The partitioned job (``matchkit.jobs.verify_partitioned``) runs the same stages (:func:`exact_stage`,
+    :func:`fuzzy_stage`, :func:`rules_stage`) on partitions of the input; this function runs them once over all
+    of it.
     """
     say = progress or (lambda message: None)
+    stage = _prepare(claims, sources, policy=policy, say=say)
+    stage.exact, stage.mismatch = _exact_links(stage, say)
+    _fuzzy_links(stage, linker, say)
+    del stage.interner, stage.codes  # every extract row's token code: the evidence tables hold what the rules need
+    flags, _ = _rules(stage, say)
+    return flags
+
+
+@dataclass
+class _Stage:
+    """One stage's inputs: claims and extracts interned into dense person codes, and the per-line run state."""
+
+    claims: pd.DataFrame
+    sources: dict[str, pd.DataFrame]
+    encodings: dict[str, PersonEncodings]
+    interner: TokenInterner | None
+    codes: dict[tuple[str, str], np.ndarray] | None
+    size: int
+    policy: Policy
+    run: Run
+    raw_subject: np.ndarray
+    valid: np.ndarray
+    verifiable: np.ndarray
+    supplied: frozenset[str]
+    extra_codes: dict[str, np.ndarray] = field(default_factory=dict)
+    exact: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    mismatch: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    match: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    fuzzy: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    ambiguous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    found_tokens: pd.Series | None = None  # fuzzy stage: per line, the token of the person a fuzzy link found
+
+
+def _prepare(
+    claims: pd.DataFrame,
+    sources: dict[str, pd.DataFrame | HashedExtract],
+    *,
+    policy: Policy | None,
+    say: Callable[[str], None],
+    supplied: frozenset[str] | None = None,
+    extra_tokens: tuple[str, ...] = (),
+    evidence: bool = True,
+    extra_deaths: str | None = None,
+) -> _Stage:
+    """Check and intern the inputs, build the evidence tables and the run state. ``supplied``: the extracts of
+    the whole run (a partition's ``sources`` may lack some); ``extra_tokens``: claim columns of tokens to intern
+    too; ``extra_deaths``: a claim column of the taxpayer's death date (YYYYMMDD, NaN: none) known from rows in
+    another partition."""
     policy = policy or load_policy()
     missing_columns = [c for c in CLAIM_COLUMNS if c not in claims.columns]
     if missing_columns:
@@ -148,25 +206,28 @@ def verify_tables(
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
         raise InputFileError(f"unknown source name(s): {', '.join(unknown)}")
-    sources, encodings = split_sources(sources)
-    for name, table in sources.items():
+    frames, encodings = split_sources(sources)
+    for name, table in frames.items():
         check_columns(name, table)
+    supplied = frozenset(frames) if supplied is None else supplied
 
     n = len(claims)
     claims = claims.reset_index(drop=True)
-    say(f"interning tokens ({n} claim lines, {len(sources)} extract(s))")
+    say(f"interning tokens ({n} claim lines, {len(frames)} extract(s))")
     interner = TokenInterner()
     h_taxpayer = interner.add(claims["taxpayer_id_tok"], name="taxpayer_id_tok")
     h_subject = interner.add(claims["subject_id_tok"], name="subject_id_tok")
+    h_extra = {column: interner.add(claims[column], name=column) for column in extra_tokens}
     handles = {
         (name, entity): interner.add(table[f"{entity}_id_tok"], name=f"{name}.{entity}_id_tok")
-        for name, table in sources.items()
+        for name, table in frames.items()
         for entity in ENTITIES[name]
     }
     interner.build()
     codes = {key: interner.codes(h) for key, h in handles.items()}
     taxpayer = interner.codes(h_taxpayer).copy()  # copies: the views would keep every token code alive
     raw_subject = interner.codes(h_subject).copy()
+    extra_codes = {column: interner.codes(h).copy() for column, h in h_extra.items()}
     size = interner.size
 
     deduction = _objects(claims["deduction"])
@@ -186,8 +247,17 @@ def verify_tables(
     claimed = month_range(start % 100 - 1, end % 100 - 1)
     claimed[(start // 100 != year) | (end // 100 != year)] = False  # hash-time validation keeps these out
 
-    say("building evidence tables")
-    ev = build_evidence(sources, codes, size)
+    if evidence:
+        say("building evidence tables")
+        deaths = None
+        if extra_deaths is not None:
+            ymd = _float(claims[extra_deaths])
+            known = np.isfinite(ymd) & (taxpayer >= 0)
+            deaths = (taxpayer[known], ymd[known])
+        ev = build_evidence(frames, codes, size, supplied=supplied, extra_deaths=deaths)
+    else:
+        ev = Evidence(size=size, supplied=supplied)
+        ev.present = presence(frames, codes, size)
     run = Run(
         policy=policy,
         ev=ev,
@@ -212,49 +282,85 @@ def verify_tables(
         claimed_amount=np.zeros(n),
     )
     run.flag(np.arange(n), "INVALID_SUBJECT_ID", invalid_given)
+    return _Stage(
+        claims=claims, sources=frames, encodings=encodings, interner=interner, codes=codes, size=size,
+        policy=policy, run=run, raw_subject=raw_subject, valid=valid,
+        verifiable=np.isin(deduction, VERIFIABLE), supplied=supplied, extra_codes=extra_codes,
+    )
 
-    # ---- linking
+
+def _exact_links(stage: _Stage, say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """(exact, name mismatch) per line: the subject's token is in an extract of its deduction's universe, and
+    (mismatch) the claim's subject name disagrees with every name the extracts hold for that person."""
     say("linking subjects")
-    verifiable = np.isin(deduction, VERIFIABLE)
+    run, claims, raw_subject = stage.run, stage.claims, stage.raw_subject
+    assert stage.codes is not None
+    n = len(run.year)
+    deduction = run.deduction
     exact = np.zeros(n, dtype=bool)
-    candidates = valid & (raw_subject >= 0) & verifiable
+    candidates = stage.valid & (raw_subject >= 0) & stage.verifiable
     for ded, subject_sources in SUBJECT_SOURCES.items():
         rows = candidates & (deduction == ded)
         for name in subject_sources:
-            if name in sources and rows.any():
-                exact[rows] |= ev.present[name][raw_subject[rows]]
-    run.subject[exact] = raw_subject[exact]
+            if name in stage.supplied and name in stage.sources and rows.any():
+                exact[rows] |= run.ev.present[name][raw_subject[rows]]
 
     # An exact ID is trusted only when the claim's subject name agrees with that person's (SPEC §5): otherwise
     # look for another person as for a mistyped ID; failing that the exact link stands, with NAME_MISMATCH.
     mismatch = np.zeros(n, dtype=bool)
     named_exact = np.flatnonzero(exact)
     if "subject_name_fz" in claims.columns and len(named_exact):
-        universe = tuple(name for name in SOURCES if name in sources and name in LINKED_SOURCES)
+        universe = tuple(name for name in SOURCES if name in stage.sources and name in LINKED_SOURCES)
         say(f"checking subject names of {len(named_exact)} exact link(s)")
         mismatch[named_exact] = exact_name_disagrees(
-            take(claims["subject_name_fz"], named_exact), raw_subject[named_exact], universe, encodings, codes, size
+            take(claims["subject_name_fz"], named_exact), raw_subject[named_exact], universe, stage.encodings,
+            stage.codes, stage.size,
         )
         say(f"{int(mismatch.sum())} exact link(s) whose subject name disagrees")
+    return exact, mismatch
 
+
+def exact_stage(
+    claims: pd.DataFrame, sources: dict[str, pd.DataFrame | HashedExtract], *, supplied: frozenset[str],
+    progress: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Partitioned runs, first stage (claims and extract rows of one partition of subject tokens): per line,
+    (exact, name mismatch, queried): what :func:`verify_tables` finds for them before the fuzzy linker."""
+    say = progress or (lambda message: None)
+    stage = _prepare(claims, sources, policy=None, say=say, supplied=supplied, evidence=False)
+    exact, mismatch = _exact_links(stage, say)
+    return exact, mismatch, (stage.verifiable & ~exact) | mismatch
+
+
+def _fuzzy_links(stage: _Stage, linker: Linker | None, say: Callable[[str], None]) -> None:
+    """The fuzzy linker for the lines without an exact link, and for those whose exact link's name disagrees;
+    sets the run's linked subjects and the link columns of ``stage``."""
+    run, claims, exact, mismatch = stage.run, stage.claims, stage.exact, stage.mismatch.copy()
+    assert stage.codes is not None
+    n = len(run.year)
+    deduction = run.deduction
+    run.subject[exact] = stage.raw_subject[exact]
     match = np.where(exact, "exact", "none").astype(object)
     score = exact.astype(np.float64)
     fuzzy = np.zeros(n, dtype=bool)
     ambiguous = np.zeros(n, dtype=bool)
-    pending = verifiable & ~exact
+    found_positions = np.full(n, -1, dtype=np.int64)
+    found_tokens: list[pd.Series] = []
+    offset = 0
+    pending = stage.verifiable & ~exact
     queried = pending | mismatch
     if queried.any():
         pending_rows = np.flatnonzero(queried)
         query_frame = pd.DataFrame(
             {c: take(_column(claims, f"subject_{c}"), pending_rows).set_axis(pending_rows) for c in QUERY_COLUMNS}
         )
-        exclude = np.where(mismatch, raw_subject, -1)
+        exclude = np.where(mismatch, stage.raw_subject, -1)
         linker = linker or default_linker()
         # The default linker only ever pairs people sharing a blocking key with a query: read no others.
         keys = SharedKeys(query_frame, PERSON_PASSES) if linker is best_links else None
-        people = PersonUniverse(sources, encodings, codes, keys)
+        people = PersonUniverse(stage.sources, stage.encodings, stage.codes, keys)
         for ded, subject_sources in SUBJECT_SOURCES.items():
-            universe = tuple(name for name in subject_sources if name in sources)
+            universe = tuple(name for name in subject_sources if name in stage.sources)
             rows = np.flatnonzero(queried & (deduction == ded))
             if not universe or not len(rows):
                 continue
@@ -283,13 +389,115 @@ def verify_tables(
             run.subject[found_rows[~found_ambiguous]] = found_codes[~found_ambiguous]
             match[found_rows] = "fuzzy"
             score[found_rows] = found_scores
+            # the found person's token, for a partitioned run's later stages
+            found_positions[found_rows] = offset + np.arange(len(found_rows))
+            offset += len(found_rows)
+            found_tokens.append(
+                take(persons["id_tok"], pd.Index(person_codes).get_indexer(found_codes)).reset_index(drop=True)
+            )
         del people, query_frame  # the candidates and their encodings
-    del interner, codes, handles  # every extract row's token code: the evidence tables hold what the rules need
-    exact &= ~fuzzy  # an exact ID whose name pointed to another person is no longer the link
-    run.flag(np.flatnonzero(fuzzy), "FUZZY_MATCH")
-    run.flag(np.flatnonzero(ambiguous), "AMBIGUOUS_MATCH")
-    run.flag(np.flatnonzero(mismatch), "NAME_MISMATCH")
+    stage.exact = exact & ~fuzzy  # an exact ID whose name pointed to another person is no longer the link
+    stage.mismatch, stage.match, stage.score, stage.fuzzy, stage.ambiguous = mismatch, match, score, fuzzy, ambiguous
+    if offset:
+        tokens = pd.concat(found_tokens, ignore_index=True) if len(found_tokens) > 1 else found_tokens[0]
+        stage.found_tokens = take(tokens, np.maximum(found_positions, 0)).where(found_positions >= 0)
+    _link_flags(stage)
 
+
+def _link_flags(stage: _Stage) -> None:
+    run = stage.run
+    run.flag(np.flatnonzero(stage.fuzzy), "FUZZY_MATCH")
+    run.flag(np.flatnonzero(stage.ambiguous), "AMBIGUOUS_MATCH")
+    run.flag(np.flatnonzero(stage.mismatch), "NAME_MISMATCH")
+
+
+def fuzzy_stage(
+    claims: pd.DataFrame,
+    sources: dict[str, pd.DataFrame | HashedExtract],
+    exact: np.ndarray,
+    mismatch: np.ndarray,
+    *,
+    supplied: frozenset[str],
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Partitioned runs, second stage: the fuzzy linker for the queried lines of the whole run (``claims``), with
+    (``exact``, ``mismatch``) from :func:`exact_stage`, against ``sources`` holding every extract row of every
+    candidate person (a person with a row sharing a blocking key with some query), in the extracts' order.
+
+    One row per line: ``exact`` (the exact link stands), ``match``, ``score``, ``fuzzy``, ``ambiguous``,
+    ``mismatch``, ``found_tok`` (the token of the person a fuzzy link found; None otherwise)."""
+    say = progress or (lambda message: None)
+    stage = _prepare(claims, sources, policy=None, say=say, supplied=supplied, evidence=False)
+    stage.exact, stage.mismatch = np.asarray(exact, dtype=bool), np.asarray(mismatch, dtype=bool)
+    _fuzzy_links(stage, None, say)
+    found = stage.found_tokens
+    if found is None:
+        found = pd.Series([None] * len(claims), dtype=object)
+    linked_found = found.where(stage.fuzzy)
+    return pd.DataFrame(
+        {
+            "exact": stage.exact,
+            "match": stage.match,
+            "score": stage.score,
+            "fuzzy": stage.fuzzy,
+            "ambiguous": stage.ambiguous,
+            "mismatch": stage.mismatch,
+            "found_tok": linked_found.reset_index(drop=True),
+        }
+    )
+
+
+# Claim columns a partitioned run adds before the rules stage (:func:`rules_stage`).
+LINK_COLUMNS = ("_lk_exact", "_lk_match", "_lk_score", "_lk_fuzzy", "_lk_ambiguous", "_lk_mismatch", "_lk_found_tok")
+TAXPAYER_COLUMNS = ("_tp_only_child", "_tp_death_ymd")
+
+
+def rules_stage(
+    claims: pd.DataFrame,
+    sources: dict[str, pd.DataFrame | HashedExtract],
+    *,
+    supplied: frozenset[str],
+    policy: Policy | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Partitioned runs, third stage: the claim lines whose subject (linked, else as given) falls in one partition,
+    with their link results (:data:`LINK_COLUMNS`) and their taxpayer's facts (:data:`TAXPAYER_COLUMNS`), against
+    the extract rows naming a person of that partition.
+
+    Returns (flags of every line but the linked elderly_support ones, the elderly_support lines' state for
+    :func:`elderly_stage`), in the order of ``claims``."""
+    say = progress or (lambda message: None)
+    stage = _prepare(
+        claims, sources, policy=policy, say=say, supplied=supplied, extra_tokens=("_lk_found_tok",),
+        extra_deaths="_tp_death_ymd",
+    )
+    del stage.interner, stage.codes
+    claims = stage.claims
+    stage.exact = claims["_lk_exact"].to_numpy(dtype=bool)
+    stage.fuzzy = claims["_lk_fuzzy"].to_numpy(dtype=bool)
+    stage.ambiguous = claims["_lk_ambiguous"].to_numpy(dtype=bool)
+    stage.mismatch = claims["_lk_mismatch"].to_numpy(dtype=bool)
+    stage.match = _objects(claims["_lk_match"])
+    stage.score = _float(claims["_lk_score"])
+    found = stage.extra_codes["_lk_found_tok"]
+    stage.run.subject = np.where(stage.exact, stage.raw_subject, np.where(stage.fuzzy, found, -1))
+    _link_flags(stage)
+    if stage.run.ev.only_child is not None:
+        certified = claims["_tp_only_child"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        only_child = stage.run.ev.only_child.copy()
+        only_child[stage.run.taxpayer[stage.run.taxpayer >= 0]] = certified[stage.run.taxpayer >= 0]
+        stage.run.ev.only_child = only_child
+    return _rules(stage, say, split_elderly=True)
+
+
+def _rules(stage: _Stage, say: Callable[[str], None], *, split_elderly: bool = False
+           ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Duplicates and the deduction rules over linked lines; the flags. With ``split_elderly``, the linked
+    elderly_support lines stop before their taxpayer-wide step and come back as a state frame instead of flags."""
+    run, claims = stage.run, stage.claims
+    n = len(run.year)
+    deduction, claimed, year, raw_subject = run.deduction, run.claimed, run.year, stage.raw_subject
+    exact, ambiguous = stage.exact, stage.ambiguous
     birth_ym = _float(_column(claims, "subject_birth_ym", np.nan))
     id_birth_ym = _float(_column(claims, "subject_id_birth_ym", np.nan))
     chosen = np.where(exact & ~np.isnan(id_birth_ym), id_birth_ym, birth_ym)
@@ -307,7 +515,7 @@ def verify_tables(
         overlap_mask[(deduction[dup_rows] == "serious_illness") | certificate[dup_rows]] = True
         ded_code = pd.factorize(deduction[dup_rows])[0].astype(np.int64) * 2 + certificate[dup_rows]
         line = pd.to_numeric(claims["_line"]).to_numpy(dtype=np.int64)[dup_rows]
-        pair = pd.factorize(taxpayer[dup_rows] * np.int64(size + 1) + subject_key[dup_rows])[0]
+        pair = pd.factorize(run.taxpayer[dup_rows] * np.int64(stage.size + 1) + subject_key[dup_rows])[0]
         group_id = pd.factorize((pair.astype(np.int64) * 64 + ded_code) * 10_000 + year[dup_rows])[0]
         order = np.lexsort((line, group_id))
         # Lines sorted by group, then input line: a month is a duplicate when an earlier line of the group
@@ -335,18 +543,21 @@ def verify_tables(
     rows = np.flatnonzero(usable & (deduction == "children_education"))
     say(f"rules: children_education ({len(rows)})")
     children_education(run, rows, (infant_keys, run.allowed_months[infant_rows]))
-    rows = np.flatnonzero(usable & (deduction == "elderly_support"))
-    say(f"rules: elderly_support ({len(rows)})")
-    elderly_support(run, rows)
+    elderly_rows = np.flatnonzero(usable & (deduction == "elderly_support"))
+    say(f"rules: elderly_support ({len(elderly_rows)})")
+    elderly_state = elderly_subject_step(run, elderly_rows)
+    if not split_elderly:
+        elderly_taxpayer_step(run, elderly_rows, elderly_state, only_child_supplied="only_child" in run.ev.supplied)
     rows = np.flatnonzero(usable & (deduction == "serious_illness"))
     say(f"rules: serious_illness ({len(rows)})")
     serious_illness(run, rows)
 
     # Lines without a usable subject.
     open_months = (claimed & ~run.dup).any(axis=1)
+    verifiable = stage.verifiable
     unlinked = np.flatnonzero(verifiable & ~usable & ~ambiguous)
     if len(unlinked):
-        needed_missing = _needed_source_missing(run, sources)[unlinked]
+        needed_missing = _needed_source_missing(run, stage.supplied)[unlinked]
         run.flag(unlinked, "SUBJECT_NOT_FOUND", ~needed_missing)
         run.flag(unlinked, "SOURCE_MISSING", needed_missing)
         run.missing[unlinked] = needed_missing
@@ -356,7 +567,98 @@ def verify_tables(
     run.missing[no_source] = True
     run.supported[no_source] = open_months[no_source]
 
-    return _flags(claims, run, match, score, fuzzy, ambiguous, mismatch)
+    flags = _flags(claims, run, stage.match, stage.score, stage.fuzzy, ambiguous, stage.mismatch)
+    if not split_elderly:
+        return flags, None
+    keep = np.ones(n, dtype=bool)
+    keep[elderly_rows] = False
+    state = _elderly_frame(stage, elderly_rows, elderly_state)
+    if "_pos" in claims.columns:
+        flags.insert(0, "_pos", pd.to_numeric(claims["_pos"]).to_numpy(dtype=np.int64))
+    return flags[keep].reset_index(drop=True), state
+
+
+def _months(values: np.ndarray) -> pa.Array:
+    """A (k, 12) array as one Arrow column of 12-element lists (exact: float64 and bool round-trip)."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat), 12)
+
+
+def _unmonths(column: pd.Series | pa.Array | pa.ChunkedArray, dtype: type) -> np.ndarray:
+    array = column if isinstance(column, pa.Array | pa.ChunkedArray) else pa.array(column)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=dtype).reshape(-1, 12)
+
+
+def _elderly_frame(stage: _Stage, rows: np.ndarray, state: ElderlyState) -> pd.DataFrame:
+    """What :func:`elderly_stage` needs of the linked elderly_support lines: everything the flags are made of."""
+    run, claims = stage.run, stage.claims
+    table = pa.table(
+        {
+            "claim_id": pa.array(claims["claim_id"].to_numpy(dtype=object)[rows]),
+            "taxpayer_id_tok": _arrow_column(claims["taxpayer_id_tok"], rows),
+            "tax_year": pa.array(run.year[rows]),
+            "reasons": pa.array(run.reasons[rows]),
+            "missing": pa.array(run.missing[rows]),
+            "supported": pa.array(run.supported[rows]),
+            "match": pa.array(stage.match[rows].astype(str)),
+            "score": pa.array(stage.score[rows]),
+            "fuzzy": pa.array(stage.fuzzy[rows]),
+            "mismatch": pa.array(stage.mismatch[rows]),
+            **{name: _months(getattr(state, name)) for name in ElderlyState.MONTH_FIELDS},
+        }
+    )
+    frame = table.to_pandas(types_mapper=pd.ArrowDtype)
+    for column in ("_pos", "_line"):
+        if column in claims.columns:
+            frame.insert(0, column, pd.to_numeric(claims[column]).to_numpy(dtype=np.int64)[rows])
+    return frame
+
+
+def _arrow_column(column: pd.Series, rows: np.ndarray) -> pa.Array:
+    taken = take(column, rows)
+    if isinstance(taken.dtype, pd.ArrowDtype):
+        array = taken.array.__arrow_array__()
+        return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return pa.array(taken.to_numpy(dtype=object), type=pa.binary(16))
+
+
+def elderly_stage(state: pd.DataFrame, *, supplied: frozenset[str], policy: Policy | None = None) -> pd.DataFrame:
+    """Partitioned runs, last stage: the linked elderly_support lines of the taxpayers of one partition (state
+    frames of :func:`rules_stage`, in claims order): one taxpayer's total across parents, and their flags."""
+    policy = policy or load_policy()
+    k = len(state)
+    interner = TokenInterner()
+    handle = interner.add(state["taxpayer_id_tok"], name="taxpayer_id_tok")
+    interner.build()
+    ev = Evidence(size=interner.size, supplied=supplied)
+    zeros = np.zeros((k, 12))
+    run = Run(
+        policy=policy, ev=ev, taxpayer=interner.codes(handle), subject=np.zeros(k, dtype=np.int64),
+        year=pd.to_numeric(state["tax_year"]).to_numpy(dtype=np.int64),
+        deduction=np.full(k, "elderly_support", dtype=object), relation=np.full(k, None, dtype=object),
+        stage=np.full(k, None, dtype=object), share=np.full(k, np.nan), monthly=np.full(k, np.nan),
+        annual=np.full(k, np.nan), only_child_declared=np.full(k, None, dtype=object), birth_abs=np.full(k, np.nan),
+        claimed=np.zeros((k, 12), dtype=bool), dup=np.zeros((k, 12), dtype=bool),
+        reasons=pd.to_numeric(state["reasons"]).to_numpy(dtype=np.int64).copy(),
+        missing=state["missing"].to_numpy(dtype=bool).copy(),
+        supported=state["supported"].to_numpy(dtype=bool).copy(),
+        allowed_months=zeros.copy(), allowed_annual=np.full(k, np.nan), claimed_amount=np.zeros(k),
+    )
+    elderly = ElderlyState(**{
+        name: _unmonths(state[name], bool if name in ElderlyState.BOOL_FIELDS else np.float64)
+        for name in ElderlyState.MONTH_FIELDS
+    })
+    rows = np.arange(k)
+    elderly_taxpayer_step(run, rows, elderly, only_child_supplied="only_child" in supplied)
+    flags = _flags(
+        state, run, _objects(state["match"]), _float(state["score"]), state["fuzzy"].to_numpy(dtype=bool),
+        np.zeros(k, dtype=bool), state["mismatch"].to_numpy(dtype=bool),
+    )
+    if "_pos" in state.columns:
+        flags.insert(0, "_pos", pd.to_numeric(state["_pos"]).to_numpy(dtype=np.int64))
+    return flags
 
 
 def default_claimed(run: Run) -> None:

@@ -138,17 +138,30 @@ class Evidence:
         return out
 
 
-def build_evidence(
+def presence(
     sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str], np.ndarray], size: int
-) -> Evidence:
-    """``codes[(source, entity)]`` holds the interned ``E_id_tok`` codes of each extract row."""
-    ev = Evidence(size=size, supplied=frozenset(sources))
+) -> dict[str, np.ndarray]:
+    """Per source, a bool per person code: the person is in that extract."""
+    out = {}
     for name in sources:
         present = np.zeros(size + 1, dtype=bool)  # last cell absorbs -1 (no token)
         for entity in ENTITIES[name]:
             present[codes[(name, entity)]] = True
         present[-1] = False
-        ev.present[name] = present[:size]
+        out[name] = present[:size]
+    return out
+
+
+def build_evidence(
+    sources: dict[str, pd.DataFrame], codes: dict[tuple[str, str], np.ndarray], size: int, *,
+    supplied: frozenset[str] | None = None, extra_deaths: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Evidence:
+    """``codes[(source, entity)]`` holds the interned ``E_id_tok`` codes of each extract row. ``supplied``: the
+    extracts of the run (default: ``sources``; a partition's ``sources`` holds each of them, maybe empty).
+    ``extra_deaths``: (person codes, YYYYMMDD) of deaths recorded in rows this table does not hold (a partitioned
+    run's taxpayers), for the end of a marriage."""
+    ev = Evidence(size=size, supplied=frozenset(sources) if supplied is None else supplied)
+    ev.present = presence(sources, codes, size)
 
     if "household" in sources:
         parent, child = codes[("household", "parent")], codes[("household", "child")]
@@ -188,6 +201,8 @@ def build_evidence(
         ev.death_year = death_year
         death_ymd = np.full(size, np.inf)
         np.minimum.at(death_ymd, person[death], ymd[death])
+        if extra_deaths is not None:
+            np.minimum.at(death_ymd, extra_deaths[0], extra_deaths[1])
         couple = (person >= 0) & (partner >= 0) & ~np.isnan(ymd)
         pair = pair_keys(np.minimum(person, partner), np.maximum(person, partner), size)
         marriage = couple & (event == "marriage")

@@ -135,7 +135,7 @@ class RawReader:
                 data = handle.read(target)
                 buffer = pending + data
                 if not header_done:
-                    cut = _safe_cut(buffer, first=True)
+                    cut = safe_cut(buffer, first=True)
                     if cut < 0 and data:
                         pending = buffer
                         continue
@@ -145,7 +145,7 @@ class RawReader:
                     if buffer.strip():
                         yield CsvBlock(buffer, next_line)
                     return
-                cut = _safe_cut(buffer)
+                cut = safe_cut(buffer)
                 if cut < 0:
                     pending = buffer
                     continue
@@ -294,7 +294,7 @@ class CsvBlock:
     first_line: int
 
 
-def _safe_cut(buffer: bytes, *, first: bool = False) -> int:
+def safe_cut(buffer: bytes, *, first: bool = False) -> int:
     """Index of the newline that ends the last complete record in ``buffer`` (the first one when ``first``), or -1.
 
     A newline inside a quoted value is not a record end: there the count of quote characters before it is odd

@@ -51,10 +51,10 @@ def _init_worker(schema: Schema, key: SharedKey, purpose: str, encoding_version:
 
 def _encode_in_worker(unit: Unit) -> EncodedChunk:
     assert _worker is not None
-    return _encode_unit(_worker[0], _worker[1], unit)
+    return encode_unit(_worker[0], _worker[1], unit)
 
 
-def _encode_unit(table_encoder: AnyTableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
+def encode_unit(table_encoder: AnyTableEncoder, layout: CsvLayout | None, unit: Unit) -> EncodedChunk:
     if isinstance(unit, CsvBlock):
         assert layout is not None
         chunk = parse_csv_block(layout, unit)
@@ -82,7 +82,7 @@ def encode_chunks(reader: RawReader, table_encoder: AnyTableEncoder, key: Shared
     second = _next(units)
     if second is None or workers <= 1:
         for unit in _chain(first, second, units):
-            yield _encode_unit(table_encoder, layout, unit)
+            yield encode_unit(table_encoder, layout, unit)
         return
     context = pool_context()
     init_args = (table_encoder.schema, key, purpose, table_encoder.encoder.encoding_version, layout)

@@ -127,7 +127,7 @@ def _hash_file(
     writer = HashedFileWriter(output, table_encoder.arrow_schema,
                               unique=[schema.record_id] if schema.kind == "link" and schema.record_id else [])
     try:
-        rejects_writer = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+        rejects_writer = RejectsWriter(Path(rejects_path)) if rejects_path else None
     except BaseException:
         writer.abort()  # no stray .partial output when the rejects file cannot be created
         raise
@@ -210,7 +210,7 @@ def build_manifest(schema: Schema, encoder: Encoder, key: SharedKey, input_path:
     )
 
 
-class _RejectsWriter:
+class RejectsWriter:
     """``line,column,reason`` CSV, published atomically when complete (after the hashed file)."""
 
     def __init__(self, path: Path) -> None:

@@ -43,9 +43,9 @@ from matchkit.errors import EmptyInputError, InputFileError, KeyFileError, Match
 from matchkit.io.hashed.dataset import DatasetWriter, PartEntry, file_digest_of, part_name
 from matchkit.io.hashed.format import LINE_COLUMN, Manifest
 from matchkit.io.hashed.writer import HashedFileWriter
-from matchkit.io.readers import CsvBlock, CsvLayout, RawReader, _safe_cut
-from matchkit.jobs.encoding import AnyTableEncoder, Unit, _encode_unit, encode_chunks, make_table_encoder
-from matchkit.jobs.hash import ProgressCallback, _RejectsWriter, build_manifest
+from matchkit.io.readers import CsvBlock, CsvLayout, RawReader, safe_cut
+from matchkit.jobs.encoding import AnyTableEncoder, Unit, encode_chunks, encode_unit, make_table_encoder
+from matchkit.jobs.hash import ProgressCallback, RejectsWriter, build_manifest
 from matchkit.runtime.cluster import INLINE, Scheduler, open_runner, parse_scheduler
 from matchkit.schema import Schema, load_schema
 from matchkit.security.keys import SharedKey, load_key
@@ -177,9 +177,9 @@ def hash_to_dataset(source: str | Path | Schema, input_path: str | Path, key: Sh
     table_encoder = make_table_encoder(schema, encoder)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     dataset = DatasetWriter(output)
-    rejects: _RejectsWriter | None = None
+    rejects: RejectsWriter | None = None
     try:
-        rejects = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+        rejects = RejectsWriter(Path(rejects_path)) if rejects_path else None
 
         def part_manifest(rows_in: int, rows_hashed: int, rows_rejected: int, notes: dict[str, int]) -> Manifest:
             return build_manifest(schema, encoder, key, input_path, reader, rows_in, rows_hashed, rows_rejected,
@@ -216,7 +216,7 @@ def hash_to_dataset(source: str | Path | Schema, input_path: str | Path, key: Sh
 
 
 def _hash_here(reader: RawReader, table_encoder: AnyTableEncoder, key: SharedKey, dataset: DatasetWriter,
-               units_per_part: int, workers: int | None, rejects: _RejectsWriter | None,
+               units_per_part: int, workers: int | None, rejects: RejectsWriter | None,
                progress: ProgressCallback | None, part_manifest: PartManifest, signing_key: SigningKey | None
                ) -> _Totals:
     """The in-process pool encodes the blocks; this process writes them into the parts, a part every
@@ -300,7 +300,7 @@ def hash_part(task: PartTask) -> PartResult:
                                                   newline=""))
                 writer = csv.writer(handle)
             for unit in _task_units(task, reader):
-                rows_read, (table, faults, notes) = _encode_unit(table_encoder, task.layout, unit)
+                rows_read, (table, faults, notes) = encode_unit(table_encoder, task.layout, unit)
                 all_faults = part.add(rows_read, table, faults, notes, exclude)
                 if writer is not None:
                     writer.writerows(all_faults)
@@ -340,7 +340,7 @@ def _csv_spans(reader: RawReader) -> list[tuple[int, int, int, str]]:
         while True:
             data = handle.read(1 << 20)
             buffer += data
-            cut = _safe_cut(buffer, first=True)
+            cut = safe_cut(buffer, first=True)
             if cut >= 0 or not data:
                 offset = cut + 1 if cut >= 0 else len(buffer)
                 break
@@ -353,7 +353,7 @@ def _csv_spans(reader: RawReader) -> list[tuple[int, int, int, str]]:
 
 def _hash_on_scheduler(scheduler: Scheduler, reader: RawReader, schema: Schema, key: SharedKey,
                        dataset: DatasetWriter, units_per_part: int, workers: int | None,
-                       rejects: _RejectsWriter | None, progress: ProgressCallback | None, purpose: str, created: str, signing_key: SigningKey | None) -> _Totals:
+                       rejects: RejectsWriter | None, progress: ProgressCallback | None, purpose: str, created: str, signing_key: SigningKey | None) -> _Totals:
     if key.path is None:
         raise KeyFileError("hashing on a scheduler needs the key from a key file (its workers read it there)")
     layout = reader.csv_layout() if reader.format == "csv" else None
@@ -433,7 +433,7 @@ def _repeated_across_parts(folder: Path, column: str, results: list[PartResult]
     return reruns
 
 
-def _append_rejects(path: Path, rejects: _RejectsWriter) -> None:
+def _append_rejects(path: Path, rejects: RejectsWriter) -> None:
     with open(path, encoding="utf-8", newline="") as handle:
         batch: Faults = []
         for line, column, reason in csv.reader(handle):

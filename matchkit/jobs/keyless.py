@@ -18,7 +18,7 @@ from matchkit.errors import EmptyInputError, MatchkitError
 from matchkit.io.atomic import remove_published
 from matchkit.io.readers import DEFAULT_CHUNK_ROWS, RawReader
 from matchkit.jobs.encoding import encode_chunks, make_table_encoder
-from matchkit.jobs.hash import _RejectsWriter
+from matchkit.jobs.hash import RejectsWriter
 from matchkit.keyless import request as request_lib
 from matchkit.keyless import sealed as sealed_lib
 from matchkit.keyless.answer import AnswerResult, answer_file
@@ -44,7 +44,7 @@ __all__ = ["answer_job", "encode_input", "load_oprf_key", "merge_job", "new_oprf
 
 def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, rejects_path: str | Path | None = None,
                  encoding: str = "auto", workers: int | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 allow_empty: bool = False, held: list[_RejectsWriter] | None = None, stream: bool = False
+                 allow_empty: bool = False, held: list[RejectsWriter] | None = None, stream: bool = False
                  ) -> Encoded:
     """Read, normalise and encode a raw input exactly as ``matchkit hash`` does (its reader, worker processes,
     row checks and rejects file, published only when complete), under the public encoding key, in memory. An
@@ -64,7 +64,7 @@ def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, reject
 
     def chunks() -> Iterator[pa.Table]:
         record_ids = RecordIdChecker(schema.record_id)
-        rejects = _RejectsWriter(Path(rejects_path)) if rejects_path else None
+        rejects = RejectsWriter(Path(rejects_path)) if rejects_path else None
         rows_out = 0
         try:
             with contextlib.closing(encode_chunks(reader, table_encoder, PUBLIC_ENCODING_KEY, purpose,
@@ -110,7 +110,7 @@ def encode_input(schema: Schema, purpose: str, *, input_path: str | Path, reject
 def _reading(input_path: str | Path, outputs: Sequence[str | Path], **options: Any) -> Iterator[EncodeInput]:
     """The hash job's reading for ``seal``/``request``; the rejects file is published only once the run's
     ``outputs`` are (and those are removed again if it cannot be): a failed run leaves no rejects behind."""
-    held: list[_RejectsWriter] = []
+    held: list[RejectsWriter] = []
     try:
         yield partial(encode_input, input_path=input_path, held=held, **options)
     except BaseException:

@@ -53,7 +53,7 @@ from matchkit.verify.engine import (
     input_columns,
     rules_stage,
 )
-from matchkit.verify.evidence import ENTITIES, REQUIRED_COLUMNS, _ymd, text_values
+from matchkit.verify.evidence import ENTITIES, REQUIRED_COLUMNS, text_values, ymd_values
 from matchkit.verify.interning import token_words
 from matchkit.verify.linking import ENCODING_COLUMNS
 from matchkit.verify.policy import load_policy
@@ -244,7 +244,7 @@ def facts_task(task: Task) -> int:
             certified = present[taxpayer]
         if civil is not None:
             person = interner.codes(h_person)
-            ymd = _ymd(civil["event_date"])
+            ymd = ymd_values(civil["event_date"])
             dead = (text_values(civil["event"]) == "death") & (person >= 0) & ~np.isnan(ymd)
             death_ymd = np.full(size + 1, np.inf)
             np.minimum.at(death_ymd, person[dead], ymd[dead])

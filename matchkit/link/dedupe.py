@@ -36,11 +36,11 @@ from matchkit.link.engine import (
     FieldPlan,
     LinkSide,
     Progress,
-    _score,
     check_method,
     comparison_rows,
     comparison_table,
     default_terms,
+    score_candidates,
     shares_key,
 )
 from matchkit.link.stats import DedupeStats
@@ -215,7 +215,7 @@ def dedupe_side(
     levels, similarities = comparison_table(plans, frame, frame, lpos, rpos, rows)
     stats["compare_seconds"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores, used = _score(plans, frame, frame, candidates, levels, similarities, passes, method, random_pairs, seed,
+    scores, used = score_candidates(plans, frame, frame, candidates, levels, similarities, passes, method, random_pairs, seed,
                           stats, rows, terms=list(terms), all_pairs=all_pairs)
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:

@@ -310,7 +310,7 @@ def link_tables(
                  comparisons_per_second=candidates.total * len(plans) / seconds if seconds > 0 else None)
 
     started = time.perf_counter()
-    scores, used = _score(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
+    scores, used = score_candidates(plans, left, right, candidates, levels, similarities, passes, method, random_pairs, seed,
                           stats, rows, terms=list(terms))
     stats.update(method=used, score_seconds=time.perf_counter() - started)
     if threshold is None:
@@ -337,7 +337,7 @@ def check_method(method: str, threshold: float | None) -> None:
         raise MatchkitError(f"threshold must be in [0, 1], got {threshold}")
 
 
-def _score(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
+def score_candidates(plans: list[FieldPlan], left: TokenFrame, right: TokenFrame, candidates: CandidatePairs,
            levels: np.ndarray, similarities: np.ndarray, passes: list[BlockingPass], method: str,
            random_pairs: int, seed: int, stats: dict[str, Any],
            rows: tuple[RecordRows, RecordRows] | None = None, *, terms: Sequence[TfTerm] | None = None,

@@ -59,7 +59,7 @@ def sorted_in(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[pos] == values
 
 
-def _ymd(column: pd.Series) -> np.ndarray:
+def ymd_values(column: pd.Series) -> np.ndarray:
     """YYYYMMDD as float (NaN when absent or not a date)."""
     if isinstance(column.dtype, pd.ArrowDtype) and pa.types.is_date32(column.dtype.pyarrow_dtype):
         days = column.array.__arrow_array__().cast(pa.int32()).to_numpy(zero_copy_only=False)
@@ -194,7 +194,7 @@ def build_evidence(
         table = sources["civil_affairs"]
         person, partner = codes[("civil_affairs", "person")], codes[("civil_affairs", "partner")]
         event = text_values(table["event"])
-        ymd = _ymd(table["event_date"])
+        ymd = ymd_values(table["event_date"])
         death = (event == "death") & (person >= 0) & ~np.isnan(ymd)
         death_year = np.full(size, NEVER, dtype=np.int64)
         np.minimum.at(death_year, person[death], (ymd[death] // 10_000).astype(np.int64))
